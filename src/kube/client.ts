@@ -1,0 +1,123 @@
+import {
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  Health,
+  KubeConfig,
+  KubernetesObjectApi,
+  PolicyV1Api,
+  Watch,
+} from '@kubernetes/client-node'
+import {existsSync} from 'node:fs'
+import {homedir} from 'node:os'
+import path from 'node:path'
+
+import {ConfigError} from '../errors.js'
+
+export interface KubeConfigSource {
+  /** --kubeconfig flag. */
+  kubeconfig?: string
+  /** --context flag. */
+  context?: string
+  /** kubernetes.kubeconfig / kubernetes.context from homelab.yaml (already resolved to absolute paths). */
+  fromFile?: {kubeconfig?: string; context?: string}
+  env?: NodeJS.ProcessEnv
+  home?: string
+}
+
+/**
+ * kubectl's rules: the flag, then the cluster file, then $KUBECONFIG (a path list, merged),
+ * then ~/.kube/config. The context comes from the flag, the cluster file, or current-context.
+ * TLS verification cannot be switched off from a kubeconfig: a homelab tool that silently
+ * trusts any API server would hand cluster-admin credentials to whoever answers.
+ */
+export function loadKubeConfig(source: KubeConfigSource = {}): {kubeConfig: KubeConfig; origin: string} {
+  const env = source.env ?? process.env
+  const home = source.home ?? homedir()
+  const kubeConfig = new KubeConfig()
+  const explicit = source.kubeconfig ?? source.fromFile?.kubeconfig
+  let origin: string
+  if (explicit) {
+    if (!existsSync(explicit)) {
+      throw new ConfigError(`kubeconfig ${explicit} does not exist`, {
+        hint: 'pass --kubeconfig with the path of your cluster\'s kubeconfig (k3s writes it to /etc/rancher/k3s/k3s.yaml on a server)',
+      })
+    }
+    kubeConfig.loadFromFile(explicit)
+    origin = explicit
+  } else if (env.KUBECONFIG) {
+    const files = env.KUBECONFIG.split(path.delimiter).filter((file) => file && existsSync(file))
+    if (files.length === 0) {
+      throw new ConfigError(`no file named in KUBECONFIG exists (${env.KUBECONFIG})`, {
+        hint: 'set KUBECONFIG to an existing kubeconfig or pass --kubeconfig',
+      })
+    }
+    kubeConfig.loadFromFile(files[0])
+    for (const file of files.slice(1)) {
+      const more = new KubeConfig()
+      more.loadFromFile(file)
+      kubeConfig.mergeConfig(more, true)
+    }
+    origin = files.join(path.delimiter)
+  } else {
+    const fallback = path.join(home, '.kube', 'config')
+    if (!existsSync(fallback)) {
+      throw new ConfigError('no kubeconfig found (no --kubeconfig, no KUBECONFIG, no ~/.kube/config)', {
+        hint: 'copy /etc/rancher/k3s/k3s.yaml from a server to ~/.kube/config (set its server: address), or pass --kubeconfig',
+      })
+    }
+    kubeConfig.loadFromFile(fallback)
+    origin = fallback
+  }
+
+  const context = source.context ?? source.fromFile?.context
+  if (context) {
+    if (!kubeConfig.getContextObject(context)) {
+      const known = kubeConfig.getContexts().map((c) => c.name).join(', ') || 'none'
+      throw new ConfigError(`context "${context}" is not in ${origin} (contexts: ${known})`, {
+        hint: 'pass --context with one of the contexts listed, or set kubernetes.context in homelab.yaml',
+      })
+    }
+    kubeConfig.setCurrentContext(context)
+  }
+  const cluster = kubeConfig.getCurrentCluster()
+  if (!cluster) {
+    throw new ConfigError(`${origin} has no current context with a cluster`, {
+      hint: 'pass --context, or set current-context in the kubeconfig',
+    })
+  }
+  if (cluster.skipTLSVerify) {
+    throw new ConfigError(`cluster "${cluster.name}" in ${origin} sets insecure-skip-tls-verify`, {
+      hint: 'put the cluster CA in certificate-authority-data (k3s: the one in /etc/rancher/k3s/k3s.yaml) and remove insecure-skip-tls-verify',
+    })
+  }
+  return {kubeConfig, origin}
+}
+
+/** The API clients the product uses, made once from one KubeConfig. */
+export class KubeClients {
+  readonly core: CoreV1Api
+  readonly policy: PolicyV1Api
+  readonly apps: AppsV1Api
+  readonly coordination: CoordinationV1Api
+  readonly customObjects: CustomObjectsApi
+  readonly objects: KubernetesObjectApi
+  readonly watch: Watch
+  readonly health: Health
+
+  constructor(readonly kubeConfig: KubeConfig) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api)
+    this.policy = kubeConfig.makeApiClient(PolicyV1Api)
+    this.apps = kubeConfig.makeApiClient(AppsV1Api)
+    this.coordination = kubeConfig.makeApiClient(CoordinationV1Api)
+    this.customObjects = kubeConfig.makeApiClient(CustomObjectsApi)
+    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig)
+    this.watch = new Watch(kubeConfig)
+    this.health = new Health(kubeConfig)
+  }
+
+  get server(): string {
+    return this.kubeConfig.getCurrentCluster()?.server ?? '(unknown)'
+  }
+}
