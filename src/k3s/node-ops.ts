@@ -1,0 +1,148 @@
+import path from 'node:path'
+
+import {CommandError, HomelabError, PreflightError} from '../errors.js'
+import type {Transport} from '../transport/types.js'
+import {type Arch, normaliseArch} from './release.js'
+import {k3sBinaryPath} from './installed-version.js'
+
+/**
+ * What the upgrade does on a node, as fixed shell scripts whose every variable part is a
+ * positional argument ($1, $2 …): no value from the cluster file or the API is ever pasted into
+ * script text, so no name or path can be read as shell syntax.
+ */
+function script(transport: Transport, text: string, args: readonly string[], options: {privileged?: boolean; signal?: AbortSignal; timeoutMs?: number} = {}) {
+  return transport.run(['sh', '-c', text, 'homelab', ...args], options)
+}
+
+export type ServiceManager = 'systemd' | 'openrc'
+
+export async function detectArch(transport: Transport, signal?: AbortSignal): Promise<Arch> {
+  return normaliseArch(await transport.run(['uname', '-m'], {signal}))
+}
+
+/** systemd when systemctl is there, OpenRC (Alpine) when rc-service is; k3s's installer supports only these. */
+export async function detectServiceManager(transport: Transport, setting: 'auto' | ServiceManager, signal?: AbortSignal): Promise<ServiceManager> {
+  if (setting !== 'auto') return setting
+  const found = (await script(transport, 'if command -v systemctl >/dev/null 2>&1; then echo systemd; elif command -v rc-service >/dev/null 2>&1; then echo openrc; fi', [], {signal})).trim()
+  if (found === 'systemd' || found === 'openrc') return found
+  throw new PreflightError(`${transport.node}: neither systemd nor OpenRC found`, {
+    hint: 'k3s runs under systemd or OpenRC; set install.service in homelab.yaml if detection is wrong',
+  })
+}
+
+/** The installer's service names: `k3s` for servers, `k3s-agent` for agents. */
+export function serviceName(role: 'server' | 'agent'): string {
+  return role === 'server' ? 'k3s' : 'k3s-agent'
+}
+
+export async function restartService(transport: Transport, manager: ServiceManager, service: string, signal?: AbortSignal): Promise<void> {
+  const argv = manager === 'systemd' ? ['systemctl', 'restart', service] : ['rc-service', service, 'restart']
+  await transport.run(argv, {privileged: true, signal, timeoutMs: 120_000})
+}
+
+/** Fails fast when sudo would ask for a password, instead of hanging at 2 a.m. */
+export async function checkPrivilege(transport: Transport, signal?: AbortSignal): Promise<void> {
+  try {
+    await transport.run(['true'], {privileged: true, signal, timeoutMs: 20_000})
+  } catch (error) {
+    throw new PreflightError(`${transport.node}: cannot run commands as root (${error instanceof CommandError ? error.stderr.trim() || error.message : (error as Error).message})`, {
+      cause: error,
+      hint: 'give the SSH user passwordless sudo (NOPASSWD), or connect as root with ssh.become: none',
+    })
+  }
+}
+
+/** Kilobytes free on the filesystem holding `dir`. */
+export async function freeKilobytes(transport: Transport, dir: string, signal?: AbortSignal): Promise<number> {
+  const out = await script(transport, 'df -Pk "$1" | tail -n 1', [dir], {signal})
+  const available = Number(out.trim().split(/\s+/)[3])
+  if (!Number.isFinite(available)) throw new CommandError(`${transport.node}: cannot read free space of ${dir}`, 0, out)
+  return available
+}
+
+export async function sha256OnNode(transport: Transport, file: string, signal?: AbortSignal): Promise<string | undefined> {
+  const out = await script(transport, 'if [ -f "$1" ]; then sha256sum "$1"; fi', [file], {signal})
+  const hash = out.trim().split(/\s+/)[0]
+  return /^[0-9a-f]{64}$/.test(hash ?? '') ? hash : undefined
+}
+
+export interface StageResult {
+  /** Where the verified new binary waits on the node, beside the live one. */
+  stagedPath: string
+}
+
+/**
+ * Puts the new binary next to the live one (same directory, so the swap is one rename) and
+ * checks its sha256 there, after the copy. Pushed over SFTP from the CLI's verified cache, or
+ * downloaded by the node itself (install.source: node).
+ */
+export async function stageBinary(
+  transport: Transport,
+  options: {binDir: string; sha256: string; source: {localPath: string} | {url: string}; signal?: AbortSignal},
+): Promise<StageResult> {
+  const {binDir, sha256, signal} = options
+  const stagedPath = path.posix.join(binDir, '.k3s.homelab-new')
+  const upload = `/tmp/.homelab-k3s-${sha256.slice(0, 16)}`
+  if ('localPath' in options.source) {
+    await transport.putFile(options.source.localPath, upload, {mode: 0o755, signal})
+  } else {
+    await script(
+      transport,
+      'if command -v curl >/dev/null 2>&1; then curl -fsSL -o "$2" "$1"; else wget -qO "$2" "$1"; fi',
+      [options.source.url, upload],
+      {signal, timeoutMs: 600_000},
+    )
+  }
+  await script(
+    transport,
+    'set -e; actual=$(sha256sum "$1" | cut -d" " -f1); if [ "$actual" != "$2" ]; then echo "sha256 does not match: got $actual, expected $2" >&2; rm -f "$1"; exit 3; fi; cp "$1" "$3.tmp"; chmod 0755 "$3.tmp"; mv -f "$3.tmp" "$3"; rm -f "$1"',
+    [upload, sha256, stagedPath],
+    {privileged: true, signal},
+  ).catch((error: unknown) => {
+    if (error instanceof CommandError && error.exitStatus === 3) {
+      throw new HomelabError(`${transport.node}: the copied k3s binary's sha256 does not match (${error.stderr.trim()})`, {
+        cause: error,
+        hint: 'the copy was damaged on the way; nothing was swapped. Run again',
+      })
+    }
+    throw error
+  })
+  return {stagedPath}
+}
+
+/**
+ * Keeps the live binary as k3s.prev (unless it already is the new one) and renames the staged
+ * binary over it: one rename, so the node never has a half-written k3s. The old process keeps
+ * running its old inode until the service restarts.
+ */
+export async function swapBinary(transport: Transport, binDir: string, stagedPath: string, signal?: AbortSignal): Promise<void> {
+  const live = k3sBinaryPath(binDir)
+  await script(
+    transport,
+    'set -e; if [ -f "$1" ]; then cp -p "$1" "$1.prev.tmp"; mv -f "$1.prev.tmp" "$1.prev"; fi; mv -f "$2" "$1"',
+    [live, stagedPath],
+    {privileged: true, signal},
+  )
+}
+
+/** Puts k3s.prev back as the live binary, when the live one has not that sha256 already. */
+export async function restorePreviousBinary(transport: Transport, binDir: string, previousSha256: string, signal?: AbortSignal): Promise<'restored' | 'already'> {
+  const live = k3sBinaryPath(binDir)
+  const out = await script(
+    transport,
+    'set -e; now=$(sha256sum "$1" 2>/dev/null | cut -d" " -f1 || true); if [ "$now" = "$3" ]; then echo already; exit 0; fi; prev=$(sha256sum "$2" | cut -d" " -f1); if [ "$prev" != "$3" ]; then echo "k3s.prev is not the previous binary (sha256 $prev, expected $3)" >&2; exit 3; fi; cp -p "$2" "$1.restore.tmp"; mv -f "$1.restore.tmp" "$1"; echo restored',
+    [live, `${live}.prev`, previousSha256],
+    {privileged: true, signal},
+  )
+  return out.trim() === 'already' ? 'already' : 'restored'
+}
+
+/** `k3s etcd-snapshot save`; returns the snapshot's file name as k3s printed it, or the name base. */
+export async function saveEtcdSnapshot(transport: Transport, options: {binDir: string; dataDir: string; name: string; signal?: AbortSignal}): Promise<string> {
+  const out = await transport.run(
+    [k3sBinaryPath(options.binDir), 'etcd-snapshot', 'save', '--data-dir', options.dataDir, '--name', options.name],
+    {privileged: true, signal: options.signal, timeoutMs: 300_000},
+  )
+  const match = new RegExp(`(${options.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-[^\\s"]+)`).exec(out)
+  return match?.[1] ?? options.name
+}

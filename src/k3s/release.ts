@@ -1,0 +1,159 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {createReadStream, createWriteStream} from 'node:fs'
+import {mkdir, rename, rm, stat} from 'node:fs/promises'
+import path from 'node:path'
+import {Readable, Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {ConnectionError, HomelabError, PreflightError} from '../errors.js'
+import type {K3sVersion} from '../versions/k3s-version.js'
+
+/** Architectures k3s publishes binaries for, by their Kubernetes/GOARCH names. */
+export type Arch = 'amd64' | 'arm64' | 'arm' | 's390x'
+
+const ARTIFACTS: Record<Arch, string> = {amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf', s390x: 'k3s-s390x'}
+
+export function artifactName(arch: Arch): string {
+  return ARTIFACTS[arch]
+}
+
+export function checksumFileName(arch: Arch): string {
+  return `sha256sum-${arch}.txt`
+}
+
+/** `uname -m` (or a Node's status.nodeInfo.architecture) to the release's arch name. */
+export function normaliseArch(machine: string): Arch {
+  const m = machine.trim()
+  if (m === 'x86_64' || m === 'amd64') return 'amd64'
+  if (m === 'aarch64' || m === 'arm64' || m === 'armv8l') return 'arm64'
+  if (/^armv[67]/.test(m) || m === 'arm' || m === 'armhf') return 'arm'
+  if (m === 's390x') return 's390x'
+  throw new PreflightError(`unsupported machine architecture "${m}"`, {hint: 'k3s publishes binaries for amd64, arm64, arm (armhf) and s390x only'})
+}
+
+export function artifactUrl(releaseUrl: string, version: K3sVersion, file: string): string {
+  return `${releaseUrl.replace(/\/+$/, '')}/${version.urlEncoded()}/${file}`
+}
+
+export interface VerifiedBinary {
+  version: string
+  arch: Arch
+  /** Local path of the verified file in the cache. */
+  path: string
+  sha256: string
+  size: number
+}
+
+export interface ReleaseSourceOptions {
+  releaseUrl: string
+  cacheDir: string
+  fetch?: typeof fetch
+  timeoutMs?: number
+}
+
+/**
+ * Downloads k3s binaries once per version and architecture into a cache, and only ever hands
+ * out files whose sha256 equals the release's sha256sum-<arch>.txt — checked on download and
+ * again when a cached file is reused.
+ */
+export class ReleaseSource {
+  private readonly fetch: typeof fetch
+  private readonly inflight = new Map<string, Promise<VerifiedBinary>>()
+
+  constructor(private readonly options: ReleaseSourceOptions) {
+    this.fetch = options.fetch ?? fetch
+  }
+
+  /** The sha256 the release publishes for this architecture's binary. */
+  async expectedSha256(version: K3sVersion, arch: Arch, signal?: AbortSignal): Promise<string> {
+    const url = artifactUrl(this.options.releaseUrl, version, checksumFileName(arch))
+    const response = await this.get(url, signal)
+    const text = await response.text()
+    const file = artifactName(arch)
+    for (const line of text.split('\n')) {
+      const [hash, name] = line.trim().split(/\s+\*?/)
+      if (name === file && /^[0-9a-f]{64}$/i.test(hash)) return hash.toLowerCase()
+    }
+    throw new HomelabError(`${url} lists no sha256 for ${file}`, {
+      hint: 'check install.releaseUrl: a mirror must serve the release files unchanged',
+    })
+  }
+
+  /** The verified binary, from the cache or downloaded now. Concurrent callers share one download. */
+  binary(version: K3sVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
+    const key = `${version.format()}/${arch}`
+    let pending = this.inflight.get(key)
+    if (!pending) {
+      pending = this.fetchBinary(version, arch, signal)
+      pending.catch(() => this.inflight.delete(key))
+      this.inflight.set(key, pending)
+    }
+    return pending
+  }
+
+  private async fetchBinary(version: K3sVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
+    const expected = await this.expectedSha256(version, arch, signal)
+    const file = artifactName(arch)
+    const dir = path.join(this.options.cacheDir, version.format(), arch)
+    const target = path.join(dir, file)
+    const cached = await sha256File(target).catch(() => undefined)
+    if (cached === expected) {
+      return {version: version.format(), arch, path: target, sha256: expected, size: (await stat(target)).size}
+    }
+    await mkdir(dir, {recursive: true})
+    const url = artifactUrl(this.options.releaseUrl, version, file)
+    const response = await this.get(url, signal)
+    const temp = `${target}.${randomBytes(4).toString('hex')}.part`
+    const hash = createHash('sha256')
+    let size = 0
+    try {
+      await pipeline(
+        Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk)
+            size += chunk.length
+            callback(null, chunk)
+          },
+        }),
+        createWriteStream(temp, {mode: 0o644}),
+        {signal},
+      )
+      const actual = hash.digest('hex')
+      if (actual !== expected) {
+        throw new HomelabError(`download sha256 does not match for ${url}: got ${actual}, the release says ${expected}`, {
+          hint: 'the file was corrupted or altered on the way; nothing was installed. Check install.releaseUrl and try again',
+        })
+      }
+      await rename(temp, target)
+    } finally {
+      await rm(temp, {force: true})
+    }
+    return {version: version.format(), arch, path: target, sha256: expected, size}
+  }
+
+  private async get(url: string, signal?: AbortSignal): Promise<Response> {
+    const timeout = AbortSignal.timeout(this.options.timeoutMs ?? 120_000)
+    let response: Response
+    try {
+      response = await this.fetch(url, {signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: 'follow'})
+    } catch (error) {
+      throw new ConnectionError(`cannot download ${url}: ${(error as Error).message}`, {
+        cause: error,
+        hint: 'check the network and install.releaseUrl in homelab.yaml (a mirror works for air-gapped homelabs)',
+      })
+    }
+    if (!response.ok) {
+      throw new ConnectionError(`cannot download ${url}: HTTP ${response.status}`, {
+        hint: response.status === 404 ? 'this version or architecture is not in the release; check the version and install.releaseUrl' : 'check install.releaseUrl and try again',
+      })
+    }
+    return response
+  }
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256')
+  await pipeline(createReadStream(file), hash)
+  return hash.digest('hex')
+}
