@@ -1,0 +1,173 @@
+import {AbortedError, ConnectionError, VersionError} from './errors.js'
+import {formatDuration} from './duration.js'
+import {type Distribution, isVersionString, K3sVersion, parseVersion} from './versions/k3s-version.js'
+
+/** Where each distribution publishes its channels (the installers' defaults). */
+export const DEFAULT_CHANNEL_URLS: Record<Distribution, string> = {
+  k3s: 'https://update.k3s.io/v1-release/channels',
+  rke2: 'https://update.rke2.io/v1-release/channels',
+}
+export const DEFAULT_CHANNEL_URL = DEFAULT_CHANNEL_URLS.k3s
+
+const DEFAULT_TIMEOUT_MS = 15_000
+
+export interface ChannelOptions {
+  /** The channel listing URL, `install.channelUrl` in homelab.yaml. */
+  baseUrl?: string
+  distribution?: Distribution
+  fetch?: typeof globalThis.fetch
+  signal?: AbortSignal
+  /** Bound for each request. */
+  timeoutMs?: number
+}
+
+export interface ChannelInfo {
+  id: string
+  name: string
+  /** The version the channel points at now, as the server spells it. */
+  latest: string
+}
+
+/** Lets `1.31` stand for the channel `v1.31`, as people often type it. */
+export function normalizeChannelName(name: string): string {
+  return /^\d+\.\d+(?:-[a-z]+)?$/.test(name) ? `v${name}` : name
+}
+
+const UNREACHABLE_HINT =
+  'check install.channelUrl in homelab.yaml and the network, or pass an exact version such as v1.32.0+k3s1'
+
+/**
+ * The version a channel points at now. Asks the channel server for `<base>/<id>` and reads the
+ * 302's Location (last path segment = version), as the installer and SUC do; falls back to the
+ * JSON listing when the server answers without a redirect (some mirrors and proxies do).
+ */
+export async function resolveChannel(name: string, options: ChannelOptions = {}): Promise<K3sVersion> {
+  const id = normalizeChannelName(name)
+  const base = baseOf(options)
+  if (isVersionString(id)) {
+    throw new VersionError(`${id} is a version, not a channel`, {hint: `use it as the target version directly`})
+  }
+  const url = `${base}/${encodeURIComponent(id)}`
+  const response = await request(url, options, {redirect: 'manual'})
+  await response.body?.cancel().catch(() => undefined)
+
+  const location = response.headers.get('location')
+  if (response.status >= 300 && response.status < 400 && location) {
+    return versionFromLocation(location, url, id, options.distribution)
+  }
+  if (response.status >= 500) {
+    throw new ConnectionError(`the channel server at ${base} answered ${response.status} ${response.statusText} for channel ${id}`, {
+      hint: `try again later; ${UNREACHABLE_HINT}`,
+    })
+  }
+  const channels = await listChannels(options)
+  const entry = channels.find((c) => c.id === id || c.name === id)
+  if (!entry) throw unknownChannel(id, base, channels)
+  return parseReported(entry.latest, id, base, options.distribution)
+}
+
+/** The channels the server lists (`GET <base>`, JSON), in the server's order. */
+export async function listChannels(options: ChannelOptions = {}): Promise<ChannelInfo[]> {
+  const base = baseOf(options)
+  const response = await request(base, options, {headers: {accept: 'application/json'}})
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => undefined)
+    throw new ConnectionError(`the channel server at ${base} answered ${response.status} ${response.statusText} to the channel listing`, {
+      hint: response.status >= 500 ? `try again later; ${UNREACHABLE_HINT}` : UNREACHABLE_HINT,
+    })
+  }
+  let body: unknown
+  try {
+    body = await response.json()
+  } catch (error) {
+    if (options.signal?.aborted) throw new AbortedError('cancelled while reading the channel listing', {cause: error})
+    throw new ConnectionError(`the channel listing at ${base} is not JSON`, {cause: error, hint: UNREACHABLE_HINT})
+  }
+  const data = (body as {data?: unknown})?.data
+  if (!Array.isArray(data)) {
+    throw new ConnectionError(`the channel listing at ${base} has no "data" list; is this a k3s channel server?`, {hint: UNREACHABLE_HINT})
+  }
+  return data
+    .filter((c): c is Record<string, unknown> => typeof c === 'object' && c !== null && typeof c.id === 'string')
+    .map((c) => ({
+      id: c.id as string,
+      name: typeof c.name === 'string' ? c.name : (c.id as string),
+      latest: typeof c.latest === 'string' ? c.latest : '',
+    }))
+}
+
+function baseOf(options: ChannelOptions): string {
+  return (options.baseUrl ?? DEFAULT_CHANNEL_URLS[options.distribution ?? 'k3s']).replace(/\/+$/, '')
+}
+
+async function request(url: string, options: ChannelOptions, init: RequestInit): Promise<Response> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const timeout = AbortSignal.timeout(timeoutMs)
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
+  const doFetch = options.fetch ?? globalThis.fetch
+  try {
+    return await doFetch(url, {...init, signal})
+  } catch (error) {
+    if (options.signal?.aborted) throw new AbortedError(`cancelled while asking the channel server at ${url}`, {cause: error})
+    if (timeout.aborted) {
+      throw new ConnectionError(`the channel server at ${url} did not answer within ${formatDuration(timeoutMs)}`, {
+        cause: error,
+        hint: UNREACHABLE_HINT,
+      })
+    }
+    throw new ConnectionError(`cannot reach the channel server at ${url}: ${describeNetworkError(error)}`, {
+      cause: error,
+      hint: UNREACHABLE_HINT,
+    })
+  }
+}
+
+// undici reports "fetch failed" and puts the useful part (ECONNREFUSED, ENOTFOUND, a TLS
+// verification failure) in `cause`.
+function describeNetworkError(error: unknown): string {
+  const parts: string[] = []
+  let current: unknown = error
+  for (let depth = 0; current && depth < 4; depth++) {
+    const e = current as {message?: unknown; code?: unknown; cause?: unknown}
+    const text = [typeof e.code === 'string' ? e.code : '', typeof e.message === 'string' ? e.message : '']
+      .filter(Boolean)
+      .join(' ')
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text)
+    current = e.cause
+  }
+  return parts.filter((p) => p !== 'fetch failed').join(': ') || 'fetch failed'
+}
+
+function versionFromLocation(location: string, requestUrl: string, id: string, distribution?: Distribution): K3sVersion {
+  let segment: string
+  try {
+    const target = new URL(location, requestUrl)
+    segment = decodeURIComponent(target.pathname.split('/').filter(Boolean).at(-1) ?? '')
+  } catch (error) {
+    throw new ConnectionError(`the channel server redirected channel ${id} to ${JSON.stringify(location)}, which is not a URL`, {
+      cause: error,
+      hint: UNREACHABLE_HINT,
+    })
+  }
+  return parseReported(segment, id, requestUrl, distribution)
+}
+
+function parseReported(reported: string, id: string, where: string, distribution?: Distribution): K3sVersion {
+  try {
+    return parseVersion(reported, distribution)
+  } catch (error) {
+    throw new VersionError(`the channel server at ${where} says channel ${id} is ${JSON.stringify(reported)}, which is not a ${distribution ?? 'k3s'} version`, {
+      cause: error,
+      hint: `check that install.channelUrl points at the ${distribution ?? 'k3s'} channel server, or pass an exact version`,
+    })
+  }
+}
+
+function unknownChannel(id: string, base: string, channels: readonly ChannelInfo[]): VersionError {
+  const known = channels.map((c) => c.id)
+  return new VersionError(`the channel server at ${base} has no channel ${JSON.stringify(id)}`, {
+    hint: known.length
+      ? `use one of: ${known.join(', ')}; or pass an exact version such as v1.32.0+k3s1`
+      : 'the server lists no channels; pass an exact version such as v1.32.0+k3s1',
+  })
+}
