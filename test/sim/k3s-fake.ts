@@ -1,0 +1,379 @@
+/**
+ * Fake k3s binaries for the simulated homelab: one executable script per version and
+ * architecture, so each has a true, distinct sha256 that the release server can publish and
+ * the product can verify, push, swap and run exactly as it would the real 70 MB binary.
+ *
+ * The script is run by node (`#!/usr/bin/env node`; the node's PATH holds node's own dir) and
+ * behaves like k3s where the product touches it:
+ * - `--version` / `-v`: the two lines real k3s prints.
+ * - `server` / `agent`: what "the service came up" means here: POST
+ *   `{"version","arch","role"}` to `$HOMELAB_SIM_CONTROL/nodes/<node>/k3s-started`, record
+ *   `state/k3s.running`, exit 0 (the simulated API then turns the Node Ready at this version).
+ * - `etcd-snapshot save|ls|list|delete|prune`: on the node's data dir, failing the way k3s fails
+ *   on an agent (no server token), with the service down (connection refused) or on SQLite
+ *   ("etcd datastore disabled").
+ * A binary built for another architecture than the node's (`state/arch`) refuses to run with
+ * "Exec format error", as the kernel would.
+ */
+import {createHash} from 'node:crypto'
+
+export type K3sArch = 'amd64' | 'arm64' | 'arm' | 's390x'
+export type Distribution = 'k3s' | 'rke2'
+
+export const K3S_ARCHES: readonly K3sArch[] = ['amd64', 'arm64', 'arm', 's390x']
+
+/** What `uname -m` prints on a node of each architecture. */
+export const UNAME_MACHINE: Readonly<Record<K3sArch, string>> = {
+  amd64: 'x86_64',
+  arm64: 'aarch64',
+  arm: 'armv7l',
+  s390x: 's390x',
+}
+
+export interface FakeBinaryOptions {
+  /** `v1.31.4+k3s1` (or `v1.31.3+rke2r1` for rke2); the `-k3s1` spelling is accepted. */
+  version: string
+  arch: K3sArch
+  distribution?: Distribution
+}
+
+const VERSION_RE = {
+  k3s: /^v(\d+)\.(\d+)\.(\d+)[+-]k3s(\d+)$/,
+  rke2: /^v(\d+)\.(\d+)\.(\d+)[+-]rke2r(\d+)$/,
+} as const
+
+/** The `+` spelling of a version, after checking its shape for the distribution. */
+export function canonicalVersion(version: string, distribution: Distribution = 'k3s'): string {
+  const m = VERSION_RE[distribution].exec(version)
+  if (!m) {
+    const example = distribution === 'k3s' ? 'v1.31.4+k3s1' : 'v1.31.3+rke2r1'
+    throw new Error(`fake ${distribution} binary: "${version}" is not a ${distribution} version like ${example}`)
+  }
+  return version.replace(/-(k3s|rke2r)(\d+)$/, '+$1$2')
+}
+
+/** The 8-hex "git commit" a fake release reports, stable per distribution and version. */
+export function fakeCommit(version: string, distribution: Distribution = 'k3s'): string {
+  return createHash('sha256').update(`${distribution} ${canonicalVersion(version, distribution)}`).digest('hex').slice(0, 8)
+}
+
+/** A plausible Go toolchain for the Kubernetes minor (real k3s prints it on the second line). */
+export function fakeGoVersion(version: string, distribution: Distribution = 'k3s'): string {
+  const m = VERSION_RE[distribution].exec(version)
+  if (!m) throw new Error(`fake ${distribution} binary: "${version}" is not a ${distribution} version`)
+  const minor = Number(m[2])
+  const patch = Number(m[3])
+  const goMinor = minor >= 33 ? 24 : minor === 32 ? 23 : minor >= 30 ? 22 : minor === 29 ? 21 : 20
+  return `go1.${goMinor}.${(patch % 9) + 1}`
+}
+
+/** The first line of `k3s --version` for this release: `k3s version v1.31.4+k3s1 (abcdef12)`. */
+export function versionLine(options: FakeBinaryOptions): string {
+  const distribution = options.distribution ?? 'k3s'
+  const version = canonicalVersion(options.version, distribution)
+  return `${distribution} version ${version} (${fakeCommit(version, distribution)})`
+}
+
+/** The bytes of a fake k3s (or rke2) binary: an executable node script. */
+export function fakeK3sBinary(options: FakeBinaryOptions): Buffer {
+  const distribution = options.distribution ?? 'k3s'
+  const version = canonicalVersion(options.version, distribution)
+  if (!K3S_ARCHES.includes(options.arch)) throw new Error(`fake ${distribution} binary: unknown architecture "${options.arch}"`)
+  const release = {
+    distribution,
+    version,
+    arch: options.arch,
+    commit: fakeCommit(version, distribution),
+    go: fakeGoVersion(version, distribution),
+  }
+  const header =
+    '#!/usr/bin/env node\n' +
+    `// homelab simulation: stand-in for ${distribution} ${version} linux/${options.arch}. Not ${distribution}.\n` +
+    `const RELEASE = ${JSON.stringify(release)};\n`
+  return Buffer.from(header + BINARY_BODY, 'utf8')
+}
+
+// The script body. Plain JS that runs as CommonJS or ESM (dynamic imports only, no require,
+// no top-level await), because the node directory may sit under a package.json of either type.
+// It avoids process.exit so piped output is never cut short on platforms with async pipes.
+const BINARY_BODY = String.raw`
+(async function main() {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const http = await import('node:http');
+  const os = await import('node:os');
+  const env = process.env;
+  const args = process.argv.slice(2);
+  const self = process.argv[1];
+  const NAME = RELEASE.distribution;
+
+  class Exit extends Error {
+    constructor(code) { super('exit ' + code); this.code = code; }
+  }
+  function logLine(level, msg) {
+    const time = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    process.stderr.write('time="' + time + '" level=' + level + ' msg=' + JSON.stringify(msg) + '\n');
+  }
+  function fatal(msg) {
+    logLine('fatal', msg);
+    throw new Exit(1);
+  }
+
+  const root = env.HOMELAB_SIM_ROOT || '';
+  const stateDir = root ? path.join(root, 'state') : '';
+  function readState(name) {
+    if (!stateDir) return null;
+    try { return fs.readFileSync(path.join(stateDir, name), 'utf8').trim(); } catch { return null; }
+  }
+  function journal(fields) {
+    if (!stateDir) return;
+    const record = [new Date().toISOString(), NAME].concat(fields).join('\x1f') + '\x1e\n';
+    try { fs.appendFileSync(path.join(stateDir, 'service.log'), record); } catch {}
+  }
+
+  function usage(out) {
+    out.write(
+      'NAME:\n   ' + NAME + ' - Kubernetes, but small and simple (homelab simulation)\n\n' +
+      'USAGE:\n   ' + NAME + ' [global options] command [command options] [arguments...]\n\n' +
+      'VERSION:\n   ' + RELEASE.version + ' (' + RELEASE.commit + ')\n\n' +
+      'COMMANDS:\n   server         Run management server\n   agent          Run node agent\n' +
+      '   etcd-snapshot  Manage etcd snapshots (save, ls, delete, prune)\n\n' +
+      'GLOBAL OPTIONS:\n   --help, -h     show help\n   --version, -v  print the version\n');
+  }
+
+  // Flags the way urfave/cli takes them: --flag value, --flag=value, -f value.
+  function parseFlags(list, spec, strict) {
+    const flags = {};
+    const positional = [];
+    for (let i = 0; i < list.length; i++) {
+      const a = list[i];
+      if (a === '--') { positional.push.apply(positional, list.slice(i + 1)); break; }
+      if (!a.startsWith('-') || a === '-') { positional.push(a); continue; }
+      const eq = a.indexOf('=');
+      const rawName = (eq === -1 ? a : a.slice(0, eq)).replace(/^--?/, '');
+      const kind = spec[rawName];
+      if (!kind) {
+        if (strict) {
+          process.stderr.write('Incorrect Usage: flag provided but not defined: -' + rawName + '\n\n');
+          usage(process.stderr);
+          throw new Exit(1);
+        }
+        continue;
+      }
+      const name = kind.name;
+      if (kind.type === 'bool') { flags[name] = eq === -1 ? true : a.slice(eq + 1) !== 'false'; continue; }
+      if (eq !== -1) { flags[name] = a.slice(eq + 1); continue; }
+      if (i + 1 >= list.length) {
+        process.stderr.write('Incorrect Usage: flag needs an argument: -' + rawName + '\n');
+        throw new Exit(1);
+      }
+      flags[name] = list[++i];
+    }
+    return {flags, positional};
+  }
+  function flagSpec(defs) {
+    const spec = {};
+    for (const d of defs) for (const alias of d.names) spec[alias] = {name: d.names[0], type: d.type};
+    return spec;
+  }
+
+  function resolveDataDir(flags) {
+    if (flags['data-dir']) return path.resolve(flags['data-dir']);
+    if (env.HOMELAB_SIM_DATA_DIR) return env.HOMELAB_SIM_DATA_DIR;
+    if (root) return path.join(root, 'data');
+    fatal('no data dir: pass --data-dir or run inside the simulated node (HOMELAB_SIM_ROOT)');
+  }
+
+  function post(url, body) {
+    return new Promise((resolve, reject) => {
+      const payload = Buffer.from(JSON.stringify(body));
+      const req = http.request(url, {
+        method: 'POST',
+        headers: {'content-type': 'application/json', 'content-length': payload.length},
+        signal: AbortSignal.timeout(3000),
+      }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode >= 200 && res.statusCode < 300) resolve();
+          else reject(new Error('HTTP ' + res.statusCode + ' from ' + url));
+        });
+      });
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  function rfc3339(date) { return date.toISOString().replace(/\.\d+Z$/, 'Z'); }
+
+  function table(rows) {
+    // Like Go's tabwriter with padding 1: every column but the last padded to its widest cell.
+    const widths = [];
+    for (const row of rows) row.forEach((c, i) => { widths[i] = Math.max(widths[i] || 0, c.length); });
+    return rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] + 1))).join('')).join('\n') + '\n';
+  }
+
+  async function runService(role, rest) {
+    const spec = flagSpec([
+      {names: ['data-dir', 'd'], type: 'string'},
+      {names: ['cluster-reset'], type: 'bool'},
+      {names: ['cluster-reset-restore-path'], type: 'string'},
+    ]);
+    const {flags} = parseFlags(rest, spec, false);
+    const dataDir = resolveDataDir(flags);
+    if (flags['cluster-reset']) {
+      if (role !== 'server') fatal('flag provided but not defined: -cluster-reset');
+      const restore = flags['cluster-reset-restore-path'];
+      if (restore && !fs.existsSync(restore)) fatal('etcd: snapshot path does not exist: ' + restore);
+      journal(['cluster-reset', restore || '']);
+      logLine('info', 'Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. ' +
+        'Backup and delete ' + path.join(dataDir, 'server', 'db') + ' on each peer etcd server and rejoin the nodes');
+      return;
+    }
+    const failure = readState('fail-start');
+    if (failure !== null) {
+      journal(['start-failed', RELEASE.version, failure || 'simulated start failure']);
+      fatal(failure || 'simulated start failure');
+    }
+    const control = (env.HOMELAB_SIM_CONTROL || '').replace(/\/+$/, '');
+    const node = env.HOMELAB_SIM_NODE || '';
+    if (!control || !node) fatal('HOMELAB_SIM_CONTROL and HOMELAB_SIM_NODE must be set: run inside a simulated node');
+    logLine('info', 'Starting ' + NAME + ' ' + role + ' ' + RELEASE.version + ' (' + RELEASE.commit + ')');
+    const url = control + '/nodes/' + encodeURIComponent(node) + '/k3s-started';
+    try {
+      await post(url, {version: RELEASE.version, arch: RELEASE.arch, role: role});
+    } catch (err) {
+      journal(['start-failed', RELEASE.version, 'control server unreachable']);
+      fatal('cannot report to the simulation control server ' + url + ': ' + (err && err.message ? err.message : String(err)));
+    }
+    if (stateDir) fs.writeFileSync(path.join(stateDir, 'k3s.running'), RELEASE.version + '\n');
+    journal(['started', RELEASE.version, RELEASE.arch, role]);
+  }
+
+  async function runEtcdSnapshot(rest) {
+    const spec = flagSpec([
+      {names: ['name'], type: 'string'},
+      {names: ['data-dir', 'd'], type: 'string'},
+      {names: ['etcd-snapshot-dir', 'dir'], type: 'string'},
+      {names: ['node-name'], type: 'string'},
+      {names: ['etcd-snapshot-retention', 'snapshot-retention'], type: 'string'},
+      {names: ['output', 'o'], type: 'string'},
+      {names: ['config', 'c'], type: 'string'},
+      {names: ['token', 't'], type: 'string'},
+      {names: ['server', 's'], type: 'string'},
+      {names: ['log', 'l'], type: 'string'},
+      {names: ['debug'], type: 'bool'},
+      {names: ['etcd-snapshot-compress', 'snapshot-compress'], type: 'bool'},
+      {names: ['etcd-s3', 's3'], type: 'bool'},
+    ]);
+    const {flags, positional} = parseFlags(rest, spec, true);
+    const sub = positional.length > 0 ? positional[0] : 'save';
+    const operands = positional.slice(1);
+    if (!['save', 'ls', 'list', 'l', 'delete', 'rm', 'prune'].includes(sub)) {
+      process.stderr.write('No help topic for \'' + sub + '\'\n');
+      throw new Exit(3);
+    }
+    const dataDir = resolveDataDir(flags);
+    // The CLI talks to the local server with the server token: agents have none.
+    const tokenFile = path.join(dataDir, 'server', 'token');
+    if (!flags.token && !fs.existsSync(tokenFile)) fatal('open ' + tokenFile + ': no such file or directory');
+    if (stateDir && readState('service.state') !== 'active') {
+      fatal('Error: see server log for details: Post "https://127.0.0.1:6443/db/snapshot": dial tcp 127.0.0.1:6443: connect: connection refused');
+    }
+    if (stateDir && readState('etcd') === null) fatal('Error: see server log for details: etcd datastore disabled');
+    const dir = flags['etcd-snapshot-dir'] ? path.resolve(flags['etcd-snapshot-dir']) : path.join(dataDir, 'server', 'db', 'snapshots');
+    const nodeName = flags['node-name'] || env.HOMELAB_SIM_NODE || os.hostname();
+
+    function listFiles() {
+      let names = [];
+      try { names = fs.readdirSync(dir); } catch { return []; }
+      return names
+        .map((n) => ({name: n, file: path.join(dir, n), stat: fs.statSync(path.join(dir, n))}))
+        .filter((e) => e.stat.isFile())
+        .sort((a, b) => a.stat.mtimeMs - b.stat.mtimeMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    }
+
+    if (sub === 'save') {
+      if (operands.length > 0) fatal('this command does not take any arguments');
+      const base = flags.name || 'on-demand';
+      const ts = Math.floor(Date.now() / 1000);
+      const name = base + '-' + nodeName + '-' + ts;
+      fs.mkdirSync(dir, {recursive: true, mode: 0o700});
+      const content = 'homelab simulation etcd snapshot\nnode: ' + nodeName + '\nversion: ' + RELEASE.version +
+        '\ncreated: ' + ts + '\n' + 'x'.repeat(4096) + '\n';
+      fs.writeFileSync(path.join(dir, name), content, {mode: 0o600});
+      journal(['snapshot-saved', name, path.join(dir, name)]);
+      logLine('info', 'Snapshot ' + name + ' saved.');
+      return;
+    }
+    if (sub === 'ls' || sub === 'list' || sub === 'l') {
+      const format = flags.output || 'table';
+      const files = listFiles();
+      if (format === 'json') {
+        const items = files.map((e) => ({
+          apiVersion: 'k3s.cattle.io/v1', kind: 'ETCDSnapshotFile',
+          metadata: {name: 'local-' + e.name.toLowerCase().replace(/[^a-z0-9.-]/g, '-')},
+          spec: {snapshotName: e.name, nodeName: nodeName, location: 'file://' + e.file},
+          status: {size: String(e.stat.size), creationTime: rfc3339(e.stat.mtime), readyToUse: true},
+        }));
+        process.stdout.write(JSON.stringify({apiVersion: 'k3s.cattle.io/v1', kind: 'ETCDSnapshotFileList', items: items}, null, 4) + '\n');
+        return;
+      }
+      if (format !== 'table') fatal('invalid output format: ' + format + ' (the simulation renders table and json)');
+      const rows = [['Name', 'Location', 'Size', 'Created']].concat(
+        files.map((e) => [e.name, 'file://' + e.file, String(e.stat.size), rfc3339(e.stat.mtime)]));
+      process.stdout.write(table(rows));
+      return;
+    }
+    if (sub === 'delete' || sub === 'rm') {
+      if (operands.length === 0) fatal('no snapshots given for removal');
+      for (const name of operands) {
+        const file = path.join(dir, name);
+        if (!name.includes('/') && fs.existsSync(file)) {
+          fs.unlinkSync(file);
+          journal(['snapshot-deleted', name]);
+          logLine('info', 'Snapshot ' + name + ' deleted.');
+        } else {
+          logLine('warning', 'Snapshot ' + name + ' not found.');
+        }
+      }
+      return;
+    }
+    // prune: keep the newest N snapshots of this name prefix.
+    const keep = Number(flags['etcd-snapshot-retention'] || '5');
+    if (!Number.isInteger(keep) || keep < 1) fatal('snapshot retention must be a positive integer');
+    const prefix = (flags.name || 'on-demand') + '-';
+    const mine = listFiles().filter((e) => e.name.startsWith(prefix));
+    for (const e of mine.slice(0, Math.max(0, mine.length - keep))) {
+      fs.unlinkSync(e.file);
+      journal(['snapshot-deleted', e.name]);
+      logLine('info', 'Snapshot ' + e.name + ' deleted.');
+    }
+  }
+
+  try {
+    const nodeArch = readState('arch');
+    if (nodeArch && nodeArch !== RELEASE.arch) {
+      process.stderr.write(self + ': cannot execute binary file: Exec format error\n');
+      throw new Exit(126);
+    }
+    const cmd = args[0];
+    if (cmd === '--version' || cmd === '-v') {
+      process.stdout.write(NAME + ' version ' + RELEASE.version + ' (' + RELEASE.commit + ')\ngo version ' + RELEASE.go + '\n');
+    } else if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      usage(process.stdout);
+    } else if (cmd === 'server' || cmd === 'agent') {
+      await runService(cmd, args.slice(1));
+    } else if (cmd === 'etcd-snapshot') {
+      await runEtcdSnapshot(args.slice(1));
+    } else {
+      if (cmd !== undefined) process.stderr.write('Incorrect Usage: unknown command ' + JSON.stringify(cmd) + '\n\n');
+      usage(process.stderr);
+      throw new Exit(1);
+    }
+  } catch (err) {
+    if (err instanceof Exit) { process.exitCode = err.code; return; }
+    process.stderr.write(NAME + ' (simulation): ' + (err && err.stack ? err.stack : String(err)) + '\n');
+    process.exitCode = 1;
+  }
+})();
+`

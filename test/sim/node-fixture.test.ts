@@ -1,0 +1,414 @@
+import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
+import {mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {createServer, type Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {after, before, describe, test} from 'node:test'
+import {fakeCommit, fakeGoVersion, fakeK3sBinary} from './k3s-fake.js'
+import {
+  createNodeFixture,
+  currentBinaryVersion,
+  execOnNode,
+  installBinary,
+  listSnapshots,
+  readServiceLog,
+  readSudoLog,
+  runningVersion,
+  serviceState,
+  setControlUrl,
+  setEmbeddedEtcd,
+  setStartFailure,
+  setSudoPasswordRequired,
+  type NodeFixture,
+  type NodeFixtureOptions,
+} from './node-fixture.js'
+
+interface ControlRequest {
+  method: string
+  url: string
+  body: unknown
+  at: number
+}
+
+/** A stand-in for the simulated API's control server: records what the nodes report. */
+async function startControl(): Promise<{url: string; requests: ControlRequest[]; close(): Promise<void>}> {
+  const requests: ControlRequest[] = []
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8')
+      requests.push({method: req.method ?? '', url: req.url ?? '', body: text ? JSON.parse(text) : null, at: Date.now()})
+      res.writeHead(204).end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const {port} = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
+
+/** A loopback port nothing listens on. */
+async function deadUrl(): Promise<string> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const {port} = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return `http://127.0.0.1:${port}`
+}
+
+const V1 = 'v1.31.4+k3s1'
+const V2 = 'v1.31.5+k3s1'
+
+describe('simulated node', () => {
+  let root: string
+  let control: Awaited<ReturnType<typeof startControl>>
+  let counter = 0
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'homelab-node-fixture-'))
+    control = await startControl()
+  })
+  after(async () => {
+    await control.close()
+    await rm(root, {recursive: true, force: true})
+  })
+
+  function node(overrides: Partial<NodeFixtureOptions> = {}): Promise<NodeFixture> {
+    counter += 1
+    return createNodeFixture({
+      root,
+      name: `node-${counter}`,
+      role: 'server',
+      version: V1,
+      controlUrl: control.url,
+      ...overrides,
+    })
+  }
+
+  function reportsFor(name: string): ControlRequest[] {
+    return control.requests.filter((r) => r.url.startsWith(`/nodes/${name}/`))
+  }
+
+  test('the node directory follows the contract', async () => {
+    const n = await node({arch: 'arm64'})
+    assert.equal(n.binaryPath, join(n.dir, 'bin', 'k3s'))
+    const envText = await readFile(n.envFile, 'utf8')
+    assert.match(envText, new RegExp(`^PATH=${n.fakebinDir}:`, 'm'))
+    assert.match(envText, new RegExp(`^HOMELAB_SIM_NODE=${n.name}$`, 'm'))
+    assert.match(envText, /^HOMELAB_SIM_ROLE=server$/m)
+    assert.match(envText, new RegExp(`^HOMELAB_SIM_CONTROL=${control.url}$`, 'm'))
+    assert.match(envText, new RegExp(`^HOMELAB_SIM_ROOT=${n.dir}$`, 'm'))
+    const bytes = await readFile(n.binaryPath)
+    assert.deepEqual(bytes, fakeK3sBinary({version: V1, arch: 'arm64'}))
+    assert.equal(await serviceState(n), 'active')
+    assert.equal(await runningVersion(n), V1)
+  })
+
+  test('fake k3s answers --version like the real one, and binaries differ per version and arch', async () => {
+    const n = await node()
+    const r = await execOnNode(n, [n.binaryPath, '--version'])
+    assert.equal(r.exitCode, 0)
+    assert.equal(r.stdout, `k3s version ${V1} (${fakeCommit(V1)})\ngo version ${fakeGoVersion(V1)}\n`)
+    assert.match(r.stdout, /^k3s version v1\.31\.4\+k3s1 \([0-9a-f]{8}\)\ngo version go1\.22\.\d+\n$/)
+    assert.equal((await execOnNode(n, [n.binaryPath, '-v'])).stdout, r.stdout)
+    assert.equal(await currentBinaryVersion(n), V1)
+
+    const hashes = new Set(
+      [V1, V2, 'v1.32.0+k3s1'].flatMap((version) =>
+        (['amd64', 'arm64', 'arm'] as const).map((arch) =>
+          createHash('sha256').update(fakeK3sBinary({version, arch})).digest('hex'),
+        ),
+      ),
+    )
+    assert.equal(hashes.size, 9)
+    assert.notEqual(fakeCommit(V1), fakeCommit(V2))
+    assert.throws(() => fakeK3sBinary({version: '1.31', arch: 'amd64'}), /not a k3s version/)
+  })
+
+  test('a binary for another architecture does not run on the node', async () => {
+    const n = await node({arch: 'amd64'})
+    await installBinary(n, {version: V1, arch: 'arm64'})
+    const r = await execOnNode(n, [n.binaryPath, '--version'])
+    assert.equal(r.exitCode, 126)
+    assert.match(r.stderr, /Exec format error/)
+    await assert.rejects(currentBinaryVersion(n), /--version failed \(exit 126\)/)
+  })
+
+  test('k3s server reports to the control server with version, arch and role', async () => {
+    const n = await node({arch: 'arm', unameMachine: 'armv7l'})
+    const r = await execOnNode(n, [n.binaryPath, 'server', '--write-kubeconfig-mode', '644'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    const reports = reportsFor(n.name)
+    assert.equal(reports.length, 1)
+    assert.equal(reports[0]!.method, 'POST')
+    assert.equal(reports[0]!.url, `/nodes/${n.name}/k3s-started`)
+    assert.deepEqual(reports[0]!.body, {version: V1, arch: 'arm', role: 'server'})
+    assert.equal(await runningVersion(n), V1)
+    const log = await readServiceLog(n)
+    assert.deepEqual(log.at(-1)!.args, ['started', V1, 'arm', 'server'])
+    assert.equal(log.at(-1)!.source, 'k3s')
+  })
+
+  test('k3s server fails with a message when the control server is unreachable', async () => {
+    const n = await node()
+    await setControlUrl(n, await deadUrl())
+    const r = await execOnNode(n, [n.binaryPath, 'server'])
+    assert.notEqual(r.exitCode, 0)
+    assert.match(r.stderr, /level=fatal msg="cannot report to the simulation control server .*k3s-started/)
+  })
+
+  test('etcd-snapshot save / ls / delete on a server with embedded etcd', async () => {
+    const n = await node()
+    const before = Math.floor(Date.now() / 1000)
+    const save = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save', '--name', 'pre-upgrade-v1.31.5'])
+    assert.equal(save.exitCode, 0, save.stderr)
+    const snaps = await listSnapshots(n)
+    assert.equal(snaps.length, 1)
+    const m = new RegExp(`^pre-upgrade-v1\\.31\\.5-${n.name}-(\\d+)$`).exec(snaps[0]!)
+    assert.ok(m, snaps[0])
+    assert.ok(Number(m[1]) >= before && Number(m[1]) <= before + 5)
+    assert.match(save.stderr, new RegExp(`level=info msg="Snapshot ${snaps[0]} saved\\."`))
+
+    const ls = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'ls', '--data-dir', n.dataDir])
+    assert.equal(ls.exitCode, 0, ls.stderr)
+    const lines = ls.stdout.trimEnd().split('\n')
+    assert.match(lines[0]!, /^Name +Location +Size +Created$/)
+    const file = join(n.dataDir, 'server', 'db', 'snapshots', snaps[0]!)
+    assert.match(lines[1]!, new RegExp(`^${snaps[0]} +file://${file} +\\d+ +\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ$`))
+    assert.equal(lines.length, 2)
+
+    const other = join(root, `${n.name}-elsewhere`)
+    const custom = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'save', '--etcd-snapshot-dir', other])
+    assert.equal(custom.exitCode, 0, custom.stderr)
+    assert.match(custom.stderr, new RegExp(`Snapshot on-demand-${n.name}-\\d+ saved`))
+
+    const del = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'delete', snaps[0]!, 'no-such'])
+    assert.equal(del.exitCode, 0)
+    assert.match(del.stderr, /Snapshot no-such not found/)
+    assert.deepEqual(await listSnapshots(n), [])
+    const kinds = (await readServiceLog(n)).filter((e) => e.source === 'k3s').map((e) => e.args[0])
+    assert.deepEqual(kinds, ['snapshot-saved', 'snapshot-saved', 'snapshot-deleted'])
+
+    const bad = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'save', '--nmae', 'x'])
+    assert.equal(bad.exitCode, 1)
+    assert.match(bad.stderr, /flag provided but not defined: -nmae/)
+  })
+
+  test('etcd-snapshot is refused on an agent, on SQLite, and with the service down', async () => {
+    const agent = await node({role: 'agent'})
+    const a = await execOnNode(agent, [agent.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(a.exitCode, 1)
+    assert.match(a.stderr, /level=fatal msg="open .*\/data\/server\/token: no such file or directory"/)
+
+    const sqlite = await node({embeddedEtcd: false})
+    const s = await execOnNode(sqlite, [sqlite.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(s.exitCode, 1)
+    assert.match(s.stderr, /etcd datastore disabled/)
+    await setEmbeddedEtcd(sqlite, true)
+    assert.equal((await execOnNode(sqlite, [sqlite.binaryPath, 'etcd-snapshot', 'save'])).exitCode, 0)
+    await setEmbeddedEtcd(sqlite, false)
+    assert.equal((await execOnNode(sqlite, [sqlite.binaryPath, 'etcd-snapshot', 'ls'])).exitCode, 1)
+
+    const down = await node()
+    assert.equal((await execOnNode(down, ['systemctl', 'stop', 'k3s'])).exitCode, 0)
+    const d = await execOnNode(down, [down.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(d.exitCode, 1)
+    assert.match(d.stderr, /connection refused/)
+  })
+
+  test('systemctl restart runs the binary now in place: a swap by rename takes effect', async () => {
+    const n = await node()
+    const r1 = await execOnNode(n, ['systemctl', 'restart', 'k3s'])
+    assert.equal(r1.exitCode, 0, r1.stderr)
+    assert.deepEqual(
+      reportsFor(n.name).map((r) => [r.url, r.body]),
+      [
+        [`/nodes/${n.name}/k3s-stopped`, {}],
+        [`/nodes/${n.name}/k3s-started`, {version: V1, arch: 'amd64', role: 'server'}],
+      ],
+    )
+
+    // What the product does: new binary beside the old one, old kept, swap by rename.
+    await writeFile(`${n.binaryPath}.new`, fakeK3sBinary({version: V2, arch: 'amd64'}), {mode: 0o755})
+    await rename(n.binaryPath, `${n.binaryPath}.prev`)
+    await rename(`${n.binaryPath}.new`, n.binaryPath)
+    const r2 = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s.service'])
+    assert.equal(r2.exitCode, 0, r2.stderr)
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server'})
+    assert.equal(await currentBinaryVersion(n), V2)
+    assert.equal(await runningVersion(n), V2)
+
+    const log = await readServiceLog(n)
+    const calls = log.filter((e) => e.source === 'systemctl').map((e) => e.args)
+    assert.deepEqual(calls, [['restart', 'k3s'], ['restart', 'k3s.service']])
+    const sequence = log.map((e) => `${e.source} ${e.args.slice(0, 2).join(' ')}`)
+    assert.deepEqual(sequence, [
+      'systemctl restart k3s',
+      'service stopped k3s',
+      `k3s started ${V1}`,
+      'service started k3s',
+      'systemctl restart k3s.service',
+      'service stopped k3s',
+      `k3s started ${V2}`,
+      'service started k3s',
+    ])
+    for (let i = 1; i < log.length; i++) assert.ok(log[i]!.time >= log[i - 1]!.time)
+    assert.deepEqual((await readSudoLog(n)).map((e) => e.command), [['systemctl', 'restart', 'k3s.service']])
+  })
+
+  test('systemctl is-active / stop / show / status / unknown units, like systemd', async () => {
+    const n = await node()
+    let r = await execOnNode(n, ['systemctl', 'is-active', 'k3s'])
+    assert.deepEqual([r.exitCode, r.stdout], [0, 'active\n'])
+    r = await execOnNode(n, ['systemctl', 'show', '-p', 'ActiveState,SubState', 'k3s'])
+    assert.equal(r.stdout, 'ActiveState=active\nSubState=running\n')
+    r = await execOnNode(n, ['systemctl', 'show', '--property=LoadState', '--value', 'k3s'])
+    assert.equal(r.stdout, 'loaded\n')
+    r = await execOnNode(n, ['systemctl', '--version'])
+    assert.match(r.stdout, /^systemd 252 /)
+
+    r = await execOnNode(n, ['systemctl', 'stop', 'k3s'])
+    assert.equal(r.exitCode, 0)
+    assert.equal(reportsFor(n.name).at(-1)!.url, `/nodes/${n.name}/k3s-stopped`)
+    r = await execOnNode(n, ['systemctl', 'is-active', 'k3s'])
+    assert.deepEqual([r.exitCode, r.stdout], [3, 'inactive\n'])
+    r = await execOnNode(n, ['systemctl', 'status', 'k3s'])
+    assert.equal(r.exitCode, 3)
+    assert.match(r.stdout, /Active: inactive \(dead\)/)
+    assert.equal(await runningVersion(n), null)
+
+    r = await execOnNode(n, ['systemctl', 'start', 'k3s'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.equal(await serviceState(n), 'active')
+
+    r = await execOnNode(n, ['systemctl', 'restart', 'k3s-agent'])
+    assert.equal(r.exitCode, 5)
+    assert.equal(r.stderr, 'Failed to restart k3s-agent.service: Unit k3s-agent.service not found.\n')
+    r = await execOnNode(n, ['systemctl', 'status', 'nope'])
+    assert.equal(r.exitCode, 4)
+    r = await execOnNode(n, ['systemctl', 'frobnicate', 'k3s'])
+    assert.equal(r.exitCode, 1)
+    const noOpenrc = await execOnNode(n, ['/bin/sh', '-c', 'command -v rc-service'])
+    assert.notEqual(noOpenrc.exitCode, 0, 'a systemd node has no rc-service')
+    assert.equal(noOpenrc.stdout, '')
+  })
+
+  test('a failing start leaves the unit failed and systemctl says so', async () => {
+    const n = await node()
+    await setStartFailure(n, 'starting kubernetes: preparing server: bootstrap data already found and encrypted with different token')
+    const r = await execOnNode(n, ['systemctl', 'restart', 'k3s'])
+    assert.equal(r.exitCode, 1)
+    assert.match(r.stderr, /^Job for k3s\.service failed because the control process exited with error code\./)
+    assert.equal(await serviceState(n), 'failed')
+    const shown = await execOnNode(n, ['systemctl', 'is-active', 'k3s'])
+    assert.deepEqual([shown.exitCode, shown.stdout], [3, 'failed\n'])
+    assert.match(await readFile(join(n.stateDir, 'k3s.log'), 'utf8'), /level=fatal msg="starting kubernetes: preparing server/)
+    await setStartFailure(n, null)
+    assert.equal((await execOnNode(n, ['systemctl', 'start', 'k3s'])).exitCode, 0)
+    assert.equal(await serviceState(n), 'active')
+  })
+
+  test('agents run k3s-agent with `k3s agent`', async () => {
+    const n = await node({role: 'agent', arch: 'arm64'})
+    assert.equal(n.serviceName, 'k3s-agent')
+    const r = await execOnNode(n, ['systemctl', 'restart', 'k3s-agent'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'arm64', role: 'agent'})
+    assert.equal((await execOnNode(n, ['systemctl', 'restart', 'k3s'])).exitCode, 5)
+    const u = await execOnNode(n, ['uname', '-m'])
+    assert.equal(u.stdout, 'aarch64\n')
+    const sm = await execOnNode(n, ['uname', '-sm'])
+    assert.equal(sm.stdout, `${(await execOnNode(n, ['/bin/sh', '-c', 'exec "$(command -v -p uname)" -s'])).stdout.trim()} aarch64\n`)
+  })
+
+  test('OpenRC node: rc-service restarts k3s, systemctl is not systemd, detection by command', async () => {
+    const n = await node({serviceManager: 'openrc'})
+    const detect = await execOnNode(n, [
+      '/bin/sh',
+      '-c',
+      'if command -v rc-service >/dev/null 2>&1; then echo openrc; elif systemctl --version >/dev/null 2>&1; then echo systemd; fi',
+    ])
+    assert.equal(detect.stdout, 'openrc\n')
+    const sysd = await node()
+    const detect2 = await execOnNode(sysd, [
+      '/bin/sh',
+      '-c',
+      'if command -v rc-service >/dev/null 2>&1; then echo openrc; elif systemctl --version >/dev/null 2>&1; then echo systemd; fi',
+    ])
+    assert.equal(detect2.stdout, 'systemd\n')
+
+    const notSystemd = await execOnNode(n, ['systemctl', 'restart', 'k3s'])
+    assert.equal(notSystemd.exitCode, 1)
+    assert.match(notSystemd.stderr, /has not been booted with systemd/)
+    assert.equal(reportsFor(n.name).length, 0)
+
+    await installBinary(n, {version: V2})
+    const r = await execOnNode(n, ['sudo', 'rc-service', 'k3s', 'restart'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.equal(r.stdout, ' * Stopping k3s ... [ ok ]\n * Starting k3s ... [ ok ]\n')
+    assert.deepEqual(
+      reportsFor(n.name).map((x) => x.url.split('/').at(-1)),
+      ['k3s-stopped', 'k3s-started'],
+    )
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server'})
+    let s = await execOnNode(n, ['rc-service', 'k3s', 'status'])
+    assert.deepEqual([s.exitCode, s.stdout], [0, ' * status: started\n'])
+    assert.equal((await execOnNode(n, ['rc-service', 'k3s', 'stop'])).exitCode, 0)
+    s = await execOnNode(n, ['rc-service', 'k3s', 'status'])
+    assert.deepEqual([s.exitCode, s.stdout], [3, ' * status: stopped\n'])
+    assert.equal((await execOnNode(n, ['rc-service', '--exists', 'k3s'])).exitCode, 0)
+    const unknown = await execOnNode(n, ['rc-service', 'k3s-agent', 'restart'])
+    assert.equal(unknown.exitCode, 1)
+    assert.match(unknown.stderr, /service 'k3s-agent' does not exist/)
+    assert.match((await execOnNode(n, ['rc-status'])).stdout, /k3s +\[ {2}stopped {2}\]/)
+    const calls = (await readServiceLog(n)).filter((e) => e.source === 'rc-service').map((e) => e.args)
+    assert.deepEqual(calls[0], ['k3s', 'restart'])
+  })
+
+  test('sudo runs the command as is and journals argv; odd arguments survive', async () => {
+    const n = await node()
+    const odd = ['a b', "it's", '$HOME', '*', '', 'line1\nline2', '"q"', '\\', ';rm -rf /;', '--']
+    const r = await execOnNode(n, ['sudo', '-n', '-E', '--', 'sh', '-c', 'for a in "$@"; do printf "[%s]" "$a"; done', 'sh', ...odd])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.equal(r.stdout, odd.map((a) => `[${a}]`).join(''))
+    const log = await readSudoLog(n)
+    assert.equal(log.length, 1)
+    assert.deepEqual(log[0]!.argv, ['-n', '-E', '--', 'sh', '-c', 'for a in "$@"; do printf "[%s]" "$a"; done', 'sh', ...odd])
+    assert.deepEqual(log[0]!.command, ['sh', '-c', 'for a in "$@"; do printf "[%s]" "$a"; done', 'sh', ...odd])
+    assert.ok(Math.abs(log[0]!.time.getTime() - Date.now()) < 10_000)
+
+    const plain = await execOnNode(n, ['sudo', 'true'])
+    assert.equal(plain.exitCode, 0)
+    assert.deepEqual((await readSudoLog(n)).at(-1)!.command, ['true'])
+    const missing = await execOnNode(n, ['sudo', '-n', 'no-such-command-here'])
+    assert.equal(missing.exitCode, 1)
+    assert.match(missing.stderr, /sudo: no-such-command-here: command not found/)
+    const badOption = await execOnNode(n, ['sudo', '-Z', 'true'])
+    assert.equal(badOption.exitCode, 1)
+
+    // Odd arguments reach the service journal intact too.
+    await execOnNode(n, ['systemctl', 'show', '-p', 'Id', "k3s'; echo pwned"])
+    const last = (await readServiceLog(n)).filter((e) => e.source === 'systemctl').at(-1)!
+    assert.deepEqual(last.args, ['show', '-p', 'Id', "k3s'; echo pwned"])
+
+    await setSudoPasswordRequired(n, true)
+    const refused = await execOnNode(n, ['sudo', '-n', 'true'])
+    assert.deepEqual([refused.exitCode, refused.stderr], [1, 'sudo: a password is required\n'])
+    await setSudoPasswordRequired(n, false)
+    assert.equal((await execOnNode(n, ['sudo', '-n', 'true'])).exitCode, 0)
+  })
+
+  test('the service runs with the env file only, not the caller environment', async () => {
+    const n = await node()
+    const r = await execOnNode(n, ['/bin/sh', '-c', 'HOMELAB_SIM_NODE=impostor NODE_OPTIONS=--no-such-flag systemctl restart k3s'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.equal(reportsFor('impostor').length, 0)
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server'})
+  })
+})

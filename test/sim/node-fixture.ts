@@ -1,0 +1,892 @@
+/**
+ * A simulated node's side of the wire: the directory an SSH session on that node lands in.
+ *
+ *   <root>/<name>/
+ *     bin/k3s      the node's k3s (a fake from k3s-fake.ts, mode 0755); the product replaces it
+ *                  by writing a sibling file and renaming it over this one
+ *     data/        the k3s data dir (server token, db/etcd or db/state.db, db/snapshots/)
+ *     fakebin/     first on PATH: systemctl or rc-service (+ openrc, rc-status), sudo, uname
+ *     state/       service state, arch, markers, and the journals service.log and sudo.log
+ *     env          KEY=VALUE lines every session (and the service) runs with
+ *
+ * The fake tools are POSIX sh and need only sh and coreutils (the fake k3s needs node, which
+ * the env's PATH provides). They journal every call so tests can prove ordering.
+ *
+ * How the product should tell the service managers apart (works here and on real hosts):
+ * OpenRC when `command -v rc-service` succeeds, otherwise systemd when `systemctl --version`
+ * succeeds. Checking `/run/systemd/system` cannot work here (it is the host's directory), and
+ * `command -v systemctl` alone is wrong on OpenRC nodes: the host may have a real systemctl
+ * on PATH, so OpenRC nodes get a `systemctl` that fails like one on a host not booted with
+ * systemd (exit 1, "System has not been booted with systemd ..."), never reaching the host's.
+ */
+import {execFile, spawn} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {chmod, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+import {fakeK3sBinary, UNAME_MACHINE, type Distribution, type K3sArch} from './k3s-fake.js'
+
+export type NodeRole = 'server' | 'agent'
+export type ServiceManager = 'systemd' | 'openrc'
+export type ServiceState = 'active' | 'inactive' | 'failed'
+
+export interface NodeFixtureOptions {
+  /** Parent directory; the node lives in `<root>/<name>` (which must not exist yet). */
+  root: string
+  name: string
+  role: NodeRole
+  /** Version of the binary installed in bin/ and of the service "running" now. */
+  version: string
+  /** Default amd64. */
+  arch?: K3sArch
+  /** Servers only; default true for servers. */
+  embeddedEtcd?: boolean
+  /** Base URL of the simulated API's control server (HOMELAB_SIM_CONTROL). */
+  controlUrl: string
+  /** Default systemd. */
+  serviceManager?: ServiceManager
+  /** What `uname -m` prints; default from arch (x86_64, aarch64, armv7l, s390x). */
+  unameMachine?: string
+  /** Default k3s; rke2 names the binary `rke2` and the units rke2-server / rke2-agent. */
+  distribution?: Distribution
+  /** Whether the service counts as running at start (default true). No control call is made. */
+  running?: boolean
+}
+
+export interface NodeFixture {
+  readonly name: string
+  readonly role: NodeRole
+  readonly arch: K3sArch
+  readonly distribution: Distribution
+  readonly serviceManager: ServiceManager
+  /** `k3s` (servers) or `k3s-agent` (agents); rke2-server / rke2-agent for rke2. */
+  readonly serviceName: string
+  readonly dir: string
+  readonly binDir: string
+  /** `<binDir>/k3s` (or `rke2`). */
+  readonly binaryPath: string
+  readonly dataDir: string
+  readonly fakebinDir: string
+  readonly stateDir: string
+  /** The env file; `env` below is its content. */
+  readonly envFile: string
+  readonly env: Record<string, string>
+}
+
+export interface ServiceLogEntry {
+  time: Date
+  /** `systemctl`, `rc-service`, `openrc`, `rc-status` (calls), `service` (outcomes), `k3s`/`rke2` (the binary). */
+  source: string
+  /**
+   * For calls: their argv. For `service`: [started|start-failed|stopped|notify-failed, unit, (exit code)].
+   * For the binary: [started, version, arch, role] | [start-failed, version, reason] |
+   * [snapshot-saved, name, path] | [snapshot-deleted, name] | [cluster-reset, restorePath].
+   */
+  args: string[]
+}
+
+export interface SudoLogEntry {
+  time: Date
+  /** Everything after `sudo`, exactly as received. */
+  argv: string[]
+  /** The command sudo ran (argv without sudo's own options). */
+  command: string[]
+}
+
+export interface ExecOnNodeResult {
+  stdout: string
+  stderr: string
+  exitCode: number | null
+}
+
+const SERVICE_NAMES: Record<Distribution, Record<NodeRole, string>> = {
+  k3s: {server: 'k3s', agent: 'k3s-agent'},
+  rke2: {server: 'rke2-server', agent: 'rke2-agent'},
+}
+
+/** Quote one word for POSIX sh. */
+function q(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`
+}
+
+export async function createNodeFixture(options: NodeFixtureOptions): Promise<NodeFixture> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(options.name)) {
+    throw new Error(`node fixture: "${options.name}" is not a usable node name (letters, digits, . _ -)`)
+  }
+  if (options.role === 'agent' && options.embeddedEtcd) throw new Error(`node fixture ${options.name}: agents have no etcd`)
+  if (/[\n\r]/.test(options.controlUrl)) throw new Error('node fixture: control URL must be one line')
+  const distribution = options.distribution ?? 'k3s'
+  const arch = options.arch ?? 'amd64'
+  const serviceManager = options.serviceManager ?? 'systemd'
+  const dir = join(options.root, options.name)
+  const binDir = join(dir, 'bin')
+  const fixture: NodeFixture = {
+    name: options.name,
+    role: options.role,
+    arch,
+    distribution,
+    serviceManager,
+    serviceName: SERVICE_NAMES[distribution][options.role],
+    dir,
+    binDir,
+    binaryPath: join(binDir, distribution),
+    dataDir: join(dir, 'data'),
+    fakebinDir: join(dir, 'fakebin'),
+    stateDir: join(dir, 'state'),
+    envFile: join(dir, 'env'),
+    env: {},
+  }
+  Object.assign(fixture.env, {
+    PATH: [fixture.fakebinDir, dirname(process.execPath), '/usr/local/bin', '/usr/bin', '/bin'].join(':'),
+    HOMELAB_SIM_NODE: options.name,
+    HOMELAB_SIM_ROLE: options.role,
+    HOMELAB_SIM_CONTROL: options.controlUrl,
+    HOMELAB_SIM_ROOT: dir,
+  })
+
+  await mkdir(options.root, {recursive: true})
+  await mkdir(dir) // fails if it exists: a stale node would lie about its state
+  await Promise.all([binDir, fixture.dataDir, fixture.fakebinDir, fixture.stateDir].map((d) => mkdir(d)))
+  await writeEnvFile(fixture)
+  await installBinary(fixture, {version: options.version})
+
+  if (options.role === 'server') {
+    const token = `K10${randomBytes(32).toString('hex')}::server:${randomBytes(16).toString('hex')}`
+    await mkdir(join(fixture.dataDir, 'server', 'db'), {recursive: true})
+    await writeFile(join(fixture.dataDir, 'server', 'token'), `${token}\n`, {mode: 0o600})
+    await setEmbeddedEtcd(fixture, options.embeddedEtcd ?? true)
+  } else {
+    await mkdir(join(fixture.dataDir, 'agent'), {recursive: true})
+  }
+
+  const state = fixture.stateDir
+  await writeFile(join(state, 'arch'), `${arch}\n`)
+  await writeFile(join(state, 'service.log'), '')
+  await writeFile(join(state, 'sudo.log'), '')
+  await writeFile(join(state, 'k3s.log'), '')
+  const running = options.running ?? true
+  await writeFile(join(state, 'service.state'), running ? 'active\n' : 'inactive\n')
+  await writeFile(join(state, 'service.since'), `${new Date().toISOString()}\n`)
+  if (running) await writeFile(join(state, 'k3s.running'), `${options.version.replace(/-(k3s|rke2r)(\d+)$/, '+$1$2')}\n`)
+
+  const machine = options.unameMachine ?? UNAME_MACHINE[arch]
+  const scripts: Record<string, string> = {
+    sudo: sudoScript(fixture),
+    uname: unameScript(fixture, machine, realUname()),
+    '.sim-notify': NOTIFY_SCRIPT,
+  }
+  if (serviceManager === 'systemd') {
+    scripts.systemctl = systemctlScript(fixture)
+  } else {
+    scripts['rc-service'] = rcServiceScript(fixture)
+    scripts.openrc = openrcScript(fixture)
+    scripts['rc-status'] = rcStatusScript(fixture)
+    scripts.systemctl = notSystemdScript(fixture)
+  }
+  for (const [name, text] of Object.entries(scripts)) {
+    await writeFile(join(fixture.fakebinDir, name), text, {mode: 0o755})
+  }
+  return fixture
+}
+
+/** Replaces the node's binary at once (set-up, not the product's swap): temp file + rename. */
+export async function installBinary(fixture: NodeFixture, release: {version: string; arch?: K3sArch}): Promise<string> {
+  const bytes = fakeK3sBinary({version: release.version, arch: release.arch ?? fixture.arch, distribution: fixture.distribution})
+  const tmp = `${fixture.binaryPath}.fixture-${process.pid}-${randomBytes(4).toString('hex')}`
+  await writeFile(tmp, bytes, {mode: 0o755})
+  await chmod(tmp, 0o755)
+  await rename(tmp, fixture.binaryPath)
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+/** Points the node at another control server (rewrites the env file the sessions and the service read). */
+export async function setControlUrl(fixture: NodeFixture, url: string): Promise<void> {
+  if (/[\n\r]/.test(url)) throw new Error('node fixture: control URL must be one line')
+  fixture.env.HOMELAB_SIM_CONTROL = url
+  await writeEnvFile(fixture)
+}
+
+/** Embedded etcd (marker state/etcd, data/server/db/etcd) or SQLite (data/server/db/state.db). */
+export async function setEmbeddedEtcd(fixture: NodeFixture, on: boolean): Promise<void> {
+  if (fixture.role !== 'server') throw new Error(`node fixture ${fixture.name}: agents have no datastore`)
+  const db = join(fixture.dataDir, 'server', 'db')
+  if (on) {
+    await mkdir(join(db, 'etcd', 'member'), {recursive: true})
+    await rm(join(db, 'state.db'), {force: true})
+    await writeFile(join(fixture.stateDir, 'etcd'), 'embedded\n')
+  } else {
+    await rm(join(db, 'etcd'), {recursive: true, force: true})
+    await writeFile(join(db, 'state.db'), '')
+    await rm(join(fixture.stateDir, 'etcd'), {force: true})
+  }
+}
+
+/** Makes `sudo` want a password: with -n it fails "a password is required", as real sudo does. */
+export async function setSudoPasswordRequired(fixture: NodeFixture, required: boolean): Promise<void> {
+  const marker = join(fixture.stateDir, 'sudo-password-required')
+  if (required) await writeFile(marker, 'yes\n')
+  else await rm(marker, {force: true})
+}
+
+/** Makes every later `k3s server|agent` start fail with this fatal message (null: starts work again). */
+export async function setStartFailure(fixture: NodeFixture, message: string | null): Promise<void> {
+  const marker = join(fixture.stateDir, 'fail-start')
+  if (message === null) await rm(marker, {force: true})
+  else await writeFile(marker, `${message.replace(/\n/g, ' ')}\n`)
+}
+
+export async function serviceState(fixture: NodeFixture): Promise<ServiceState> {
+  const text = (await readFile(join(fixture.stateDir, 'service.state'), 'utf8').catch(() => 'inactive')).trim()
+  return text === 'active' || text === 'failed' ? text : 'inactive'
+}
+
+/** The version the service last started successfully (null while stopped or failed). */
+export async function runningVersion(fixture: NodeFixture): Promise<string | null> {
+  const text = await readFile(join(fixture.stateDir, 'k3s.running'), 'utf8').catch(() => null)
+  return text === null ? null : text.trim()
+}
+
+/** Snapshot file names in the default snapshot dir, oldest first by name. */
+export async function listSnapshots(fixture: NodeFixture): Promise<string[]> {
+  const names = await readdir(join(fixture.dataDir, 'server', 'db', 'snapshots')).catch(() => [] as string[])
+  return names.sort()
+}
+
+/** Runs `<bin>/k3s --version` on the node and returns the version it names. */
+export async function currentBinaryVersion(fixture: NodeFixture): Promise<string> {
+  const result = await execOnNode(fixture, [fixture.binaryPath, '--version'])
+  const m = /^(?:k3s|rke2) version (\S+) \(/.exec(result.stdout)
+  if (result.exitCode !== 0 || !m) {
+    throw new Error(`node ${fixture.name}: ${fixture.binaryPath} --version failed (exit ${result.exitCode}): ${result.stderr.trim() || result.stdout.trim()}`)
+  }
+  return m[1]!
+}
+
+export async function readServiceLog(fixture: NodeFixture): Promise<ServiceLogEntry[]> {
+  return (await readRecords(join(fixture.stateDir, 'service.log'))).map(([time, source, ...args]) => ({
+    time: new Date(time!),
+    source: source!,
+    args,
+  }))
+}
+
+export async function readSudoLog(fixture: NodeFixture): Promise<SudoLogEntry[]> {
+  return (await readRecords(join(fixture.stateDir, 'sudo.log'))).map(([time, , count, ...argv]) => ({
+    time: new Date(time!),
+    argv,
+    command: argv.slice(Number(count)),
+  }))
+}
+
+/**
+ * Runs argv on the node the way an SSH session would see it: the node's env (PATH with
+ * fakebin first), nothing inherited from the test runner but HOME. Bounded by timeoutMs.
+ */
+export function execOnNode(
+  fixture: NodeFixture,
+  argv: readonly string[],
+  options: {input?: string | Buffer; timeoutMs?: number; cwd?: string} = {},
+): Promise<ExecOnNodeResult> {
+  const [command, ...args] = argv
+  if (command === undefined) return Promise.reject(new Error('execOnNode: empty argv'))
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? fixture.dir,
+      env: {...fixture.env, HOME: process.env.HOME ?? fixture.dir},
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 15_000)
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => err.push(b))
+    child.on('error', (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode: code})
+    })
+    child.stdin.on('error', () => {}) // the command may exit without reading its input
+    child.stdin.end(options.input ?? '')
+  })
+}
+
+async function readRecords(file: string): Promise<string[][]> {
+  const text = await readFile(file, 'utf8').catch(() => '')
+  return text
+    .split('\x1e\n')
+    .filter((r) => r.length > 0)
+    .map((r) => r.split('\x1f'))
+}
+
+async function writeEnvFile(fixture: NodeFixture): Promise<void> {
+  const lines = Object.entries(fixture.env).map(([k, v]) => `${k}=${v}\n`)
+  const tmp = `${fixture.envFile}.tmp`
+  await writeFile(tmp, lines.join(''))
+  await rename(tmp, fixture.envFile)
+}
+
+function realUname(): string {
+  for (const candidate of ['/bin/uname', '/usr/bin/uname']) if (existsSync(candidate)) return candidate
+  throw new Error('node fixture: no uname on this machine (looked in /bin and /usr/bin)')
+}
+
+// ---- the fake tools -------------------------------------------------------------------------
+
+// Shared by every fake: the node's paths and the journal writer. Records are fields split by
+// 0x1f and ended by 0x1e plus a newline, so any argument (spaces, quotes, newlines) survives;
+// each record is built first and written by one printf, so concurrent writers do not interleave.
+function shPrelude(fixture: NodeFixture, what: string): string {
+  return `#!/bin/sh
+# homelab simulation: ${what} on node ${fixture.name}. Not the real tool.
+NODE_DIR=${q(fixture.dir)}
+STATE_DIR="$NODE_DIR/state"
+SIM_US=$(printf '\\037')
+
+# ISO time with milliseconds where date knows %N (GNU), whole seconds elsewhere.
+sim_now() {
+  sim_ts=$(date -u '+%Y-%m-%dT%H:%M:%S.%3NZ' 2>/dev/null)
+  case $sim_ts in
+    *N*|'') sim_ts=$(date -u '+%Y-%m-%dT%H:%M:%SZ') ;;
+  esac
+}
+
+sim_log() {
+  sim_file=$1
+  shift
+  sim_now
+  sim_rec=$sim_ts
+  for sim_field in "$@"; do
+    sim_rec=$sim_rec$SIM_US$sim_field
+  done
+  printf '%s\\036\\n' "$sim_rec" >> "$STATE_DIR/$sim_file"
+}
+`
+}
+
+// The unit: what the service manager starts and stops. ExecStart runs with only the node's
+// env file as environment (as a unit would), so nothing leaks in from whoever called us.
+function shService(fixture: NodeFixture): string {
+  return `
+UNIT=${q(fixture.serviceName)}
+SUBCOMMAND=${q(fixture.role)}
+BIN=${q(fixture.binaryPath)}
+
+sim_state() {
+  if [ -f "$STATE_DIR/service.state" ]; then cat "$STATE_DIR/service.state"; else echo inactive; fi
+}
+
+sim_set_state() {
+  printf '%s\\n' "$1" > "$STATE_DIR/service.state"
+  sim_now
+  printf '%s\\n' "$sim_ts" > "$STATE_DIR/service.since"
+}
+
+sim_clean_run() {
+  env -i /bin/sh -c 'while IFS= read -r l || [ -n "$l" ]; do case $l in [A-Za-z_]*=*) export "$l" ;; esac; done < "$1"; shift; exec "$@"' sim-unit "$NODE_DIR/env" "$@" >> "$STATE_DIR/k3s.log" 2>&1
+}
+
+sim_service_start() {
+  sim_clean_run "$BIN" "$SUBCOMMAND"
+  sim_rc=$?
+  if [ "$sim_rc" -eq 0 ]; then
+    sim_set_state active
+    sim_log service.log service started "$UNIT"
+    return 0
+  fi
+  rm -f "$STATE_DIR/k3s.running"
+  sim_set_state failed
+  sim_log service.log service start-failed "$UNIT" "$sim_rc"
+  return 1
+}
+
+sim_service_stop() {
+  if [ "$(sim_state)" = active ]; then
+    sim_clean_run node "$NODE_DIR/fakebin/.sim-notify" stopped || sim_log service.log service notify-failed "$UNIT"
+  fi
+  rm -f "$STATE_DIR/k3s.running"
+  sim_set_state inactive
+  sim_log service.log service stopped "$UNIT"
+}
+`
+}
+
+function systemctlScript(fixture: NodeFixture): string {
+  return `${shPrelude(fixture, `systemctl (one unit: ${fixture.serviceName}.service)`)}${shService(fixture)}
+set -f # unit lists below are split on whitespace, never globbed
+sim_log service.log systemctl "$@"
+
+sim_short() {
+  case $1 in
+    *.service) printf '%s' "\${1%.service}" ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+
+sim_verb=''
+sim_units=''
+sim_quiet=0
+sim_value=0
+sim_props=''
+sim_want=''
+for sim_arg in "$@"; do
+  if [ -n "$sim_want" ]; then
+    [ "$sim_want" = prop ] && sim_props="$sim_props,$sim_arg"
+    sim_want=''
+    continue
+  fi
+  case $sim_arg in
+    --version)
+      echo 'systemd 252 (252.33-1~deb12u1)'
+      echo '+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP +GCRYPT -GNUTLS +OPENSSL +ACL +BLKID +CURL +ELFUTILS +FIDO2 +IDN2 -IDN +IPTC +KMOD +LIBCRYPTSETUP +LIBFDISK +PCRE2 -PWQUALITY +P11KIT +QRENCODE +TPM2 +BZIP2 +LZ4 +XZ +ZLIB +ZSTD -BPF_FRAMEWORK -XKBCOMMON +UTMP +SYSVINIT default-hierarchy=unified'
+      exit 0 ;;
+    -h|--help)
+      echo 'systemctl [OPTIONS...] COMMAND ... (homelab simulation: start stop restart try-restart is-active is-enabled is-failed status show cat daemon-reload enable disable)'
+      exit 0 ;;
+    -q|--quiet) sim_quiet=1 ;;
+    --value) sim_value=1 ;;
+    -p|--property) sim_want=prop ;;
+    -P) sim_want=prop; sim_value=1 ;;
+    --property=*) sim_props="$sim_props,\${sim_arg#--property=}" ;;
+    -p?*) sim_props="$sim_props,\${sim_arg#-p}" ;;
+    -n|--lines) sim_want=skip ;;
+    --no-pager|--no-ask-password|--no-block|--system|--full|-l|--plain|--no-legend|--now|--lines=*|-n?*|--wait) ;;
+    -*) echo "systemctl: unrecognized option '$sim_arg'" >&2; exit 1 ;;
+    *)
+      if [ -z "$sim_verb" ]; then
+        sim_verb=$sim_arg
+      else
+        sim_units="$sim_units$(sim_short "$sim_arg")
+"
+      fi ;;
+  esac
+done
+
+sim_since() { cat "$STATE_DIR/service.since" 2>/dev/null; }
+
+sim_show() {
+  if [ "$1" = "$UNIT" ]; then
+    sim_st=$(sim_state); sim_load=loaded; sim_ufs=enabled
+    sim_frag="/etc/systemd/system/$UNIT.service"; sim_desc='Lightweight Kubernetes'; sim_start_ts=$(sim_since)
+  else
+    sim_st=inactive; sim_load=not-found; sim_ufs=''; sim_frag=''; sim_desc="$1.service"; sim_start_ts=''
+  fi
+  case $sim_st in
+    active) sim_sub=running; sim_result=success ;;
+    failed) sim_sub=failed; sim_result=exit-code ;;
+    *) sim_sub=dead; sim_result=success ;;
+  esac
+  for sim_p in Id Names Description LoadState ActiveState SubState Result UnitFileState FragmentPath ExecMainStartTimestamp; do
+    case ",$sim_props," in
+      ,,|*",$sim_p,"*) ;;
+      *) continue ;;
+    esac
+    case $sim_p in
+      Id|Names) sim_v="$1.service" ;;
+      Description) sim_v=$sim_desc ;;
+      LoadState) sim_v=$sim_load ;;
+      ActiveState) sim_v=$sim_st ;;
+      SubState) sim_v=$sim_sub ;;
+      Result) sim_v=$sim_result ;;
+      UnitFileState) sim_v=$sim_ufs ;;
+      FragmentPath) sim_v=$sim_frag ;;
+      ExecMainStartTimestamp) sim_v=$sim_start_ts ;;
+    esac
+    if [ "$sim_value" = 1 ]; then printf '%s\\n' "$sim_v"; else printf '%s=%s\\n' "$sim_p" "$sim_v"; fi
+  done
+}
+
+sim_status() {
+  sim_st=$(sim_state)
+  case $sim_st in
+    active) sim_dot='●'; sim_line="active (running) since $(sim_since)" ;;
+    failed) sim_dot='×'; sim_line="failed (Result: exit-code) since $(sim_since)" ;;
+    *) sim_dot='○'; sim_line='inactive (dead)' ;;
+  esac
+  printf '%s %s.service - Lightweight Kubernetes\\n' "$sim_dot" "$UNIT"
+  printf '     Loaded: loaded (/etc/systemd/system/%s.service; enabled; preset: enabled)\\n' "$UNIT"
+  printf '     Active: %s\\n' "$sim_line"
+  printf '       Docs: https://k3s.io\\n\\n'
+  tail -n 5 "$STATE_DIR/k3s.log" 2>/dev/null
+  [ "$sim_st" = active ]
+}
+
+sim_fail_job() {
+  echo "Job for $UNIT.service failed because the control process exited with error code." >&2
+  echo "See \\"systemctl status $UNIT.service\\" and \\"journalctl -xeu $UNIT.service\\" for details." >&2
+  exit 1
+}
+
+sim_need_units() {
+  if [ -z "$sim_units" ]; then echo 'Too few arguments.' >&2; exit 1; fi
+}
+
+case $sim_verb in
+  '')
+    echo '  UNIT LOAD ACTIVE SUB DESCRIPTION'
+    echo "  $UNIT.service loaded $(sim_state) - Lightweight Kubernetes"
+    exit 0 ;;
+  daemon-reload|daemon-reexec)
+    exit 0 ;;
+  start|stop|restart|try-restart|condrestart|reload-or-restart|force-reload)
+    sim_need_units
+    for sim_u in $sim_units; do
+      if [ "$sim_u" != "$UNIT" ]; then
+        echo "Failed to $sim_verb $sim_u.service: Unit $sim_u.service not found." >&2
+        exit 5
+      fi
+    done
+    case $sim_verb in
+      start)
+        [ "$(sim_state)" = active ] && exit 0
+        sim_service_start || sim_fail_job ;;
+      stop)
+        sim_service_stop ;;
+      try-restart|condrestart)
+        [ "$(sim_state)" = active ] || exit 0
+        sim_service_stop
+        sim_service_start || sim_fail_job ;;
+      *)
+        [ "$(sim_state)" = active ] && sim_service_stop
+        sim_service_start || sim_fail_job ;;
+    esac
+    exit 0 ;;
+  is-active|is-failed)
+    sim_need_units
+    sim_rc=3
+    [ "$sim_verb" = is-failed ] && sim_rc=1
+    for sim_u in $sim_units; do
+      if [ "$sim_u" = "$UNIT" ]; then sim_st=$(sim_state); else sim_st=inactive; fi
+      [ "$sim_quiet" = 1 ] || printf '%s\\n' "$sim_st"
+      if [ "$sim_verb" = is-active ] && [ "$sim_st" = active ]; then sim_rc=0; fi
+      if [ "$sim_verb" = is-failed ] && [ "$sim_st" = failed ]; then sim_rc=0; fi
+    done
+    exit "$sim_rc" ;;
+  is-enabled)
+    sim_need_units
+    for sim_u in $sim_units; do
+      if [ "$sim_u" != "$UNIT" ]; then
+        echo "Failed to get unit file state for $sim_u.service: No such file or directory" >&2
+        exit 1
+      fi
+      [ "$sim_quiet" = 1 ] || echo enabled
+    done
+    exit 0 ;;
+  status)
+    sim_need_units
+    for sim_u in $sim_units; do
+      if [ "$sim_u" != "$UNIT" ]; then
+        echo "Unit $sim_u.service could not be found." >&2
+        exit 4
+      fi
+    done
+    sim_status || exit 3
+    exit 0 ;;
+  show)
+    sim_need_units
+    sim_first=1
+    for sim_u in $sim_units; do
+      [ "$sim_first" = 1 ] || echo
+      sim_first=0
+      sim_show "$sim_u"
+    done
+    exit 0 ;;
+  cat)
+    sim_need_units
+    for sim_u in $sim_units; do
+      if [ "$sim_u" != "$UNIT" ]; then echo "No files found for $sim_u.service." >&2; exit 1; fi
+    done
+    cat <<EOF
+# /etc/systemd/system/$UNIT.service
+[Unit]
+Description=Lightweight Kubernetes
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/$UNIT.service.env
+KillMode=process
+Delegate=yes
+Restart=always
+RestartSec=5s
+ExecStart=$BIN $SUBCOMMAND
+EOF
+    exit 0 ;;
+  enable|disable|reenable)
+    sim_need_units
+    for sim_u in $sim_units; do
+      if [ "$sim_u" != "$UNIT" ]; then
+        echo "Failed to $sim_verb unit: Unit file $sim_u.service does not exist." >&2
+        exit 1
+      fi
+    done
+    exit 0 ;;
+  *)
+    echo "Unknown command verb '$sim_verb'." >&2
+    exit 1 ;;
+esac
+`
+}
+
+function rcServiceScript(fixture: NodeFixture): string {
+  return `${shPrelude(fixture, `rc-service (one service: ${fixture.serviceName}, run by supervise-daemon)`)}${shService(fixture)}
+sim_log service.log rc-service "$@"
+
+sim_usage() {
+  echo 'Usage: rc-service [options] [-i] <service> <cmd>...  or  rc-service [options] -e|-l (homelab simulation)'
+}
+
+sim_ifexists=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    -e|--exists)
+      [ $# -ge 2 ] || { sim_usage >&2; exit 1; }
+      [ "$2" = "$UNIT" ] && exit 0
+      exit 1 ;;
+    -l|--list) printf '%s\\n' "$UNIT"; exit 0 ;;
+    -i|--ifexists) sim_ifexists=1 ;;
+    -q|--quiet|-v|--verbose|-C|--nocolor|-I|--ifinactive|-N|--ifnotstarted|-s|--ifstarted|-c|--ifcrashed) ;;
+    -h|--help) sim_usage; exit 0 ;;
+    -V|--version) echo 'rc-service (OpenRC) 0.55.1 (Alpine Linux)'; exit 0 ;;
+    --) shift; break ;;
+    -*) echo "rc-service: unrecognized option '$1'" >&2; exit 1 ;;
+    *) break ;;
+  esac
+  shift
+done
+[ $# -ge 1 ] || { sim_usage >&2; exit 1; }
+sim_svc=$1
+shift
+if [ "$sim_svc" != "$UNIT" ]; then
+  [ "$sim_ifexists" = 1 ] && exit 0
+  echo " * rc-service: service '$sim_svc' does not exist" >&2
+  exit 1
+fi
+[ $# -ge 1 ] || { echo " * $UNIT: no command given" >&2; exit 1; }
+
+sim_start() {
+  printf ' * Starting %s ...' "$UNIT"
+  if sim_service_start; then
+    printf ' [ ok ]\\n'
+    return 0
+  fi
+  printf ' [ !! ]\\n'
+  echo " * ERROR: $UNIT failed to start" >&2
+  exit 1
+}
+
+sim_stop() {
+  printf ' * Stopping %s ...' "$UNIT"
+  sim_service_stop
+  printf ' [ ok ]\\n'
+}
+
+for sim_cmd in "$@"; do
+  case $sim_cmd in
+    start)
+      if [ "$(sim_state)" = active ]; then echo " * WARNING: $UNIT has already been started"; else sim_start; fi ;;
+    stop)
+      if [ "$(sim_state)" = active ]; then sim_stop; else echo " * WARNING: $UNIT is already stopped"; fi ;;
+    restart)
+      [ "$(sim_state)" = active ] && sim_stop
+      sim_start ;;
+    status)
+      case $(sim_state) in
+        active) echo ' * status: started'; exit 0 ;;
+        failed) echo ' * status: crashed'; exit 32 ;;
+        *) echo ' * status: stopped'; exit 3 ;;
+      esac ;;
+    zap)
+      rm -f "$STATE_DIR/k3s.running"
+      sim_set_state inactive
+      echo " * Manually resetting $UNIT to stopped state" ;;
+    *)
+      echo " * $UNIT: unknown function '$sim_cmd'" >&2
+      exit 1 ;;
+  esac
+done
+exit 0
+`
+}
+
+function openrcScript(fixture: NodeFixture): string {
+  return `${shPrelude(fixture, 'openrc (present so the node reads as an OpenRC system)')}
+sim_log service.log openrc "$@"
+case $1 in
+  -V|--version) echo 'openrc (OpenRC) 0.55.1 (Alpine Linux)' ;;
+esac
+exit 0
+`
+}
+
+function rcStatusScript(fixture: NodeFixture): string {
+  return `${shPrelude(fixture, 'rc-status')}
+sim_log service.log rc-status "$@"
+case $(cat "$STATE_DIR/service.state" 2>/dev/null) in
+  active) sim_word=started ;;
+  failed) sim_word=crashed ;;
+  *) sim_word=stopped ;;
+esac
+echo 'Runlevel: default'
+printf ' %-40s [  %s  ]\\n' ${q(fixture.serviceName)} "$sim_word"
+exit 0
+`
+}
+
+function notSystemdScript(fixture: NodeFixture): string {
+  return `${shPrelude(fixture, 'systemctl on an OpenRC node (shadows any systemctl the host has)')}
+sim_log service.log systemctl "$@"
+echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+echo 'Failed to connect to bus: Host is down' >&2
+exit 1
+`
+}
+
+function sudoScript(fixture: NodeFixture): string {
+  return `${shPrelude(fixture, 'sudo (runs the command as the same user; the simulation has no root)')}
+# Counts sudo's own option words, in a function so that the caller's argv stays whole for the log.
+sim_parse() {
+  sim_optcount=0
+  sim_nonint=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --) sim_optcount=$((sim_optcount + 1)); return 0 ;;
+      -u|-g|--user|--group)
+        if [ $# -lt 2 ]; then echo "sudo: option requires an argument -- '$1'" >&2; return 1; fi
+        sim_optcount=$((sim_optcount + 2))
+        shift 2
+        continue ;;
+      --non-interactive) sim_nonint=1 ;;
+      -[nEHSk]|-[nEHSk][nEHSk]|-[nEHSk][nEHSk][nEHSk]|-[nEHSk][nEHSk][nEHSk][nEHSk])
+        case $1 in *n*) sim_nonint=1 ;; esac ;;
+      --preserve-env|--preserve-env=*|--set-home|--stdin|--reset-timestamp|--user=*|--group=*|-u?*|-g?*) ;;
+      -*) echo "sudo: invalid option -- '$1'" >&2; echo 'usage: sudo [-nEHSk] [-u user] [--] command [arg ...]' >&2; return 1 ;;
+      *) return 0 ;;
+    esac
+    sim_optcount=$((sim_optcount + 1))
+    shift
+  done
+}
+
+sim_parse "$@" || exit 1
+sim_log sudo.log sudo "$sim_optcount" "$@"
+shift "$sim_optcount"
+if [ $# -eq 0 ]; then
+  echo 'usage: sudo [-nEHSk] [-u user] [--] command [arg ...]' >&2
+  exit 1
+fi
+if [ -e "$STATE_DIR/sudo-password-required" ]; then
+  if [ "$sim_nonint" = 0 ]; then
+    echo 'sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper' >&2
+  fi
+  echo 'sudo: a password is required' >&2
+  exit 1
+fi
+if ! command -v "$1" >/dev/null 2>&1; then
+  echo "sudo: $1: command not found" >&2
+  exit 1
+fi
+exec "$@"
+`
+}
+
+function unameScript(fixture: NodeFixture, machine: string, real: string): string {
+  return `#!/bin/sh
+# homelab simulation: uname on node ${fixture.name}, whose machine is ${machine}; the rest is the host's.
+MACHINE=${q(machine)}
+REAL=${q(real)}
+[ $# -eq 0 ] && exec "$REAL"
+s=0; n=0; r=0; v=0; m=0; p=0; i=0; o=0; all=0
+for sim_arg in "$@"; do
+  case $sim_arg in
+    --all) all=1 ;;
+    --kernel-name) s=1 ;;
+    --nodename) n=1 ;;
+    --kernel-release) r=1 ;;
+    --kernel-version) v=1 ;;
+    --machine) m=1 ;;
+    --processor) p=1 ;;
+    --hardware-platform) i=1 ;;
+    --operating-system) o=1 ;;
+    --*) exec "$REAL" "$@" ;;
+    -?*)
+      sim_rest=\${sim_arg#-}
+      while [ -n "$sim_rest" ]; do
+        sim_c=\${sim_rest%"\${sim_rest#?}"}
+        sim_rest=\${sim_rest#?}
+        case $sim_c in
+          a) all=1 ;; s) s=1 ;; n) n=1 ;; r) r=1 ;; v) v=1 ;; m) m=1 ;; p) p=1 ;; i) i=1 ;; o) o=1 ;;
+          *) exec "$REAL" "$@" ;;
+        esac
+      done ;;
+    *) exec "$REAL" "$@" ;;
+  esac
+done
+real_m=$("$REAL" -m)
+sim_field() {
+  sim_val=$("$REAL" "-$1" 2>/dev/null) || sim_val=unknown
+  [ "$sim_val" = "$real_m" ] && sim_val=$MACHINE
+}
+out=''
+add() { if [ -n "$out" ]; then out="$out $1"; else out=$1; fi; }
+if [ "$all" = 1 ]; then s=1; n=1; r=1; v=1; m=1; o=1; fi
+[ "$s" = 1 ] && add "$("$REAL" -s)"
+[ "$n" = 1 ] && add "$("$REAL" -n)"
+[ "$r" = 1 ] && add "$("$REAL" -r)"
+[ "$v" = 1 ] && add "$("$REAL" -v)"
+[ "$m" = 1 ] && add "$MACHINE"
+if [ "$p" = 1 ] || [ "$all" = 1 ]; then
+  sim_field p
+  if [ "$p" = 1 ] || [ "$sim_val" != unknown ]; then add "$sim_val"; fi
+fi
+if [ "$i" = 1 ] || [ "$all" = 1 ]; then
+  sim_field i
+  if [ "$i" = 1 ] || [ "$sim_val" != unknown ]; then add "$sim_val"; fi
+fi
+if [ "$o" = 1 ]; then
+  sim_field o
+  [ "$sim_val" = unknown ] || add "$sim_val"
+fi
+printf '%s\\n' "$out"
+`
+}
+
+// Stop notification: the fake k3s does not keep running, so the service manager reports the
+// stop on its behalf. Same CommonJS/ESM-neutral style as the fake binary.
+const NOTIFY_SCRIPT = String.raw`#!/usr/bin/env node
+// homelab simulation: tells the simulated API that this node's k3s service stopped.
+(async function main() {
+  const http = await import('node:http');
+  const control = (process.env.HOMELAB_SIM_CONTROL || '').replace(/\/+$/, '');
+  const node = process.env.HOMELAB_SIM_NODE || '';
+  if (!control || !node || process.argv[2] !== 'stopped') {
+    process.stderr.write('usage: .sim-notify stopped (inside a simulated node)\n');
+    process.exitCode = 2;
+    return;
+  }
+  const url = control + '/nodes/' + encodeURIComponent(node) + '/k3s-stopped';
+  try {
+    await new Promise((resolve, reject) => {
+      const req = http.request(url, {
+        method: 'POST',
+        headers: {'content-type': 'application/json', 'content-length': 2},
+        signal: AbortSignal.timeout(3000),
+      }, (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode >= 200 && res.statusCode < 300 ? resolve() : reject(new Error('HTTP ' + res.statusCode))));
+      });
+      req.on('error', reject);
+      req.end('{}');
+    });
+  } catch (err) {
+    process.stderr.write('k3s-stopped report to ' + url + ' failed: ' + (err && err.message ? err.message : String(err)) + '\n');
+    process.exitCode = 1;
+  }
+})();
+`
