@@ -23,8 +23,8 @@ export interface JournalStoreOptions {
   env?: Record<string, string | undefined>
   homedir?: string
   now?: () => Date
-  /** Run id generator; default `newRunId(now())`. */
-  newId?: () => string
+  /** Run id generator, given the creation time; default `newRunId`. */
+  newId?: (createdAt: Date) => string
   /** Who writes; default this process and host. */
   writer?: {pid: number; hostname: string}
 }
@@ -60,21 +60,22 @@ const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 export class JournalStore {
   readonly dir: string
   private readonly now: () => Date
-  private readonly newId: () => string
+  private readonly newId: (createdAt: Date) => string
   private readonly writer: {pid: number; hostname: string}
 
   constructor(options: JournalStoreOptions = {}) {
     this.dir = options.dir ?? defaultRunsDir(options.env ?? process.env, options.homedir ?? os.homedir())
     this.now = options.now ?? (() => new Date())
-    this.newId = options.newId ?? (() => newRunId(this.now()))
+    this.newId = options.newId ?? ((createdAt) => newRunId(createdAt))
     this.writer = options.writer ?? {pid: process.pid, hostname: os.hostname()}
   }
 
   /** Creates and writes a new run with no steps yet (the engine adds them). */
   async create(run: NewRun): Promise<Journal> {
-    const id = this.newId()
+    const created = this.now()
+    const id = this.newId(created)
     checkId(id)
-    const time = this.now().toISOString()
+    const time = created.toISOString()
     const state: RunJournal = {
       schemaVersion: JOURNAL_SCHEMA_VERSION,
       id,
