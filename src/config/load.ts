@@ -197,7 +197,8 @@ function locator(root: unknown, lines: LineCounter): Locate {
   }
   return (path, atKey) => {
     let node = root as YamlNode | null | undefined
-    let found = at(node)
+    // The document's start says nothing about a key missing at the top level.
+    let found = path.length === 0 ? at(node) : undefined
     for (const [i, segment] of path.entries()) {
       const last = i === path.length - 1
       if (isMap(node)) {

@@ -295,6 +295,8 @@ function nameOf(node: Record<string, unknown> | null | undefined): string {
 function crossFieldChecks(config: unknown, ctx: Ctx): void {
   const c = (config ?? {}) as {discover?: unknown; nodes?: unknown; ssh?: {port?: unknown}}
   const discover = c.discover === true
+  // A `nodes` that is not a list already has its own problem; more would only be noise.
+  if (c.nodes !== undefined && !Array.isArray(c.nodes)) return
   const nodes = Array.isArray(c.nodes) ? (c.nodes as Array<Record<string, unknown> | null>) : []
   const defaultPort = typeof c.ssh?.port === 'number' ? c.ssh.port : undefined
   const byName = new Map<string, number>()
