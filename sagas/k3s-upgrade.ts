@@ -1,0 +1,278 @@
+/**
+ * The k3s upgrade, as a compensating saga: back up, upgrade the servers one at a time, then the
+ * agents a few at a time. Every change registers its undo first; a failure undoes them in
+ * reverse (agents, then servers, then a Velero restore). Pre-flight runs before this saga
+ * (src/upgrade/preflight.ts) and its plan is the saga's input.
+ */
+import type {V1Node} from '@kubernetes/client-node'
+
+import {AbortedError, HomelabError} from '../src/errors.js'
+import type {InventoryNode} from '../src/inventory.js'
+import {restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/k3s/node-ops.js'
+import {artifactName, artifactUrl} from '../src/k3s/release.js'
+import {k3sBinaryPath} from '../src/k3s/installed-version.js'
+import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
+import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
+import {waitForApiReady} from '../src/kube/health.js'
+import {isNodeReady} from '../src/kube/nodes.js'
+import {waitFor} from '../src/kube/wait.js'
+import {skip, nothingToDo} from '../src/saga/engine.js'
+import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
+import type {PlannedNode, UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
+import {createBackup, restoreBackup, type VeleroSettings} from '../src/velero.js'
+import {parseVersion} from '../src/versions/k3s-version.js'
+
+export const K3S_UPGRADE_SAGA = 'k3s-upgrade'
+
+export interface UpgradeInput {
+  target: string
+  /** Where the whole command is going; `target` is one hop on the way. */
+  finalTarget: string
+  /** The versions still to pass through after `target`. */
+  laterHops: string[]
+  plan: UpgradePlan
+  concurrency: number
+  skipBackup: boolean
+  velero: VeleroSettings
+  drain: DrainSettings
+  timeouts: {apiReadyMs: number; nodeReadyMs: number}
+  install: {source: 'cli' | 'node'; releaseUrl: string}
+}
+
+export interface UpgradeData {
+  veleroBackup?: string
+  etcdSnapshot?: {node: string; name: string}
+}
+
+export interface UpgradeCompensations {
+  uncordon: {node: string}
+  restoreBinary: {node: string; role: 'server' | 'agent'; binDir: string; previousSha256: string; previousVersion: string; serviceManager: ServiceManager}
+  restoreBackup: {backupName: string}
+}
+
+export interface SagaTimings {
+  drain?: Partial<DrainTimings>
+}
+
+type Ctx = ActionContext<UpgradeInput, UpgradeData, UpgradeCompensations>
+
+/** A Kubernetes object name for the backup: `pre-upgrade-v1-32-0-k3s1-20261122t031500`. */
+export function backupName(target: string, at: Date): string {
+  const version = target.toLowerCase().replace(/[^a-z0-9]+/g, '-')
+  const stamp = at.toISOString().replace(/[-:]/g, '').slice(0, 15).toLowerCase()
+  return `pre-upgrade-${version}-${stamp}`
+}
+
+export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
+  const {kube} = deps
+  const now = deps.now ?? (() => new Date())
+
+  const inventoryNode = (name: string): InventoryNode => {
+    const node = deps.inventory.nodes.find((n) => n.name === name)
+    if (!node) throw new HomelabError(`node ${name} from the journal is no longer in the inventory`, {hint: 'restore it in homelab.yaml, then run again'})
+    return node
+  }
+
+  const readNode = (name: string) => kube.core.readNode({name})
+
+  /** Waits by watch until `name` is Ready with kubeletVersion = version. */
+  const waitNodeAt = (name: string, version: string, timeoutMs: number, signal?: AbortSignal) =>
+    waitFor<V1Node, true>({
+      kube,
+      path: '/api/v1/nodes',
+      query: {fieldSelector: `metadata.name=${name}`},
+      list: () => kube.core.listNode({fieldSelector: `metadata.name=${name}`}),
+      check: (nodes) => {
+        const node = nodes.get(`/${name}`)
+        return node && isNodeReady(node) && node.status?.nodeInfo?.kubeletVersion === version ? true : undefined
+      },
+      timeoutMs,
+      description: `node ${name} to be Ready at ${version}`,
+      hint: `check k3s on ${name} (journalctl -u k3s or k3s-agent), or raise upgrade.timeouts.nodeReady`,
+      signal,
+    })
+
+  /** Waits until every server but `except` is Ready: never two servers down at once. */
+  const waitServersReady = (servers: readonly string[], timeoutMs: number, signal?: AbortSignal) =>
+    waitFor<V1Node, true>({
+      kube,
+      path: '/api/v1/nodes',
+      list: () => kube.core.listNode(),
+      check: (nodes) => (servers.every((name) => {
+        const node = nodes.get(`/${name}`)
+        return node !== undefined && isNodeReady(node)
+      }) ? true : undefined),
+      timeoutMs,
+      description: `servers ${servers.join(', ')} to be Ready`,
+      hint: 'a server is not Ready; fix it before going on (homelab k8s status)',
+      signal,
+    })
+
+  async function restartAndWait(target: {name: string; role: 'server' | 'agent'; serviceManager: ServiceManager}, version: string, input: UpgradeInput, signal?: AbortSignal) {
+    const transport = await deps.connect(inventoryNode(target.name))
+    await restartService(transport, target.serviceManager, serviceName(target.role), signal)
+    if (target.role === 'server') await waitForApiReady(kube, input.timeouts.apiReadyMs, signal)
+    await waitNodeAt(target.name, version, input.timeouts.nodeReadyMs, signal)
+  }
+
+  /** One node, start to finish. Idempotent: a resumed run picks up where the node is. */
+  async function upgradeNode(ctx: Ctx, node: PlannedNode, withDrain: boolean): Promise<void | {skipped: string}> {
+    const {input} = ctx
+    const target = input.target
+    const transport = await deps.connect(inventoryNode(node.name))
+    const live = await readNode(node.name)
+    const liveSha = await sha256OnNode(transport, k3sBinaryPath(node.binDir), ctx.signal)
+    const running = live.status?.nodeInfo?.kubeletVersion
+    if (running === target && liveSha === node.newSha256 && isNodeReady(live) && !live.spec?.unschedulable) {
+      return skip(`already Ready at ${target}`)
+    }
+    if (ctx.signal.aborted) throw new AbortedError(`cancelled before ${node.name} was touched`)
+
+    const weCordon = !node.preCordoned
+    if (weCordon) {
+      await ctx.registerCompensation({id: `uncordon:${node.name}`, handler: 'uncordon', params: {node: node.name}, description: `uncordon ${node.name}`, always: true, manual: [`kubectl uncordon ${node.name}`]})
+      await cordonNode(kube, node.name, ctx.runId)
+      ctx.log('info', 'cordoned')
+    }
+    const undoCordon = async (why: string) => {
+      if (weCordon) {
+        await uncordonNode(kube, node.name, ctx.runId)
+        await ctx.dropCompensation(`uncordon:${node.name}`)
+      }
+      throw new AbortedError(why)
+    }
+
+    if (withDrain) {
+      ctx.log('info', 'draining')
+      await drainNode({kube, node: node.name, settings: input.drain, timings: timings.drain, signal: ctx.signal, onProgress: (message) => ctx.log('info', message)})
+    }
+    if (ctx.signal.aborted) await undoCordon(`cancelled after draining ${node.name}; it was uncordoned again`)
+
+    if (liveSha !== node.newSha256) {
+      const source = input.install.source === 'cli'
+        ? {localPath: (await deps.release.binary(parseVersion(target), node.arch, ctx.signal)).path}
+        : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(node.arch))}
+      ctx.log('info', `copying k3s ${target} (${node.arch}) to the node`)
+      const {stagedPath} = await stageBinary(transport, {binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
+      if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped`)
+      await ctx.registerCompensation({
+        id: `restore-binary:${node.name}`,
+        handler: 'restoreBinary',
+        params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
+        description: `put k3s ${node.fromVersion} back on ${node.name}`,
+        manual: [
+          `ssh ${node.host} sudo cp -p ${k3sBinaryPath(node.binDir)}.prev ${k3sBinaryPath(node.binDir)}`,
+          node.serviceManager === 'systemd' ? `ssh ${node.host} sudo systemctl restart ${serviceName(node.role)}` : `ssh ${node.host} sudo rc-service ${serviceName(node.role)} restart`,
+        ],
+      })
+      await swapBinary(transport, node.binDir, stagedPath)
+      ctx.log('info', `binary swapped (previous kept as k3s.prev)`)
+    } else {
+      // Swapped by an earlier attempt: its undo must still be on record.
+      await ctx.registerCompensation({
+        id: `restore-binary:${node.name}`,
+        handler: 'restoreBinary',
+        params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
+        description: `put k3s ${node.fromVersion} back on ${node.name}`,
+      })
+    }
+
+    // From the swap on, the action finishes even under Ctrl-C: a node left between versions is worse.
+    if (running !== target || !isNodeReady(live)) {
+      ctx.log('info', 'restarting k3s')
+      await restartAndWait(node, target, input)
+    }
+    ctx.log('info', `Ready at ${target}`)
+    if (node.role === 'server') {
+      const others = input.plan.servers.map((s) => s.name).filter((name) => name !== node.name)
+      await waitServersReady(others, input.timeouts.nodeReadyMs)
+    }
+    if (weCordon) {
+      await uncordonNode(kube, node.name, ctx.runId)
+      await ctx.dropCompensation(`uncordon:${node.name}`)
+      ctx.log('info', 'uncordoned')
+    }
+  }
+
+  return {
+    name: K3S_UPGRADE_SAGA,
+    steps: [
+      {
+        name: 'backup',
+        title: 'Back up (Velero, etcd snapshot)',
+        async run(ctx) {
+          const {plan} = ctx.input
+          if (plan.servers.length + plan.agents.length === 0) return nothingToDo(`every node is already at ${ctx.input.target}`)
+          if (ctx.input.skipBackup) return skip('--skip-backup')
+          if (plan.backup.velero) {
+            const name = ctx.data.veleroBackup ?? backupName(ctx.input.target, now())
+            // Named in the journal before it exists, so a resumed run follows this backup instead of taking another.
+            await ctx.updateData((data) => {
+              data.veleroBackup = name
+            })
+            ctx.log('info', `Velero backup ${name}`)
+            await createBackup(kube, ctx.input.velero, name, ctx.signal)
+            await ctx.registerCompensation({
+              id: 'restore-backup',
+              handler: 'restoreBackup',
+              params: {backupName: name},
+              description: `restore Velero backup ${name}`,
+              manual: [`velero restore create --from-backup ${name} --existing-resource-policy update`],
+            })
+          }
+          const snapshotNode = plan.backup.etcdSnapshotNode
+          if (snapshotNode && !ctx.data.etcdSnapshot) {
+            const server = inventoryNode(snapshotNode)
+            const transport = await deps.connect(server)
+            const name = await saveEtcdSnapshot(transport, {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
+            await ctx.updateData((data) => {
+              data.etcdSnapshot = {node: snapshotNode, name}
+            })
+            ctx.log('info', `etcd snapshot ${name} on ${snapshotNode}`)
+          }
+          if (!plan.backup.velero && !snapshotNode) return skip('no backup configured (Velero disabled, no embedded etcd)')
+        },
+      },
+      {
+        name: 'servers',
+        title: 'Upgrade servers, one at a time',
+        async run(ctx) {
+          if (ctx.input.plan.servers.length === 0) return skip('no server to upgrade')
+          for (const server of ctx.input.plan.servers) {
+            await ctx.action(server.name, (action) => upgradeNode(action, server, false))
+          }
+        },
+      },
+      {
+        name: 'agents',
+        title: 'Drain and upgrade agents',
+        async run(ctx) {
+          const agents = ctx.input.plan.agents
+          if (agents.length === 0) return skip('no agent to upgrade')
+          const byName = new Map(agents.map((agent) => [agent.name, agent]))
+          await ctx.actions(agents.map((agent) => agent.name), {concurrency: ctx.input.concurrency}, (action) =>
+            upgradeNode(action, byName.get(action.node) as PlannedNode, true),
+          )
+        },
+      },
+    ],
+    compensations: {
+      async uncordon(params, ctx) {
+        const result = await uncordonNode(kube, params.node, ctx.runId)
+        ctx.log('info', `${params.node}: ${result}`)
+      },
+      async restoreBinary(params, ctx) {
+        const transport = await deps.connect(inventoryNode(params.node))
+        const result = await restorePreviousBinary(transport, params.binDir, params.previousSha256)
+        const live = await readNode(params.node).catch(() => undefined)
+        if (result === 'restored' || live?.status?.nodeInfo?.kubeletVersion !== params.previousVersion || !live || !isNodeReady(live)) {
+          await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input)
+        }
+        ctx.log('info', `${params.node}: back at ${params.previousVersion}`)
+      },
+      async restoreBackup(params, ctx) {
+        await restoreBackup(kube, ctx.input.velero, params.backupName, `${params.backupName}-restore`.slice(0, 63), ctx.signal)
+      },
+    },
+  }
+}

@@ -1,0 +1,217 @@
+import {isHomelabError, PreflightError} from '../errors.js'
+import type {InventoryNode} from '../inventory.js'
+import {readInstalledVersion} from '../k3s/installed-version.js'
+import {checkPrivilege, detectArch, detectServiceManager, freeKilobytes, sha256OnNode} from '../k3s/node-ops.js'
+import type {Arch} from '../k3s/release.js'
+import {k3sBinaryPath} from '../k3s/installed-version.js'
+import {planDrain} from '../kube/drain.js'
+import {checkStorageLocation} from '../velero.js'
+import {classifyUpgrade} from '../versions/skew.js'
+import {compareVersions, type K3sVersion} from '../versions/k3s-version.js'
+import {drainSettings, veleroSettings} from './settings.js'
+import type {DrainReport, PlannedNode, UpgradeDeps, UpgradePlan} from './types.js'
+
+export interface PreflightRequest {
+  target: K3sVersion
+  /** --nodes: only these (by name). */
+  only?: readonly string[]
+  skipBackup: boolean
+  signal?: AbortSignal
+  /** Progress for the person watching ("checking agent-1 over SSH"). */
+  onProgress?: (message: string) => void
+}
+
+const ETCD_LABEL = 'node-role.kubernetes.io/etcd'
+
+/**
+ * Every check before the first change, read-only: the cluster and each node are asked, binaries
+ * are downloaded into the local cache and verified. All problems are collected and reported
+ * together, so one run tells the user everything to fix. Throws PreflightError (exit 3).
+ */
+export async function preflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan> {
+  const {inventory, config, kube} = deps
+  const {target, signal} = request
+  const problems: string[] = []
+  const warnings = [...inventory.warnings]
+  const fix: string[] = []
+
+  const selected = request.only ? new Set(request.only) : undefined
+  for (const name of request.only ?? []) {
+    if (!inventory.nodes.some((node) => node.name === name)) problems.push(`--nodes names ${name}, which is not in the inventory`)
+  }
+  for (const name of inventory.onlyInFile) {
+    problems.push(`node ${name} is in homelab.yaml but not in the cluster`)
+    fix.push(`remove ${name} from homelab.yaml or check the kubeconfig context`)
+  }
+  if (inventory.onlyInCluster.length > 0 && !selected) {
+    problems.push(`node(s) ${inventory.onlyInCluster.join(', ')} are in the cluster but not in homelab.yaml; they would be left behind`)
+    fix.push('add them to homelab.yaml, set discover: true, or limit the run with --nodes')
+  }
+
+  // The API's view: every node Ready, versions, who is cordoned.
+  for (const node of inventory.nodes) {
+    if (!node.cluster) continue
+    if (!node.cluster.ready) {
+      problems.push(`node ${node.name} is NotReady (${node.cluster.readyReason})`)
+      fix.push(`bring ${node.name} back to Ready before upgrading`)
+    }
+  }
+  const servers = inventory.nodes.filter((node) => node.role === 'server')
+  if (servers.length > 1 && servers.length % 2 === 0) {
+    warnings.push(`${servers.length} servers: an even number of etcd members tolerates no more failures than ${servers.length - 1}`)
+  }
+
+  // Each node over SSH, all at once (bounded by the pool's one connection per node).
+  const arches = new Map<string, Arch>()
+  const facts = new Map<string, Omit<PlannedNode, 'newSha256'>>()
+  await Promise.all(
+    inventory.nodes.map(async (node) => {
+      try {
+        request.onProgress?.(`checking ${node.name} over SSH`)
+        facts.set(node.name, await inspectNode(deps, node, signal))
+        arches.set(node.name, facts.get(node.name)!.arch)
+      } catch (error) {
+        problems.push(`node ${node.name}: ${isHomelabError(error) ? error.oneLine() : (error as Error).message}`)
+      }
+    }),
+  )
+
+  const skipped: UpgradePlan['skipped'] = []
+  const toUpgrade: Array<Omit<PlannedNode, 'newSha256'>> = []
+  for (const node of inventory.nodes) {
+    const fact = facts.get(node.name)
+    if (!fact) continue
+    if (selected && !selected.has(node.name)) {
+      skipped.push({node: node.name, reason: 'not selected by --nodes'})
+      continue
+    }
+    const kind = classifyUpgrade(fact.fromVersion, target)
+    if (kind === 'downgrade') {
+      problems.push(`node ${node.name} runs ${fact.fromVersion}; ${target.format()} would be a downgrade`)
+      fix.push(`pick a target of at least ${fact.fromVersion}; going back means restoring a backup`)
+    } else if (kind === 'skip') {
+      problems.push(`node ${node.name} runs ${fact.fromVersion}; ${target.format()} skips a minor version`)
+      fix.push('upgrade one minor at a time (homelab plans the hops unless --no-hops is given)')
+    } else if (kind === 'same' && compareVersions(fact.installedVersion, target) === 0) {
+      skipped.push({node: node.name, reason: `already at ${target.format()}`})
+    } else {
+      toUpgrade.push(fact)
+    }
+  }
+
+  // Kubelets must never be newer than the API server: agents may only go where every server is (or goes).
+  const serverTargets = servers.map((server) => (toUpgrade.some((n) => n.name === server.name) ? target.format() : facts.get(server.name)?.fromVersion))
+  for (const agent of toUpgrade.filter((node) => node.role === 'agent')) {
+    const behind = serverTargets.find((version) => version && compareVersions(version, target) < 0)
+    if (behind) {
+      problems.push(`agent ${agent.name} would run ${target.format()} while a server stays at ${behind}`)
+      fix.push('upgrade the servers too (include them in --nodes)')
+      break
+    }
+  }
+
+  // Backups.
+  const wantVelero = !request.skipBackup && config.upgrade.backup.velero.enabled
+  if (wantVelero) {
+    try {
+      await checkStorageLocation(kube, veleroSettings(config))
+    } catch (error) {
+      problems.push(isHomelabError(error) ? error.oneLine() : `cannot read Velero's BackupStorageLocation: ${(error as Error).message}`)
+    }
+  }
+  const etcdServers = servers.filter((server) => server.cluster?.labels[ETCD_LABEL] === 'true')
+  const etcdMode = config.upgrade.backup.etcdSnapshot
+  let etcdSnapshotNode: string | undefined
+  if (!request.skipBackup && etcdMode !== 'never') {
+    if (etcdServers.length > 0) etcdSnapshotNode = etcdServers[0].name
+    else if (etcdMode === 'always') {
+      problems.push('upgrade.backup.etcdSnapshot is always, but no server runs embedded etcd')
+      fix.push('set upgrade.backup.etcdSnapshot: auto for clusters on SQLite or an external datastore')
+    }
+  }
+
+  // Drains, reported per agent.
+  const drain: DrainReport[] = []
+  const settings = drainSettings(config)
+  for (const agent of toUpgrade.filter((node) => node.role === 'agent')) {
+    const plan = await planDrain(kube, agent.name, settings)
+    drain.push({node: agent.name, evict: plan.evict.map((pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`), ignored: plan.ignored.length, pdbBlocked: plan.pdbBlocked})
+    for (const blocker of plan.blockers) {
+      problems.push(`agent ${agent.name} cannot be drained: ${blocker.pod}: ${blocker.reason}`)
+      fix.push(blocker.fix)
+    }
+    for (const blocked of plan.pdbBlocked) {
+      problems.push(`agent ${agent.name} cannot be drained now: PodDisruptionBudget ${blocked.pdb} allows no disruption of ${blocked.pod}`)
+      fix.push(`scale up the workload behind ${blocked.pdb} or relax the budget`)
+    }
+  }
+
+  // Binaries: one verified download per architecture, before any node changes.
+  const shaByArch = new Map<Arch, string>()
+  for (const arch of new Set(toUpgrade.map((node) => node.arch))) {
+    try {
+      request.onProgress?.(`fetching and verifying k3s ${target.format()} for ${arch}`)
+      shaByArch.set(
+        arch,
+        config.install.source === 'cli' ? (await deps.release.binary(target, arch, signal)).sha256 : await deps.release.expectedSha256(target, arch, signal),
+      )
+    } catch (error) {
+      problems.push(isHomelabError(error) ? error.oneLine() : (error as Error).message)
+    }
+  }
+
+  if (problems.length > 0) {
+    const unique = [...new Set(fix)]
+    throw new PreflightError(
+      `pre-flight refused the upgrade to ${target.format()}; nothing was changed:\n  - ${problems.join('\n  - ')}`,
+      {hint: unique.length > 0 ? unique.join('; ') : 'fix the problems listed and run again'},
+    )
+  }
+
+  const planned = toUpgrade.map((node) => ({...node, newSha256: shaByArch.get(node.arch) as string}))
+  return {
+    target: target.format(),
+    servers: planned.filter((node) => node.role === 'server'),
+    agents: planned.filter((node) => node.role === 'agent'),
+    skipped,
+    backup: {velero: wantVelero, etcdSnapshotNode},
+    drain,
+    warnings,
+  }
+}
+
+const BINARY_HEADROOM_KB = 256 * 1024
+
+async function inspectNode(deps: UpgradeDeps, node: InventoryNode, signal?: AbortSignal): Promise<Omit<PlannedNode, 'newSha256'>> {
+  const transport = await deps.connect(node)
+  if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
+  const [installedVersion, arch, serviceManager, previousSha256, freeBin, freeTmp] = await Promise.all([
+    readInstalledVersion(transport, node.binDir, signal),
+    detectArch(transport, signal),
+    detectServiceManager(transport, deps.config.install.service, signal),
+    sha256OnNode(transport, k3sBinaryPath(node.binDir), signal),
+    freeKilobytes(transport, node.binDir, signal),
+    freeKilobytes(transport, '/tmp', signal),
+  ])
+  if (!previousSha256) throw new PreflightError(`no k3s binary at ${k3sBinaryPath(node.binDir)}`, {hint: 'set install.binDir (or the node\'s install.binDir) to where k3s is installed'})
+  // The new binary, the staged copy and k3s.prev live side by side for a moment.
+  if (freeBin < 2 * BINARY_HEADROOM_KB || freeTmp < BINARY_HEADROOM_KB) {
+    throw new PreflightError(`not enough free disk (${Math.round(freeBin / 1024)} MiB in ${node.binDir}, ${Math.round(freeTmp / 1024)} MiB in /tmp)`, {
+      hint: `free at least ${(2 * BINARY_HEADROOM_KB) / 1024} MiB in ${node.binDir} and ${BINARY_HEADROOM_KB / 1024} MiB in /tmp`,
+    })
+  }
+  const fromVersion = node.cluster?.kubeletVersion || installedVersion
+  return {
+    name: node.name,
+    role: node.role,
+    host: node.host,
+    arch,
+    binDir: node.binDir,
+    dataDir: node.dataDir,
+    serviceManager,
+    fromVersion,
+    installedVersion,
+    previousSha256,
+    preCordoned: node.cluster?.unschedulable === true && node.cluster.cordonedBy === undefined,
+  }
+}

@@ -1,0 +1,56 @@
+import type {HomelabConfig} from '../config/schema.js'
+import type {Inventory, InventoryNode} from '../inventory.js'
+import type {ReleaseSource} from '../k3s/release.js'
+import type {Arch} from '../k3s/release.js'
+import type {ServiceManager} from '../k3s/node-ops.js'
+import type {KubeClients} from '../kube/client.js'
+import type {Transport} from '../transport/types.js'
+
+/** Everything the upgrade touches, passed in so tests can use the real transports or the simulation. */
+export interface UpgradeDeps {
+  kube: KubeClients
+  config: HomelabConfig
+  inventory: Inventory
+  /** Opens (or reuses) the node's transport. */
+  connect: (node: InventoryNode) => Promise<Transport>
+  release: ReleaseSource
+  now?: () => Date
+}
+
+/** One node in the plan, with everything a later process needs to finish or undo its upgrade. */
+export interface PlannedNode {
+  name: string
+  role: 'server' | 'agent'
+  host: string
+  arch: Arch
+  binDir: string
+  dataDir: string
+  serviceManager: ServiceManager
+  /** Kubelet version before the run. */
+  fromVersion: string
+  /** Version of the binary on disk before the run. */
+  installedVersion: string
+  previousSha256: string
+  newSha256: string
+  /** Was cordoned before we came: stays cordoned, we never uncordon it. */
+  preCordoned: boolean
+}
+
+export interface DrainReport {
+  node: string
+  evict: string[]
+  ignored: number
+  pdbBlocked: Array<{pod: string; pdb: string}>
+}
+
+export interface UpgradePlan {
+  target: string
+  /** In the order they will be upgraded. */
+  servers: PlannedNode[]
+  agents: PlannedNode[]
+  /** Nodes left alone, with why (already at the target, not selected by --nodes). */
+  skipped: Array<{node: string; reason: string}>
+  backup: {velero: boolean; etcdSnapshotNode?: string}
+  drain: DrainReport[]
+  warnings: string[]
+}
