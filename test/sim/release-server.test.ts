@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
+import {request} from 'node:http'
+import {after, before, describe, test} from 'node:test'
+import {fakeK3sBinary, type K3sArch} from './k3s-fake.js'
+import {checksumFileName, releaseAssetName, startReleaseServer, type ReleaseServer} from './release-server.js'
+
+const V1 = 'v1.31.4+k3s1'
+const V2 = 'v1.32.0+k3s1'
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+async function get(url: string, init: RequestInit = {}): Promise<{status: number; body: Buffer; headers: Headers}> {
+  const res = await fetch(url, {...init, signal: AbortSignal.timeout(5000)})
+  return {status: res.status, body: Buffer.from(await res.arrayBuffer()), headers: res.headers}
+}
+
+/** Parses `<hex>  <file>` lines into a map, refusing anything else. */
+function parseSums(text: string): Map<string, string> {
+  const sums = new Map<string, string>()
+  for (const line of text.split('\n').filter(Boolean)) {
+    const m = /^([0-9a-f]{64}) {2}(\S+)$/.exec(line)
+    assert.ok(m, `bad checksum line: ${JSON.stringify(line)}`)
+    sums.set(m[2]!, m[1]!)
+  }
+  return sums
+}
+
+describe('release server', () => {
+  let server: ReleaseServer
+
+  before(async () => {
+    server = await startReleaseServer({versions: [V1, V2]})
+  })
+  after(() => server.stop())
+
+  test('binaries match their sha256sum-<arch>.txt lines, per architecture', async () => {
+    assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/download$/)
+    const arches: K3sArch[] = ['amd64', 'arm64', 'arm']
+    const seen = new Set<string>()
+    for (const arch of arches) {
+      const file = releaseAssetName(arch)
+      const sums = await get(`${server.url}/${encodeURIComponent(V1)}/${checksumFileName(arch)}`)
+      assert.equal(sums.status, 200)
+      const table = parseSums(sums.body.toString('utf8'))
+      assert.ok(table.size >= 3, 'lists the binary and airgap tarballs')
+      assert.ok([...table.keys()].some((name) => name.startsWith(`k3s-airgap-images-${arch}.`)))
+      const bin = await get(`${server.url}/${encodeURIComponent(V1)}/${file}`)
+      assert.equal(bin.status, 200)
+      assert.equal(bin.headers.get('content-type'), 'application/octet-stream')
+      assert.equal(sha256(bin.body), table.get(file))
+      assert.deepEqual(bin.body, fakeK3sBinary({version: V1, arch}))
+      assert.equal(server.sha256(V1, file), table.get(file))
+      seen.add(table.get(file)!)
+      // Every listed file is published with that very hash.
+      for (const [name, hex] of table) assert.equal(sha256((await get(`${server.url}/${encodeURIComponent(V1)}/${name}`)).body), hex)
+    }
+    assert.equal(seen.size, 3)
+    assert.deepEqual([releaseAssetName('amd64'), releaseAssetName('arm64'), releaseAssetName('arm')], ['k3s', 'k3s-arm64', 'k3s-armhf'])
+    assert.notEqual(server.sha256(V1, 'k3s'), server.sha256(V2, 'k3s'))
+  })
+
+  test('downloads redirect like GitHub; %2B and + both name the version; counting', async () => {
+    const before = server.downloads({version: V2, file: 'k3s-arm64'})
+    const encoded = `${server.url}/v1.32.0%2Bk3s1/k3s-arm64`
+    const raw = await get(encoded, {redirect: 'manual'})
+    assert.equal(raw.status, 302)
+    assert.match(raw.headers.get('location')!, new RegExp(`^${server.origin}/objects/v1\\.32\\.0%2Bk3s1/k3s-arm64\\?`))
+    assert.equal(server.downloads({version: V2, file: 'k3s-arm64'}), before, 'a redirect is not a download')
+
+    const a = await get(encoded)
+    const b = await get(`${server.url}/v1.32.0+k3s1/k3s-arm64`)
+    assert.equal(a.status, 200)
+    assert.deepEqual(a.body, b.body)
+    assert.equal(sha256(a.body), server.sha256(V2, 'k3s-arm64'))
+    assert.equal(server.downloads({version: V2, file: 'k3s-arm64'}), before + 2)
+    assert.equal(server.downloads({version: 'v1.32.0-k3s1', file: 'k3s-arm64'}), before + 2)
+    const hops = server.requests.filter((r) => r.file === 'k3s-arm64').map((r) => `${r.hop} ${r.status}`)
+    assert.deepEqual(hops.slice(-4), ['download 302', 'object 200', 'download 302', 'object 200'])
+  })
+
+  test('HEAD answers the length without a body', async () => {
+    const res = await fetch(`${server.url}/${encodeURIComponent(V1)}/k3s`, {method: 'HEAD', signal: AbortSignal.timeout(5000)})
+    assert.equal(res.status, 200)
+    assert.equal(Number(res.headers.get('content-length')), server.asset(V1, 'k3s')!.length)
+    assert.equal((await res.arrayBuffer()).byteLength, 0)
+  })
+
+  test('unknown versions, files and paths are 404', async () => {
+    for (const path of [
+      '/download/v1.99.0%2Bk3s1/k3s',
+      `/download/${encodeURIComponent(V1)}/k3s-riscv64`,
+      `/download/${encodeURIComponent(V1)}/sha256sum-riscv64.txt`,
+      '/download/v1.31.4-k3s1/k3s', // the tag is spelled with +; - is an image tag, not a release
+      '/download/not-a-version/k3s',
+      `/download/${encodeURIComponent(V1)}`,
+      '/download/%E0%A4%A/k3s',
+      '/',
+      '/releases/latest',
+    ]) {
+      const r = await get(`${server.origin}${path}`, {redirect: 'manual'})
+      assert.equal(r.status, 404, path)
+    }
+    const post = await get(`${server.url}/${encodeURIComponent(V1)}/k3s`, {method: 'POST'})
+    assert.equal(post.status, 405)
+  })
+
+  test('corrupt() serves bytes that no longer match the checksum file', async () => {
+    const s = await startReleaseServer({versions: [V1], redirect: false})
+    try {
+      const sums = parseSums((await get(`${s.url}/${encodeURIComponent(V1)}/sha256sum-amd64.txt`)).body.toString())
+      s.corrupt(V1, 'k3s')
+      const bad = await get(`${s.url}/${encodeURIComponent(V1)}/k3s`)
+      assert.equal(bad.status, 200)
+      assert.notEqual(sha256(bad.body), sums.get('k3s'))
+      const arm = await get(`${s.url}/${encodeURIComponent(V1)}/k3s-arm64`)
+      assert.equal(sha256(arm.body), s.sha256(V1, 'k3s-arm64'), 'other assets untouched')
+
+      s.corrupt(V1, 'sha256sum-arm64.txt')
+      const wrongSums = parseSums((await get(`${s.url}/${encodeURIComponent(V1)}/sha256sum-arm64.txt`)).body.toString())
+      assert.notEqual(wrongSums.get('k3s-arm64'), sha256(arm.body))
+
+      s.clearFaults()
+      assert.equal(sha256((await get(`${s.url}/${encodeURIComponent(V1)}/k3s`)).body), sums.get('k3s'))
+      assert.throws(() => s.corrupt('v1.20.0+k3s1', 'k3s'), /not published/)
+    } finally {
+      await s.stop()
+    }
+  })
+
+  test('failNext, reset and slow', async () => {
+    const s = await startReleaseServer({versions: [V1]})
+    try {
+      const url = `${s.url}/${encodeURIComponent(V1)}/k3s`
+      s.failNext(2, 503)
+      assert.equal((await get(url)).status, 503)
+      assert.equal((await get(url)).status, 503)
+      assert.equal((await get(url)).status, 200)
+
+      s.failNext(1, 'reset')
+      await assert.rejects(get(url))
+      assert.equal((await get(url)).status, 200)
+
+      s.slow(300)
+      const started = Date.now()
+      assert.equal((await get(url, {redirect: 'manual'})).status, 302)
+      assert.ok(Date.now() - started >= 280, `slow response took ${Date.now() - started} ms`)
+      s.slow(0)
+      assert.equal(s.downloads({file: 'k3s'}), 2)
+    } finally {
+      await s.stop()
+    }
+  })
+
+  test('stop() ends even with a slow response in flight', async () => {
+    const s = await startReleaseServer({versions: [V1]})
+    s.slow(60_000)
+    const pending = new Promise<number | string>((resolve) => {
+      const req = request(`${s.url}/${encodeURIComponent(V1)}/k3s`, (res) => resolve(res.statusCode ?? 0))
+      req.on('error', (e) => resolve(e.message))
+      req.end()
+    })
+    await new Promise((r) => setTimeout(r, 50))
+    const started = Date.now()
+    await s.stop()
+    assert.ok(Date.now() - started < 2000)
+    assert.equal(typeof (await pending), 'string', 'the client sees the connection end')
+  })
+
+  test('versions can be added later and are validated', async () => {
+    server.addVersion('v1.33.1-k3s1')
+    assert.ok(server.versions().includes('v1.33.1+k3s1'))
+    const r = await get(`${server.url}/v1.33.1%2Bk3s1/k3s-armhf`)
+    assert.equal(sha256(r.body), server.sha256('v1.33.1+k3s1', 'k3s-armhf'))
+    assert.throws(() => server.addVersion('1.33'), /not a k3s version/)
+  })
+})

@@ -1,0 +1,269 @@
+/**
+ * A loopback stand-in for `https://github.com/k3s-io/k3s/releases/download`: for each version
+ * it serves the fake binaries (`k3s`, `k3s-arm64`, `k3s-armhf`, `k3s-s390x`) and
+ * `sha256sum-<arch>.txt` files with their true hashes, plus small airgap "tarballs" so the
+ * checksum files list what real ones list. Versions are accepted as `%2B` or `+` in the path.
+ *
+ * Like GitHub, a download answers 302 to an object URL (here on the same server), so a client
+ * that does not follow redirects fails here as it would there; `redirect: false` serves the
+ * bytes directly. Faults for tests: corrupt(), slow(), failNext(). Every request is logged.
+ */
+import {createHash} from 'node:crypto'
+import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
+import type {AddressInfo, Socket} from 'node:net'
+import {canonicalVersion, fakeK3sBinary, K3S_ARCHES, type K3sArch} from './k3s-fake.js'
+
+/** The release asset holding the k3s binary for an architecture. */
+export function releaseAssetName(arch: K3sArch): string {
+  return {amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf', s390x: 'k3s-s390x'}[arch]
+}
+
+/** The checksum file covering an architecture's assets. */
+export function checksumFileName(arch: K3sArch): string {
+  return `sha256sum-${arch}.txt`
+}
+
+export interface ReleaseServerOptions {
+  versions: readonly string[]
+  /** Architectures published per version (default all: amd64, arm64, arm, s390x). */
+  arches?: readonly K3sArch[]
+  /** Answer `/download/...` with a 302 to `/objects/...` as GitHub does (default true). */
+  redirect?: boolean
+}
+
+export interface ReleaseRequest {
+  /** ms since the epoch when the request arrived. */
+  time: number
+  method: string
+  /** The path as received (still percent-encoded). */
+  path: string
+  /** `download` for `/download/...`, `object` for the redirect target, `other` for anything else. */
+  hop: 'download' | 'object' | 'other'
+  /** Canonical (`+`) version, when the path named one. */
+  version?: string
+  file?: string
+  /** HTTP status sent, or 0 when the connection was reset on purpose. */
+  status: number
+  /** Body bytes written. */
+  bytes: number
+  /** True when a 200 GET delivered the whole body. */
+  complete: boolean
+}
+
+export interface ReleaseServer {
+  /** `http://127.0.0.1:PORT/download`: the release base URL for the product's config. */
+  readonly url: string
+  /** `http://127.0.0.1:PORT`. */
+  readonly origin: string
+  readonly requests: ReleaseRequest[]
+  versions(): string[]
+  addVersion(version: string): void
+  /** The true bytes of an asset (not corrupted), or undefined when not published. */
+  asset(version: string, file: string): Buffer | undefined
+  /** The true sha256 (hex) of an asset. */
+  sha256(version: string, file: string): string
+  /** Serve other bytes for this asset than its checksum line says (a checksum file: wrong hashes). */
+  corrupt(version: string, file: string): void
+  /** Delay every response by ms (0: no delay). */
+  slow(ms: number): void
+  /** The next n requests answer this status (or have their connection reset). */
+  failNext(n: number, status?: number | 'reset'): void
+  /** Undo corrupt(), slow() and failNext(). */
+  clearFaults(): void
+  /** Count of complete 200 GETs, optionally for one version and/or file. */
+  downloads(filter?: {version?: string; file?: string}): number
+  stop(): Promise<void>
+}
+
+interface Release {
+  assets: Map<string, Buffer>
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex')
+}
+
+function buildRelease(version: string, arches: readonly K3sArch[]): Release {
+  const assets = new Map<string, Buffer>()
+  for (const arch of arches) {
+    const binary = releaseAssetName(arch)
+    const files = new Map<string, Buffer>()
+    files.set(binary, fakeK3sBinary({version, arch}))
+    for (const ext of ['tar.gz', 'tar.zst']) {
+      files.set(`k3s-airgap-images-${arch}.${ext}`, Buffer.from(`homelab simulation: airgap images ${version} ${arch} (${ext})\n`))
+    }
+    const lines = [...files.keys()].sort().map((name) => `${sha256(files.get(name)!)}  ${name}\n`)
+    for (const [name, bytes] of files) assets.set(name, bytes)
+    assets.set(checksumFileName(arch), Buffer.from(lines.join('')))
+  }
+  return {assets}
+}
+
+/** Different bytes for the same asset: binaries get a trailer, checksum files wrong hashes. */
+function corrupted(file: string, bytes: Buffer): Buffer {
+  if (file.startsWith('sha256sum-')) {
+    const text = bytes.toString('utf8').replace(/^([0-9a-f])/gm, (d) => ((parseInt(d, 16) + 1) % 16).toString(16))
+    return Buffer.from(text)
+  }
+  return Buffer.concat([bytes, Buffer.from('\n// corrupted in transit\n')])
+}
+
+export async function startReleaseServer(options: ReleaseServerOptions): Promise<ReleaseServer> {
+  const arches = options.arches ?? K3S_ARCHES
+  const redirect = options.redirect ?? true
+  const releases = new Map<string, Release>()
+  const corruptKeys = new Set<string>()
+  const requests: ReleaseRequest[] = []
+  const sockets = new Set<Socket>()
+  const timers = new Set<NodeJS.Timeout>()
+  let delayMs = 0
+  let failures = 0
+  let failStatus: number | 'reset' = 500
+
+  const addVersion = (version: string): void => {
+    const canonical = canonicalVersion(version)
+    if (!releases.has(canonical)) releases.set(canonical, buildRelease(canonical, arches))
+  }
+  for (const v of options.versions) addVersion(v)
+
+  const lookup = (version: string, file: string): Buffer | undefined => {
+    let canonical: string
+    try {
+      canonical = canonicalVersion(version)
+    } catch {
+      return undefined
+    }
+    return releases.get(canonical)?.assets.get(file)
+  }
+
+  const server = createServer((req, res) => {
+    void handle(req, res)
+  })
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  const {port} = server.address() as AddressInfo
+  const origin = `http://127.0.0.1:${port}`
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rawPath = (req.url ?? '/').split('?')[0]!
+    const record: ReleaseRequest = {time: Date.now(), method: req.method ?? '', path: rawPath, hop: 'other', status: 0, bytes: 0, complete: false}
+    requests.push(record)
+    const segments = rawPath.split('/').slice(1)
+    let decoded: string[] | undefined
+    try {
+      decoded = segments.map((s) => decodeURIComponent(s))
+    } catch {
+      decoded = undefined
+    }
+    if (decoded && decoded.length === 3 && (decoded[0] === 'download' || decoded[0] === 'objects')) {
+      record.hop = decoded[0] === 'download' ? 'download' : 'object'
+      record.file = decoded[2]
+      try {
+        record.version = canonicalVersion(decoded[1]!)
+      } catch {
+        record.version = decoded[1]
+      }
+    }
+
+    if (delayMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          timers.delete(t)
+          resolve()
+        }, delayMs)
+        timers.add(t)
+      })
+      if (res.destroyed) return
+    }
+    if (failures > 0) {
+      failures -= 1
+      if (failStatus === 'reset') {
+        req.socket.destroy()
+        return
+      }
+      return send(res, record, failStatus, Buffer.from('simulated failure\n'), 'text/plain')
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD')
+      return send(res, record, 405, Buffer.from('method not allowed\n'), 'text/plain')
+    }
+    // The release tag is spelled with `+`; `-k3s1` is the image-tag spelling and names no release.
+    const tagged = record.hop !== 'other' && record.version === decoded![1]
+    const bytes = tagged ? lookup(decoded![1]!, decoded![2]!) : undefined
+    if (!bytes) return send(res, record, 404, Buffer.from('Not Found'), 'text/plain')
+    if (record.hop === 'download' && redirect) {
+      const target = `${origin}/objects/${encodeURIComponent(record.version!)}/${encodeURIComponent(record.file!)}?sim-token=${Date.now().toString(36)}`
+      res.setHeader('location', target)
+      return send(res, record, 302, Buffer.alloc(0), 'text/html')
+    }
+    const key = `${record.version}/${record.file}`
+    const body = corruptKeys.has(key) ? corrupted(record.file!, bytes) : bytes
+    res.setHeader('content-disposition', `attachment; filename=${record.file}`)
+    send(res, record, 200, body, 'application/octet-stream')
+  }
+
+  function send(res: ServerResponse, record: ReleaseRequest, status: number, body: Buffer, type: string): void {
+    record.status = status
+    res.statusCode = status
+    res.setHeader('content-type', type)
+    res.setHeader('content-length', body.length)
+    if (record.method === 'HEAD') {
+      res.end()
+      return
+    }
+    res.on('finish', () => {
+      record.bytes = body.length
+      record.complete = status === 200 && record.method === 'GET'
+    })
+    res.end(body)
+  }
+
+  return {
+    url: `${origin}/download`,
+    origin,
+    requests,
+    versions: () => [...releases.keys()],
+    addVersion,
+    asset: (version, file) => lookup(version, file),
+    sha256(version, file) {
+      const bytes = lookup(version, file)
+      if (!bytes) throw new Error(`release server: ${version}/${file} is not published`)
+      return sha256(bytes)
+    },
+    corrupt(version, file) {
+      if (!lookup(version, file)) throw new Error(`release server: cannot corrupt ${version}/${file}: not published`)
+      corruptKeys.add(`${canonicalVersion(version)}/${file}`)
+    },
+    slow(ms) {
+      delayMs = Math.max(0, ms)
+    },
+    failNext(n, status = 500) {
+      failures = Math.max(0, n)
+      failStatus = status
+    },
+    clearFaults() {
+      corruptKeys.clear()
+      delayMs = 0
+      failures = 0
+    },
+    downloads(filter = {}) {
+      const version = filter.version === undefined ? undefined : canonicalVersion(filter.version)
+      return requests.filter(
+        (r) => r.complete && (version === undefined || r.version === version) && (filter.file === undefined || r.file === filter.file),
+      ).length
+    },
+    async stop() {
+      for (const t of timers) clearTimeout(t)
+      timers.clear()
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const s of sockets) s.destroy()
+      await closed
+    },
+  }
+}
