@@ -396,6 +396,29 @@ describe('saga engine', () => {
     assert.equal(events.events[0]?.type === 'run-started' && events.events[0].mode, 'rollback')
   })
 
+  it('on abort during compensation, keeps the rest pending and leaves the run to rollback', async (t) => {
+    const store = await newStore(t)
+    const undone: string[] = []
+    const controller = new AbortController()
+    const saga = testSaga([changing('a'), changing('b'), changing('c'), failing('d', new Error('d broke'))], undone)
+    // Ctrl-C while the first compensation (c) runs: it finishes, b and a are not started.
+    const interrupting = {...saga, compensations: {...saga.compensations, async undo(p: {name: string}, ctx: Parameters<typeof saga.compensations.undo>[1]) {
+      if (p.name === 'c') controller.abort()
+      await saga.compensations.undo(p, ctx)
+    }}}
+    const result = await runSaga(interrupting, await store.create({saga: saga.name, input: {target: 'v2'}}), {signal: controller.signal})
+    assert.equal(result.outcome, 'interrupted')
+    assert.equal(exitCodeFor(result), ExitCode.interrupted)
+    assert.deepEqual(undone, ['undo:c'])
+    assert.deepEqual(result.pendingCompensations.map((c) => c.id), ['a', 'b'])
+    assert.equal(result.journal.error?.message, 'd broke', 'the failure that started the undo is kept')
+
+    await assert.rejects(runSaga(saga, await store.load(result.runId)), RunStateError, 'half undone: only rollback may go on')
+    const finished = await rollbackRun(saga, await store.load(result.runId))
+    assert.equal(finished.outcome, 'compensated')
+    assert.deepEqual(undone, ['undo:c', 'undo:b', 'undo:a'])
+  })
+
   it('records an unknown handler in an old journal as a failed compensation and runs the others', async (t) => {
     const store = await newStore(t)
     const journal = await store.create({saga: 'test-saga', input: {target: 'v2'}})
