@@ -276,6 +276,8 @@ const BINARY_BODY = String.raw`
     // The CLI talks to the local server with the server token: agents have none.
     const tokenFile = path.join(dataDir, 'server', 'token');
     if (!flags.token && !fs.existsSync(tokenFile)) fatal('open ' + tokenFile + ': no such file or directory');
+    // The token is root's (0600): without sudo the real CLI cannot read it.
+    if (!flags.token && stateDir && env.HOMELAB_SIM_PRIVILEGED !== '1') fatal('open ' + tokenFile + ': permission denied');
     if (stateDir && readState('service.state') !== 'active') {
       fatal('Error: see server log for details: Post "https://127.0.0.1:6443/db/snapshot": dial tcp 127.0.0.1:6443: connect: connection refused');
     }

@@ -175,7 +175,7 @@ describe('simulated node', () => {
     assert.ok(Number(m[1]) >= before && Number(m[1]) <= before + 5)
     assert.match(save.stderr, new RegExp(`level=info msg="Snapshot ${snaps[0]} saved\\."`))
 
-    const ls = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'ls', '--data-dir', n.dataDir])
+    const ls = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'ls', '--data-dir', n.dataDir])
     assert.equal(ls.exitCode, 0, ls.stderr)
     const lines = ls.stdout.trimEnd().split('\n')
     assert.match(lines[0]!, /^Name +Location +Size +Created$/)
@@ -184,11 +184,11 @@ describe('simulated node', () => {
     assert.equal(lines.length, 2)
 
     const other = join(root, `${n.name}-elsewhere`)
-    const custom = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'save', '--etcd-snapshot-dir', other])
+    const custom = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save', '--etcd-snapshot-dir', other])
     assert.equal(custom.exitCode, 0, custom.stderr)
     assert.match(custom.stderr, new RegExp(`Snapshot on-demand-${n.name}-\\d+ saved`))
 
-    const del = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'delete', snaps[0]!, 'no-such'])
+    const del = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'delete', snaps[0]!, 'no-such'])
     assert.equal(del.exitCode, 0)
     assert.match(del.stderr, /Snapshot no-such not found/)
     assert.deepEqual(await listSnapshots(n), [])
@@ -207,24 +207,24 @@ describe('simulated node', () => {
     assert.match(a.stderr, /level=fatal msg="open .*\/data\/server\/token: no such file or directory"/)
 
     const sqlite = await node({embeddedEtcd: false})
-    const s = await execOnNode(sqlite, [sqlite.binaryPath, 'etcd-snapshot', 'save'])
+    const s = await execOnNode(sqlite, ['sudo', '-n', sqlite.binaryPath, 'etcd-snapshot', 'save'])
     assert.equal(s.exitCode, 1)
     assert.match(s.stderr, /etcd datastore disabled/)
     await setEmbeddedEtcd(sqlite, true)
-    assert.equal((await execOnNode(sqlite, [sqlite.binaryPath, 'etcd-snapshot', 'save'])).exitCode, 0)
+    assert.equal((await execOnNode(sqlite, ['sudo', '-n', sqlite.binaryPath, 'etcd-snapshot', 'save'])).exitCode, 0)
     await setEmbeddedEtcd(sqlite, false)
-    assert.equal((await execOnNode(sqlite, [sqlite.binaryPath, 'etcd-snapshot', 'ls'])).exitCode, 1)
+    assert.equal((await execOnNode(sqlite, ['sudo', '-n', sqlite.binaryPath, 'etcd-snapshot', 'ls'])).exitCode, 1)
 
     const down = await node()
-    assert.equal((await execOnNode(down, ['systemctl', 'stop', 'k3s'])).exitCode, 0)
-    const d = await execOnNode(down, [down.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal((await execOnNode(down, ['sudo', '-n', 'systemctl', 'stop', 'k3s'])).exitCode, 0)
+    const d = await execOnNode(down, ['sudo', '-n', down.binaryPath, 'etcd-snapshot', 'save'])
     assert.equal(d.exitCode, 1)
     assert.match(d.stderr, /connection refused/)
   })
 
   test('systemctl restart runs the binary now in place: a swap by rename takes effect', async () => {
     const n = await node()
-    const r1 = await execOnNode(n, ['systemctl', 'restart', 'k3s'])
+    const r1 = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])
     assert.equal(r1.exitCode, 0, r1.stderr)
     assert.deepEqual(
       reportsFor(n.name).map((r) => [r.url, r.body]),
@@ -259,7 +259,10 @@ describe('simulated node', () => {
       'service started k3s',
     ])
     for (let i = 1; i < log.length; i++) assert.ok(log[i]!.time >= log[i - 1]!.time)
-    assert.deepEqual((await readSudoLog(n)).map((e) => e.command), [['systemctl', 'restart', 'k3s.service']])
+    assert.deepEqual((await readSudoLog(n)).map((e) => e.command), [
+      ['systemctl', 'restart', 'k3s'],
+      ['systemctl', 'restart', 'k3s.service'],
+    ])
   })
 
   test('systemctl is-active / stop / show / status / unknown units, like systemd', async () => {
@@ -273,7 +276,7 @@ describe('simulated node', () => {
     r = await execOnNode(n, ['systemctl', '--version'])
     assert.match(r.stdout, /^systemd 252 /)
 
-    r = await execOnNode(n, ['systemctl', 'stop', 'k3s'])
+    r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'stop', 'k3s'])
     assert.equal(r.exitCode, 0)
     assert.equal(reportsFor(n.name).at(-1)!.url, `/nodes/${n.name}/k3s-stopped`)
     r = await execOnNode(n, ['systemctl', 'is-active', 'k3s'])
@@ -283,7 +286,7 @@ describe('simulated node', () => {
     assert.match(r.stdout, /Active: inactive \(dead\)/)
     assert.equal(await runningVersion(n), null)
 
-    r = await execOnNode(n, ['systemctl', 'start', 'k3s'])
+    r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'start', 'k3s'])
     assert.equal(r.exitCode, 0, r.stderr)
     assert.equal(await serviceState(n), 'active')
 
@@ -299,10 +302,39 @@ describe('simulated node', () => {
     assert.equal(noOpenrc.stdout, '')
   })
 
+  test('changing the service or reading the server token needs root: sudo, or a root login', async () => {
+    const n = await node()
+    const restart = await execOnNode(n, ['systemctl', 'restart', 'k3s'])
+    assert.equal(restart.exitCode, 1)
+    assert.match(restart.stderr, /^Failed to restart k3s\.service: Interactive authentication required\./)
+    assert.equal((await execOnNode(n, ['systemctl', 'daemon-reload'])).exitCode, 1)
+    assert.equal((await execOnNode(n, ['systemctl', 'is-active', 'k3s'])).exitCode, 0, 'reading state needs no root')
+    const save = await execOnNode(n, [n.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(save.exitCode, 1)
+    assert.match(save.stderr, /server\/token: permission denied/)
+    assert.equal(reportsFor(n.name).length, 0)
+    assert.deepEqual(await listSnapshots(n), [])
+    assert.deepEqual((await readServiceLog(n)).filter((e) => e.source === 'service').map((e) => e.args), [
+      ['denied', 'k3s'],
+      ['denied', 'k3s'],
+    ])
+
+    const openrc = await node({serviceManager: 'openrc'})
+    const rc = await execOnNode(openrc, ['rc-service', 'k3s', 'restart'])
+    assert.equal(rc.exitCode, 1)
+    assert.match(rc.stderr, /root access required/)
+
+    const rootLogin = await node({loginAsRoot: true})
+    assert.equal(rootLogin.env.HOMELAB_SIM_PRIVILEGED, '1')
+    assert.equal((await execOnNode(rootLogin, ['systemctl', 'restart', 'k3s'])).exitCode, 0)
+    assert.equal((await execOnNode(rootLogin, [rootLogin.binaryPath, 'etcd-snapshot', 'save'])).exitCode, 0)
+    assert.deepEqual(await readSudoLog(rootLogin), [])
+  })
+
   test('a failing start leaves the unit failed and systemctl says so', async () => {
     const n = await node()
     await setStartFailure(n, 'starting kubernetes: preparing server: bootstrap data already found and encrypted with different token')
-    const r = await execOnNode(n, ['systemctl', 'restart', 'k3s'])
+    const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])
     assert.equal(r.exitCode, 1)
     assert.match(r.stderr, /^Job for k3s\.service failed because the control process exited with error code\./)
     assert.equal(await serviceState(n), 'failed')
@@ -310,14 +342,14 @@ describe('simulated node', () => {
     assert.deepEqual([shown.exitCode, shown.stdout], [3, 'failed\n'])
     assert.match(await readFile(join(n.stateDir, 'k3s.log'), 'utf8'), /level=fatal msg="starting kubernetes: preparing server/)
     await setStartFailure(n, null)
-    assert.equal((await execOnNode(n, ['systemctl', 'start', 'k3s'])).exitCode, 0)
+    assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'start', 'k3s'])).exitCode, 0)
     assert.equal(await serviceState(n), 'active')
   })
 
   test('agents run k3s-agent with `k3s agent`', async () => {
     const n = await node({role: 'agent', arch: 'arm64'})
     assert.equal(n.serviceName, 'k3s-agent')
-    const r = await execOnNode(n, ['systemctl', 'restart', 'k3s-agent'])
+    const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s-agent'])
     assert.equal(r.exitCode, 0, r.stderr)
     assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'arm64', role: 'agent'})
     assert.equal((await execOnNode(n, ['systemctl', 'restart', 'k3s'])).exitCode, 5)
@@ -359,7 +391,7 @@ describe('simulated node', () => {
     assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server'})
     let s = await execOnNode(n, ['rc-service', 'k3s', 'status'])
     assert.deepEqual([s.exitCode, s.stdout], [0, ' * status: started\n'])
-    assert.equal((await execOnNode(n, ['rc-service', 'k3s', 'stop'])).exitCode, 0)
+    assert.equal((await execOnNode(n, ['sudo', '-n', 'rc-service', 'k3s', 'stop'])).exitCode, 0)
     s = await execOnNode(n, ['rc-service', 'k3s', 'status'])
     assert.deepEqual([s.exitCode, s.stdout], [3, ' * status: stopped\n'])
     assert.equal((await execOnNode(n, ['rc-service', '--exists', 'k3s'])).exitCode, 0)
@@ -404,9 +436,20 @@ describe('simulated node', () => {
     assert.equal((await execOnNode(n, ['sudo', '-n', 'true'])).exitCode, 0)
   })
 
+  test("a node under a path with spaces and quotes works end to end", async () => {
+    const n = await node({root: join(root, `it's a "dir" $HOME`)})
+    const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server'})
+    assert.equal(await currentBinaryVersion(n), V1)
+    const save = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(save.exitCode, 0, save.stderr)
+    assert.equal((await listSnapshots(n)).length, 1)
+  })
+
   test('the service runs with the env file only, not the caller environment', async () => {
     const n = await node()
-    const r = await execOnNode(n, ['/bin/sh', '-c', 'HOMELAB_SIM_NODE=impostor NODE_OPTIONS=--no-such-flag systemctl restart k3s'])
+    const r = await execOnNode(n, ['/bin/sh', '-c', 'HOMELAB_SIM_NODE=impostor NODE_OPTIONS=--no-such-flag sudo -n systemctl restart k3s'])
     assert.equal(r.exitCode, 0, r.stderr)
     assert.equal(reportsFor('impostor').length, 0)
     assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server'})

@@ -12,6 +12,12 @@
  * The fake tools are POSIX sh and need only sh and coreutils (the fake k3s needs node, which
  * the env's PATH provides). They journal every call so tests can prove ordering.
  *
+ * Root, as on a real host, is needed to start/stop/restart the service, daemon-reload, and
+ * read the server token (`k3s etcd-snapshot`); reading state (is-active, show, status,
+ * `k3s --version`) is not. Here "root" is HOMELAB_SIM_PRIVILEGED=1, which the fake `sudo` sets
+ * for the command it runs (and `loginAsRoot` sets for every session): never the real uid, as
+ * the test runner may itself be root. So a product that forgets `become` fails here too.
+ *
  * How the product should tell the service managers apart (works here and on real hosts):
  * OpenRC when `command -v rc-service` succeeds, otherwise systemd when `systemctl --version`
  * succeeds. Checking `/run/systemd/system` cannot work here (it is the host's directory), and
@@ -51,6 +57,11 @@ export interface NodeFixtureOptions {
   distribution?: Distribution
   /** Whether the service counts as running at start (default true). No control call is made. */
   running?: boolean
+  /**
+   * Sessions log in as root (become: none). Default false: like a normal user, they must go
+   * through `sudo` to change the service or read the server token.
+   */
+  loginAsRoot?: boolean
 }
 
 export interface NodeFixture {
@@ -143,6 +154,7 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
     HOMELAB_SIM_CONTROL: options.controlUrl,
     HOMELAB_SIM_ROOT: dir,
   })
+  if (options.loginAsRoot) fixture.env.HOMELAB_SIM_PRIVILEGED = '1'
 
   await mkdir(options.root, {recursive: true})
   await mkdir(dir) // fails if it exists: a stale node would lie about its state
@@ -384,6 +396,15 @@ sim_set_state() {
   printf '%s\\n' "$sim_ts" > "$STATE_DIR/service.since"
 }
 
+# Root stands for HOMELAB_SIM_PRIVILEGED=1 (set by the fake sudo, or for root logins), never for
+# the real uid: the test runner may well be root, and then nothing would be checked.
+sim_require_root() {
+  [ "$HOMELAB_SIM_PRIVILEGED" = 1 ] && return 0
+  printf '%s\\n' "$1" >&2
+  sim_log service.log service denied "$UNIT"
+  exit 1
+}
+
 sim_clean_run() {
   env -i /bin/sh -c 'while IFS= read -r l || [ -n "$l" ]; do case $l in [A-Za-z_]*=*) export "$l" ;; esac; done < "$1"; shift; exec "$@"' sim-unit "$NODE_DIR/env" "$@" >> "$STATE_DIR/k3s.log" 2>&1
 }
@@ -529,6 +550,7 @@ case $sim_verb in
     echo "  $UNIT.service loaded $(sim_state) - Lightweight Kubernetes"
     exit 0 ;;
   daemon-reload|daemon-reexec)
+    sim_require_root 'Failed to reload daemon: Interactive authentication required.'
     exit 0 ;;
   start|stop|restart|try-restart|condrestart|reload-or-restart|force-reload)
     sim_need_units
@@ -538,6 +560,8 @@ case $sim_verb in
         exit 5
       fi
     done
+    sim_require_root "Failed to $sim_verb $UNIT.service: Interactive authentication required.
+See system logs and 'systemctl status $UNIT.service' for details."
     case $sim_verb in
       start)
         [ "$(sim_state)" = active ] && exit 0
@@ -626,6 +650,7 @@ EOF
         exit 1
       fi
     done
+    sim_require_root "Failed to $sim_verb unit: Interactive authentication required."
     exit 0 ;;
   *)
     echo "Unknown command verb '$sim_verb'." >&2
@@ -688,6 +713,9 @@ sim_stop() {
 }
 
 for sim_cmd in "$@"; do
+  case $sim_cmd in
+    start|stop|restart|zap) sim_require_root " * $UNIT: root access required" ;;
+  esac
   case $sim_cmd in
     start)
       if [ "$(sim_state)" = active ]; then echo " * WARNING: $UNIT has already been started"; else sim_start; fi ;;
@@ -792,6 +820,8 @@ if ! command -v "$1" >/dev/null 2>&1; then
   echo "sudo: $1: command not found" >&2
   exit 1
 fi
+HOMELAB_SIM_PRIVILEGED=1
+export HOMELAB_SIM_PRIVILEGED
 exec "$@"
 `
 }
