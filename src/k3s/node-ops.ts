@@ -20,10 +20,13 @@ export async function detectArch(transport: Transport, signal?: AbortSignal): Pr
   return normaliseArch(await transport.run(['uname', '-m'], {signal}))
 }
 
-/** systemd when systemctl is there, OpenRC (Alpine) when rc-service is; k3s's installer supports only these. */
+/**
+ * OpenRC (Alpine) when rc-service is there, else systemd when systemctl answers; k3s's installer
+ * supports only these. OpenRC first: a systemctl binary can exist where systemd does not run.
+ */
 export async function detectServiceManager(transport: Transport, setting: 'auto' | ServiceManager, signal?: AbortSignal): Promise<ServiceManager> {
   if (setting !== 'auto') return setting
-  const found = (await script(transport, 'if command -v systemctl >/dev/null 2>&1; then echo systemd; elif command -v rc-service >/dev/null 2>&1; then echo openrc; fi', [], {signal})).trim()
+  const found = (await script(transport, 'if command -v rc-service >/dev/null 2>&1; then echo openrc; elif systemctl --version >/dev/null 2>&1; then echo systemd; fi', [], {signal})).trim()
   if (found === 'systemd' || found === 'openrc') return found
   throw new PreflightError(`${transport.node}: neither systemd nor OpenRC found`, {
     hint: 'k3s runs under systemd or OpenRC; set install.service in homelab.yaml if detection is wrong',
@@ -137,12 +140,20 @@ export async function restorePreviousBinary(transport: Transport, binDir: string
   return out.trim() === 'already' ? 'already' : 'restored'
 }
 
-/** `k3s etcd-snapshot save`; returns the snapshot's file name as k3s printed it, or the name base. */
+/** `k3s etcd-snapshot save`; returns the snapshot's file name as k3s logged it (on stderr), or the name base. */
 export async function saveEtcdSnapshot(transport: Transport, options: {binDir: string; dataDir: string; name: string; signal?: AbortSignal}): Promise<string> {
-  const out = await transport.run(
-    [k3sBinaryPath(options.binDir), 'etcd-snapshot', 'save', '--data-dir', options.dataDir, '--name', options.name],
-    {privileged: true, signal: options.signal, timeoutMs: 300_000},
-  )
-  const match = new RegExp(`(${options.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-[^\\s"]+)`).exec(out)
+  const argv = [k3sBinaryPath(options.binDir), 'etcd-snapshot', 'save', '--data-dir', options.dataDir, '--name', options.name]
+  const result = await transport.exec(argv, {privileged: true, signal: options.signal, timeoutMs: 300_000})
+  if (result.exitCode !== 0) {
+    throw new CommandError(`${transport.node}: k3s etcd-snapshot save failed: ${lastLine(result.stderr)}`, result.exitCode, result.stderr, {
+      hint: 'check that the server runs embedded etcd and k3s is running; or set upgrade.backup.etcdSnapshot: never',
+    })
+  }
+  const escaped = options.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const match = new RegExp(`(${escaped}-[^\\s"]+)`).exec(`${result.stderr}\n${result.stdout}`)
   return match?.[1] ?? options.name
+}
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').at(-1) ?? ''
 }

@@ -25,8 +25,9 @@ export function checksumFileName(arch: Arch): string {
 export function normaliseArch(machine: string): Arch {
   const m = machine.trim()
   if (m === 'x86_64' || m === 'amd64') return 'amd64'
-  if (m === 'aarch64' || m === 'arm64' || m === 'armv8l') return 'arm64'
-  if (/^armv[67]/.test(m) || m === 'arm' || m === 'armhf') return 'arm'
+  if (m === 'aarch64' || m === 'arm64') return 'arm64'
+  // Like install.sh: every other arm* (incl. armv8l, a 32-bit userland) takes the armhf binary.
+  if (m.startsWith('arm')) return 'arm'
   if (m === 's390x') return 's390x'
   throw new PreflightError(`unsupported machine architecture "${m}"`, {hint: 'k3s publishes binaries for amd64, arm64, arm (armhf) and s390x only'})
 }

@@ -1,0 +1,83 @@
+import {createInterface} from 'node:readline/promises'
+
+import type {UpgradeEvent, UpgradeResult} from '../../src/upgrade/run-upgrade.js'
+import type {UpgradePlan} from '../../src/upgrade/types.js'
+import {ListrView} from './listr-view.js'
+import {ndjsonWriter, plainLineWriter} from './events.js'
+
+export interface EventSink {
+  onEvent: (event: UpgradeEvent) => void
+  close: () => Promise<void>
+}
+
+/**
+ * Where progress goes: NDJSON on stderr for pipelines, nothing on stdout under --json, listr2 on
+ * a terminal, timestamped lines otherwise.
+ */
+export function eventSink(options: {json: boolean; logFormat: 'text' | 'json'; tty: boolean; concurrency: number; log: (line: string) => void; logToStderr: (line: string) => void}): EventSink {
+  if (options.logFormat === 'json') {
+    return {onEvent: ndjsonWriter((line) => process.stderr.write(`${line}\n`)), close: async () => undefined}
+  }
+  if (options.json) return {onEvent: () => undefined, close: async () => undefined}
+  if (options.tty) {
+    const view = new ListrView(options.concurrency, options.log)
+    return {onEvent: view.handle, close: () => view.close()}
+  }
+  return {onEvent: plainLineWriter(options.log), close: async () => undefined}
+}
+
+export function renderPlan(plan: UpgradePlan): string {
+  const lines = [`Upgrade to ${plan.target}:`]
+  const describe = (n: UpgradePlan['servers'][number]) =>
+    `    ${n.name} (${n.arch}, ${n.serviceManager}): ${n.fromVersion} → ${plan.target}${n.preCordoned ? ' [cordoned before; stays cordoned]' : ''}`
+  lines.push(`  backup: ${plan.backup.velero ? 'Velero backup' : 'no Velero backup'}${plan.backup.etcdSnapshotNode ? `, etcd snapshot on ${plan.backup.etcdSnapshotNode}` : ''}`)
+  lines.push(`  servers, one at a time:${plan.servers.length === 0 ? ' none' : ''}`, ...plan.servers.map(describe))
+  lines.push(`  agents, drained first:${plan.agents.length === 0 ? ' none' : ''}`, ...plan.agents.map(describe))
+  for (const report of plan.drain) {
+    lines.push(`    drain ${report.node}: evict ${report.evict.length} pod(s)${report.ignored ? `, leave ${report.ignored} (DaemonSet/mirror)` : ''}`)
+  }
+  for (const skipped of plan.skipped) lines.push(`  skip ${skipped.node}: ${skipped.reason}`)
+  for (const warning of plan.warnings) lines.push(`  warning: ${warning}`)
+  return lines.join('\n')
+}
+
+export function renderResult(result: UpgradeResult): string {
+  const lines: string[] = []
+  const headline: Record<UpgradeResult['outcome'], string> = {
+    succeeded: `Upgrade to ${result.target} succeeded.`,
+    'nothing-to-do': `Nothing to do: every node is already at ${result.target}.`,
+    'dry-run': 'Dry run: pre-flight passed; nothing was changed.',
+    refused: 'Refused; nothing was changed.',
+    failed: 'Failed before anything was changed.',
+    compensated: 'The upgrade failed; every change was undone.',
+    'compensation-incomplete': 'The upgrade failed and NOT every change could be undone. Manual steps below.',
+    stopped: 'The upgrade failed and stopped (--on-failure=stop): nodes were uncordoned, the rest is left as is.',
+    interrupted: 'Interrupted. The node in flight was finished or undone; continue with --resume.',
+    locked: 'Another run holds the cluster lock; nothing was changed.',
+  }
+  lines.push(headline[result.outcome])
+  if (result.error) lines.push(`  cause: ${result.error.message}${result.error.hint ? ` (fix: ${result.error.hint})` : ''}`)
+  if (result.runIds.length > 0) lines.push(`  run: ${result.runIds.join(', ')}`)
+  for (const node of result.nodes) lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}`)
+  for (const backup of result.backups) {
+    if (backup.velero) lines.push(`  Velero backup: ${backup.velero}`)
+    if (backup.etcdSnapshot) lines.push(`  etcd snapshot: ${backup.etcdSnapshot.name} on ${backup.etcdSnapshot.node}`)
+  }
+  if (result.manualSteps.length > 0) lines.push('', 'To finish by hand:', ...result.manualSteps.map((step) => `  ${step}`))
+  if (result.outcome === 'stopped' || result.outcome === 'interrupted') {
+    lines.push(`  resume: homelab k8s upgrade --resume ${result.runIds.at(-1) ?? ''}`, `  undo:   homelab k8s rollback ${result.runIds.at(-1) ?? ''}`)
+  }
+  lines.push(`  took ${(result.durationMs / 1000).toFixed(1)}s`)
+  return lines.join('\n')
+}
+
+/** Asks on the terminal; anything but y/yes is no. */
+export async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({input: process.stdin, output: process.stderr})
+  try {
+    const answer = await rl.question(`${question} [y/N] `)
+    return /^y(es)?$/i.test(answer.trim())
+  } finally {
+    rl.close()
+  }
+}

@@ -1,0 +1,122 @@
+import {Flags} from '@oclif/core'
+
+import {ExitCode, UsageError} from '../../src/errors.js'
+import {openSession} from '../../src/session.js'
+import {runUpgrade, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
+import {HomelabCommand} from '../_cli/base-command.js'
+import {confirm, eventSink, renderPlan, renderResult} from '../_cli/upgrade-output.js'
+
+export const EXIT_CODES_HELP = `EXIT CODES
+  0    done, or nothing to do
+  2    usage or config error
+  3    pre-flight refused (nothing changed)
+  4    failed and fully compensated
+  5    failed and compensation incomplete (manual steps printed)
+  6    the cluster lock is held by another run
+  130  interrupted (resumable with --resume)`
+
+export default class Upgrade extends HomelabCommand<typeof Upgrade> {
+  static override summary = 'Upgrade k3s on every node, safely, with backup and undo'
+  static override description = `Pre-flight checks everything first (versions, skew, SSH, sudo, disk, drains, backups, checksums). Then: a Velero backup (and an etcd snapshot), servers one at a time, agents drained and upgraded in parallel under --concurrency. A failure undoes every change in reverse.
+
+${EXIT_CODES_HELP}`
+  static override examples = [
+    '<%= config.bin %> k8s upgrade --to v1.32.0+k3s1 --dry-run',
+    '<%= config.bin %> k8s upgrade --to stable --yes',
+    '<%= config.bin %> k8s upgrade --resume',
+  ]
+  static override flags = {
+    to: Flags.string({description: 'target: a version (v1.32.0+k3s1) or a channel (stable, latest, v1.31)', exclusive: ['resume']}),
+    'dry-run': Flags.boolean({description: 'run the pre-flight checks, print the plan, change nothing'}),
+    yes: Flags.boolean({char: 'y', description: 'do not ask for confirmation (required without a TTY or under CI)'}),
+    concurrency: Flags.integer({description: 'agents upgraded at once (default: upgrade.agentConcurrency)', min: 1}),
+    'on-failure': Flags.option({options: ['compensate', 'stop'] as const, default: 'compensate', description: 'compensate: undo everything; stop: only uncordon, leave the rest for --resume or rollback'})(),
+    'skip-backup': Flags.boolean({description: 'upgrade without a Velero backup or etcd snapshot'}),
+    nodes: Flags.string({description: 'only these nodes (comma-separated names)'}),
+    resume: Flags.string({description: 'resume an interrupted run (the newest, or the run id given)', exclusive: ['to']}),
+    'no-hops': Flags.boolean({description: 'refuse a target more than one minor ahead instead of passing through each minor'}),
+    'log-format': Flags.option({options: ['text', 'json'] as const, default: 'text', description: 'json: stream NDJSON events to stderr'})(),
+    'accept-new-host-keys': Flags.boolean({description: 'trust and record host keys not yet in known_hosts (like OpenSSH accept-new); a changed key is still refused'}),
+  }
+
+  /** `--resume` takes an optional run id; oclif flags cannot, so a bare one means "the newest". */
+  public override async init(): Promise<void> {
+    const index = this.argv.indexOf('--resume')
+    if (index >= 0 && (index === this.argv.length - 1 || this.argv[index + 1].startsWith('-'))) this.argv.splice(index + 1, 0, 'latest')
+    await super.init()
+  }
+
+  async run(): Promise<UpgradeResult> {
+    const {flags} = this
+    if (!flags.to && !flags.resume) throw new UsageError('say where to go: --to <version|channel>, or --resume', {hint: 'e.g. homelab k8s upgrade --to v1.32.0+k3s1 --dry-run'})
+    const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && process.env.CI !== 'true'
+    if (!flags['dry-run'] && !flags.yes && !interactive) {
+      throw new UsageError('refusing to change the cluster without confirmation (no TTY or CI=true)', {hint: 'pass --yes, or --dry-run to only see the plan'})
+    }
+
+    const controller = new AbortController()
+    let interrupts = 0
+    const onSigint = () => {
+      interrupts += 1
+      if (interrupts > 1) process.exit(ExitCode.interrupted)
+      this.logToStderr('homelab: interrupted; finishing or undoing the node action in flight (Ctrl-C again to quit at once)')
+      controller.abort()
+    }
+    process.on('SIGINT', onSigint)
+    process.on('SIGTERM', onSigint)
+
+    const session = await openSession({
+      configPath: flags.config,
+      kubeconfig: flags.kubeconfig,
+      context: flags.context,
+      acceptNewHostKeys: flags['accept-new-host-keys'],
+      signal: controller.signal,
+    })
+    const sink = eventSink({
+      json: this.jsonEnabled(),
+      logFormat: flags['log-format'],
+      tty: Boolean(process.stdout.isTTY),
+      concurrency: flags.concurrency ?? session.config.upgrade.agentConcurrency,
+      log: (line) => this.log(line),
+      logToStderr: (line) => this.logToStderr(line),
+    })
+    try {
+      const request = {
+        to: flags.to,
+        dryRun: flags['dry-run'],
+        noHops: flags['no-hops'],
+        only: flags.nodes?.split(',').map((n) => n.trim()).filter(Boolean),
+        concurrency: flags.concurrency,
+        onFailure: flags['on-failure'],
+        skipBackup: flags['skip-backup'],
+        resume: flags.resume === undefined ? undefined : flags.resume === 'latest' ? (true as const) : flags.resume,
+      }
+      const deps = {...session.upgradeDeps(), signal: controller.signal, onEvent: sink.onEvent}
+      // On a terminal, show the plan and ask before the first change.
+      if (!flags.yes && !flags['dry-run'] && !request.resume && interactive) {
+        const preview = await runUpgrade({...deps, onEvent: () => undefined}, {...request, dryRun: true})
+        for (const plan of preview.plans) this.log(renderPlan(plan))
+        if (preview.hops.length > 1) this.log(`then: ${preview.hops.slice(1).join(' → ')}`)
+        if (!(await confirm('Proceed with the upgrade?'))) {
+          this.log('Nothing was changed.')
+          process.exitCode = ExitCode.failure
+          return {...preview, outcome: 'refused', exitCode: ExitCode.failure}
+        }
+      }
+      const result = await runUpgrade(deps, request)
+      await sink.close()
+      if (!this.jsonEnabled()) {
+        if (result.outcome === 'dry-run') for (const plan of result.plans) this.log(renderPlan(plan))
+        if (result.outcome === 'dry-run' && result.hops.length > 1) this.log(`then: ${result.hops.slice(1).join(' → ')} (checked when the cluster gets there)`)
+        this.log(renderResult(result))
+      }
+      process.exitCode = result.exitCode
+      return result
+    } finally {
+      await sink.close()
+      process.off('SIGINT', onSigint)
+      process.off('SIGTERM', onSigint)
+      await session.close()
+    }
+  }
+}

@@ -1,0 +1,273 @@
+import {hostname} from 'node:os'
+
+import {K3S_UPGRADE_SAGA, k3sUpgradeSaga, type SagaTimings, type UpgradeData, type UpgradeInput} from '../../sagas/k3s-upgrade.js'
+import {ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
+import type {Inventory} from '../inventory.js'
+import {ClusterLock} from '../kube/lock.js'
+import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
+import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
+import type {RunJournal, SagaEvent, SagaOutcome, SagaResult} from '../saga/types.js'
+import {compareVersions, sortVersions, parseVersion} from '../versions/k3s-version.js'
+import {preflight} from './preflight.js'
+import {manualRecoverySteps} from './recovery.js'
+import {drainSettings, veleroSettings} from './settings.js'
+import {planUpgradeHops, resolveTarget} from './target.js'
+import type {UpgradeDeps, UpgradePlan} from './types.js'
+
+export interface UpgradeRequest {
+  /** Version or channel. Not needed with `resume`. */
+  to?: string
+  dryRun: boolean
+  noHops: boolean
+  only?: string[]
+  concurrency?: number
+  onFailure: 'compensate' | 'stop'
+  skipBackup: boolean
+  /** A run id, or true for the newest resumable run. */
+  resume?: string | true
+}
+
+/** What the runner says besides the saga's own events. */
+export type UpgradeEvent =
+  | SagaEvent
+  | {type: 'progress'; message: string}
+  | {type: 'target-resolved'; target: string; channel?: string; hops: string[]}
+  | {type: 'plan'; hop: number; plan: UpgradePlan}
+  | {type: 'hop-started'; hop: number; target: string}
+
+export interface RunnerDeps extends Omit<UpgradeDeps, 'inventory'> {
+  /** Reads the inventory again (node versions change between hops). */
+  loadInventory: () => Promise<Inventory>
+  journals: JournalStore
+  signal: AbortSignal
+  onEvent: (event: UpgradeEvent) => void
+  timings?: SagaTimings & {leaseDurationSeconds?: number}
+  host?: string
+}
+
+export type UpgradeOutcome = SagaOutcome | 'dry-run' | 'locked'
+
+export interface NodeChange {
+  name: string
+  role: 'server' | 'agent'
+  before?: string
+  after?: string
+}
+
+export interface UpgradeResult {
+  outcome: UpgradeOutcome
+  exitCode: ExitCode
+  target?: string
+  hops: string[]
+  runIds: string[]
+  nodes: NodeChange[]
+  backups: Array<{velero?: string; etcdSnapshot?: {node: string; name: string}}>
+  plans: UpgradePlan[]
+  warnings: string[]
+  durationMs: number
+  error?: {message: string; hint?: string}
+  /** Commands for a person when compensation could not finish. */
+  manualSteps: string[]
+}
+
+function errorInfo(error: unknown): {message: string; hint?: string} {
+  return isHomelabError(error) ? {message: error.message, hint: error.hint} : {message: error instanceof Error ? error.message : String(error)}
+}
+
+/**
+ * `homelab k8s upgrade`: resolves the target, plans the minor hops, and for each hop runs
+ * pre-flight, takes the cluster lock and runs the saga with a journal. Stops at the first hop
+ * that does not succeed. Returns a result for every outcome; throws only what pre-flight and
+ * target resolution refuse (nothing changed then).
+ */
+export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Promise<UpgradeResult> {
+  const started = Date.now()
+  const result: UpgradeResult = {outcome: 'nothing-to-do', exitCode: ExitCode.ok, hops: [], runIds: [], nodes: [], backups: [], plans: [], warnings: [], durationMs: 0, manualSteps: []}
+  const finish = async (): Promise<UpgradeResult> => {
+    result.durationMs = Date.now() - started
+    const inventory = await deps.loadInventory().catch(() => undefined)
+    for (const change of result.nodes) {
+      change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion ?? change.after
+    }
+    return result
+  }
+
+  let pendingHops: string[]
+  if (request.resume !== undefined) {
+    const journal = await findResumable(deps.journals, request.resume)
+    const input = journal.state.input as UpgradeInput
+    result.target = input.finalTarget
+    result.hops = [input.target, ...input.laterHops]
+    recordBefore(result, input.plan)
+    const saga = await runHop(deps, journal, request, result)
+    if (!saga) return finish()
+    pendingHops = input.laterHops
+  } else {
+    if (!request.to) throw new HomelabError('--to is required (or --resume)', {exitCode: ExitCode.usage, hint: 'pass --to v1.32.0+k3s1, --to stable, or --to v1.31'})
+    const {config} = deps
+    const target = await resolveTarget(request.to, {channelUrl: config.install.channelUrl, distribution: config.distribution, signal: deps.signal})
+    const inventory = await deps.loadInventory()
+    const versions = inventory.nodes.map((n) => n.cluster?.kubeletVersion).filter((v): v is string => Boolean(v))
+    if (versions.length === 0) throw new PreflightError('no node reports a kubelet version', {hint: 'check that the kubeconfig points at the cluster in homelab.yaml'})
+    const oldest = sortVersions(versions.map((v) => parseVersion(v)))[0]
+    const hops = compareVersions(oldest, target.version) >= 0 ? [target.version] : await planUpgradeHops(oldest.format(), target.version, {channelUrl: config.install.channelUrl, distribution: config.distribution, noHops: request.noHops, signal: deps.signal})
+    result.target = target.version.format()
+    result.hops = hops.map((h) => h.format())
+    deps.onEvent({type: 'target-resolved', target: result.target, channel: target.channel, hops: result.hops})
+    pendingHops = result.hops
+  }
+
+  while (pendingHops.length > 0) {
+    const [hop, ...later] = pendingHops
+    pendingHops = later
+    const inventory = await deps.loadInventory()
+    const hopDeps: UpgradeDeps = {...deps, inventory}
+    const hopIndex = result.hops.indexOf(hop)
+    deps.onEvent({type: 'hop-started', hop: hopIndex, target: hop})
+    const plan = await preflight(hopDeps, {
+      target: parseVersion(hop),
+      only: request.only,
+      skipBackup: request.skipBackup,
+      signal: deps.signal,
+      onProgress: (message) => deps.onEvent({type: 'progress', message}),
+    })
+    result.plans.push(plan)
+    result.warnings.push(...plan.warnings)
+    if (result.nodes.length === 0) recordBefore(result, plan)
+    deps.onEvent({type: 'plan', hop: hopIndex, plan})
+    if (request.dryRun) {
+      result.outcome = 'dry-run'
+      // Later hops cannot be checked before the cluster is at this one.
+      return finish()
+    }
+    if (plan.servers.length + plan.agents.length === 0) {
+      if (later.length === 0) result.outcome = 'nothing-to-do'
+      continue
+    }
+    const input: UpgradeInput = {
+      target: hop,
+      finalTarget: result.target as string,
+      laterHops: later,
+      plan,
+      concurrency: request.concurrency ?? deps.config.upgrade.agentConcurrency,
+      skipBackup: request.skipBackup,
+      velero: veleroSettings(deps.config),
+      drain: drainSettings(deps.config),
+      timeouts: {apiReadyMs: deps.config.upgrade.timeouts.apiReady, nodeReadyMs: deps.config.upgrade.timeouts.nodeReady},
+      install: {source: deps.config.install.source, releaseUrl: deps.config.install.releaseUrl},
+    }
+    const id = newRunId(deps.now?.() ?? new Date())
+    const journals = new JournalStore({dir: deps.journals.dir, newId: () => id})
+    // The lock is taken before the journal exists, so a refused run leaves nothing behind.
+    const lock = await takeLock(deps, id)
+    if (!lock) {
+      result.outcome = 'locked'
+      return finish()
+    }
+    let journal: Journal
+    try {
+      journal = await journals.create({saga: K3S_UPGRADE_SAGA, input, data: {}})
+    } catch (error) {
+      await lock.release()
+      throw error
+    }
+    const ok = await runHop(deps, journal, request, result, lock)
+    if (!ok) return finish()
+  }
+  return finish()
+
+  async function takeLock(d: RunnerDeps, id: string): Promise<ClusterLock | undefined> {
+    const lock = new ClusterLock({kube: d.kube, holder: `${id}@${d.host ?? hostname()}`, leaseDurationSeconds: d.timings?.leaseDurationSeconds})
+    try {
+      await lock.acquire()
+      return lock
+    } catch (error) {
+      if (error instanceof LockHeldError) {
+        result.exitCode = ExitCode.locked
+        result.error = errorInfo(error)
+        return undefined
+      }
+      throw error
+    }
+  }
+
+  /** Runs (or resumes) one hop's saga; false when the command must stop here. */
+  async function runHop(d: RunnerDeps, journal: Journal, req: UpgradeRequest, res: UpgradeResult, heldLock?: ClusterLock): Promise<boolean> {
+    const lock = heldLock ?? (await takeLock(d, journal.id))
+    if (!lock) {
+      res.outcome = 'locked'
+      return false
+    }
+    res.runIds.push(journal.id)
+    let saga: SagaResult
+    try {
+      const inventory = await d.loadInventory()
+      saga = await runSaga(k3sUpgradeSaga({...d, inventory}, d.timings), journal, {signal: d.signal, onEvent: d.onEvent, onFailure: req.onFailure})
+    } finally {
+      await lock.release()
+    }
+    const data = saga.journal.data as UpgradeData
+    if (data.veleroBackup || data.etcdSnapshot) res.backups.push({velero: data.veleroBackup, etcdSnapshot: data.etcdSnapshot})
+    res.outcome = saga.outcome
+    res.exitCode = exitCodeFor(saga)
+    if (saga.error) res.error = errorInfo(saga.error)
+    if (saga.outcome === 'compensation-incomplete' || saga.outcome === 'stopped') res.manualSteps = manualRecoverySteps(saga.journal)
+    return saga.outcome === 'succeeded' || saga.outcome === 'nothing-to-do'
+  }
+}
+
+function recordBefore(result: UpgradeResult, plan: UpgradePlan): void {
+  for (const node of [...plan.servers, ...plan.agents]) result.nodes.push({name: node.name, role: node.role, before: node.fromVersion})
+}
+
+const RESUMABLE: ReadonlyArray<RunJournal['status']> = ['running', 'interrupted', 'failed']
+
+async function findResumable(journals: JournalStore, resume: string | true): Promise<Journal> {
+  const journal = resume === true ? await journals.loadLatest({saga: K3S_UPGRADE_SAGA, status: RESUMABLE}) : await journals.load(resume)
+  if (!journal) {
+    throw new HomelabError('there is no interrupted upgrade to resume', {exitCode: ExitCode.usage, hint: 'start one with --to, or name a run: homelab k8s upgrade --resume <run id>'})
+  }
+  if (journal.state.saga !== K3S_UPGRADE_SAGA) {
+    throw new HomelabError(`run ${journal.id} is not an upgrade`, {exitCode: ExitCode.usage, hint: 'name an upgrade run id'})
+  }
+  if (journal.state.rollbackStartedAt || ['succeeded', 'compensated', 'compensation-incomplete'].includes(journal.state.status)) {
+    throw new HomelabError(`run ${journal.id} is ${journal.state.rollbackStartedAt ? 'being rolled back' : journal.state.status} and cannot be resumed`, {
+      exitCode: ExitCode.usage,
+      hint: journal.state.status === 'succeeded' ? 'nothing to resume' : `finish the undo with homelab k8s rollback ${journal.id}`,
+    })
+  }
+  if (journal.state.status === 'running' && writerIsAlive(journal.state) === true) {
+    throw new HomelabError(`run ${journal.id} is still running (pid ${journal.state.writer.pid})`, {exitCode: ExitCode.locked, hint: 'wait for it, or stop that process first'})
+  }
+  return journal
+}
+
+/** `homelab k8s rollback [id]`: the compensations of a failed, stopped or interrupted run, from its journal. */
+export async function runRollback(deps: RunnerDeps, id: string | undefined): Promise<UpgradeResult> {
+  const started = Date.now()
+  const journal = id ? await deps.journals.load(id) : await deps.journals.loadLatest({saga: K3S_UPGRADE_SAGA, status: ['failed', 'interrupted', 'running', 'compensation-incomplete']})
+  if (!journal) throw new HomelabError('there is no run to roll back', {exitCode: ExitCode.usage, hint: 'name one: homelab k8s rollback <run id> (ids are in ~/.local/state/homelab/runs)'})
+  const input = journal.state.input as UpgradeInput
+  const result: UpgradeResult = {outcome: 'compensated', exitCode: ExitCode.ok, target: input.finalTarget, hops: [input.target], runIds: [journal.id], nodes: [], backups: [], plans: [input.plan], warnings: [], durationMs: 0, manualSteps: []}
+  recordBefore(result, input.plan)
+  const lock = new ClusterLock({kube: deps.kube, holder: `${journal.id}@${deps.host ?? hostname()}`, leaseDurationSeconds: deps.timings?.leaseDurationSeconds})
+  try {
+    await lock.acquire()
+  } catch (error) {
+    if (error instanceof LockHeldError) return {...result, outcome: 'locked', exitCode: ExitCode.locked, error: errorInfo(error)}
+    throw error
+  }
+  try {
+    const inventory = await deps.loadInventory()
+    const saga = await rollbackRun(k3sUpgradeSaga({...deps, inventory}, deps.timings), journal, {signal: deps.signal, onEvent: deps.onEvent})
+    result.outcome = saga.outcome
+    result.exitCode = saga.outcome === 'compensated' ? ExitCode.ok : exitCodeFor(saga)
+    if (saga.outcome !== 'compensated') result.manualSteps = manualRecoverySteps(saga.journal)
+  } finally {
+    await lock.release()
+  }
+  const inventory = await deps.loadInventory().catch(() => undefined)
+  for (const change of result.nodes) change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion
+  result.durationMs = Date.now() - started
+  return result
+}
