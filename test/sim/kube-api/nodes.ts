@@ -1,0 +1,270 @@
+/**
+ * k3s nodes as the apiserver sees them: realistic Node objects, and their lifecycle driven by
+ * the fake k3s binaries through the control server (`k3s-started` → NotReady, then Ready at the
+ * reported version after the node's delay; `k3s-stopped` → status Unknown).
+ */
+import {randomUUID} from 'node:crypto'
+import {setCondition} from './objects.js'
+import type {ObjectStore} from './store.js'
+import type {Timers} from './timers.js'
+import type {Taint} from './objects.js'
+import {type Dict, type KubeObject, type StoredObject, nowIso} from './types.js'
+
+export type NodeRole = 'server' | 'agent'
+export type Arch = 'amd64' | 'arm64' | 'arm'
+
+export interface AddNodeOptions {
+  name: string
+  /** Default `agent`. */
+  role?: NodeRole
+  /** Default 127.0.0.1 (the simulated nodes live on loopback). */
+  internalIP?: string
+  /** kubelet/kube-proxy version; default the simulation's version. */
+  version?: string
+  arch?: Arch
+  /** Ready condition True (default) or False. */
+  ready?: boolean
+  labels?: Record<string, string>
+  annotations?: Record<string, string>
+  /** Cordoned already. */
+  unschedulable?: boolean
+  taints?: Taint[]
+  /** Servers run embedded etcd by default (`node-role.kubernetes.io/etcd`); false for a SQLite server. */
+  etcd?: boolean
+  /** Per-node behaviour, as `nodes.behave()`. */
+  readyDelayMs?: number
+  neverReady?: boolean
+}
+
+export interface NodeBehaviour {
+  /** Time from `k3s-started` to Ready (default from the start options, ~300 ms). */
+  readyDelayMs: number
+  /** After `k3s-started` the node stays NotReady for good (a failed upgrade). */
+  neverReady: boolean
+  /** Time from `k3s-stopped` to the Ready condition going Unknown (upstream: ~40 s grace). */
+  stoppedUnknownDelayMs: number
+}
+
+export interface K3sStartInfo {
+  version: string
+  arch?: string
+  role?: NodeRole
+}
+
+export interface K3sEvent {
+  /** Shared sequence with the audit and change logs. */
+  seq: number
+  at: number
+  node: string
+  event: 'k3s-started' | 'k3s-stopped'
+  version?: string
+  arch?: string
+  role?: NodeRole
+}
+
+const goArch: Record<string, Arch> = {amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64', arm: 'arm', armhf: 'arm', armv7l: 'arm'}
+
+export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: string): KubeObject {
+  const role = opts.role ?? 'agent'
+  const arch = opts.arch ?? 'amd64'
+  const version = opts.version ?? defaultVersion
+  const ip = opts.internalIP ?? '127.0.0.1'
+  const labels: Record<string, string> = {
+    'beta.kubernetes.io/arch': arch,
+    'beta.kubernetes.io/instance-type': 'k3s',
+    'beta.kubernetes.io/os': 'linux',
+    'kubernetes.io/arch': arch,
+    'kubernetes.io/hostname': opts.name,
+    'kubernetes.io/os': 'linux',
+    'node.kubernetes.io/instance-type': 'k3s',
+  }
+  if (role === 'server') {
+    labels['node-role.kubernetes.io/control-plane'] = 'true'
+    labels['node-role.kubernetes.io/master'] = 'true'
+    if (opts.etcd !== false) labels['node-role.kubernetes.io/etcd'] = 'true'
+  }
+  const now = nowIso()
+  const cond = (type: string, status: string, reason: string, message: string): Dict => ({type, status, reason, message, lastHeartbeatTime: now, lastTransitionTime: now})
+  const ready = opts.ready !== false
+  const resources = {cpu: '4', memory: '8124892Ki', pods: '110', 'ephemeral-storage': '61202244Ki', 'hugepages-2Mi': '0'}
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: opts.name,
+      labels: {...labels, ...(opts.labels ?? {})},
+      annotations: {
+        'alpha.kubernetes.io/provided-node-ip': ip,
+        'k3s.io/hostname': opts.name,
+        'k3s.io/internal-ip': ip,
+        'k3s.io/node-args': JSON.stringify(role === 'server' ? ['server', ...(opts.etcd !== false ? ['--cluster-init'] : [])] : ['agent']),
+        'k3s.io/node-config-hash': randomUUID().replace(/-/g, '').slice(0, 52).toUpperCase(),
+        'node.alpha.kubernetes.io/ttl': '0',
+        'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
+        ...(opts.annotations ?? {}),
+      },
+    },
+    spec: {
+      podCIDR: `10.42.${index}.0/24`,
+      podCIDRs: [`10.42.${index}.0/24`],
+      providerID: `k3s://${opts.name}`,
+      ...(opts.unschedulable ? {unschedulable: true} : {}),
+      ...(opts.taints?.length ? {taints: opts.taints} : {}),
+    },
+    status: {
+      capacity: resources,
+      allocatable: resources,
+      conditions: [
+        cond('MemoryPressure', 'False', 'KubeletHasSufficientMemory', 'kubelet has sufficient memory available'),
+        cond('DiskPressure', 'False', 'KubeletHasNoDiskPressure', 'kubelet has no disk pressure'),
+        cond('PIDPressure', 'False', 'KubeletHasSufficientPID', 'kubelet has sufficient PID available'),
+        ready ? cond('Ready', 'True', 'KubeletReady', 'kubelet is posting ready status') : cond('Ready', 'False', 'KubeletNotReady', 'container runtime status check may not have completed yet'),
+      ],
+      addresses: [
+        {type: 'InternalIP', address: ip},
+        {type: 'Hostname', address: opts.name},
+      ],
+      daemonEndpoints: {kubeletEndpoint: {Port: 10250}},
+      nodeInfo: {
+        machineID: randomUUID().replace(/-/g, ''),
+        systemUUID: randomUUID(),
+        bootID: randomUUID(),
+        kernelVersion: arch === 'amd64' ? '6.1.0-28-amd64' : '6.6.51+rpt-rpi-v8',
+        osImage: 'Debian GNU/Linux 12 (bookworm)',
+        containerRuntimeVersion: 'containerd://1.7.23-k3s2',
+        kubeletVersion: version,
+        kubeProxyVersion: version,
+        operatingSystem: 'linux',
+        architecture: arch,
+      },
+      images: [],
+    },
+  }
+}
+
+export interface LifecycleHooks {
+  /** Record an EVENT in the change log; returns its seq. */
+  event(source: string, event: string, node: string, data: Dict): number
+  /** The API endpoint's k3s went away (ms = Infinity until it comes back) or restarted. */
+  apiDown(ms: number): void
+  apiEndpointNode(): string | undefined
+  apiDownOnServerRestartMs(): number
+  defaultVersion(): string
+}
+
+export class NodeLifecycle {
+  readonly k3sLog: K3sEvent[] = []
+  private readonly behaviours = new Map<string, NodeBehaviour>()
+  private readonly pending = new Map<string, () => void>()
+  private added = 0
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly timers: Timers,
+    private readonly defaults: NodeBehaviour,
+    private readonly hooks: LifecycleHooks,
+  ) {}
+
+  add(opts: AddNodeOptions): StoredObject {
+    const node = this.store.createIn(this.store.registry.resolve('nodes'), buildNode(opts, this.added++, this.hooks.defaultVersion()), {source: 'test'})
+    const b: Partial<NodeBehaviour> = {}
+    if (opts.readyDelayMs !== undefined) b.readyDelayMs = opts.readyDelayMs
+    if (opts.neverReady !== undefined) b.neverReady = opts.neverReady
+    if (Object.keys(b).length > 0) this.behave(opts.name, b)
+    return node
+  }
+
+  behave(name: string, b: Partial<NodeBehaviour>): NodeBehaviour {
+    const next = {...this.behaviour(name), ...b}
+    this.behaviours.set(name, next)
+    return next
+  }
+
+  behaviour(name: string): NodeBehaviour {
+    return this.behaviours.get(name) ?? {...this.defaults}
+  }
+
+  /** What the control server does on `POST /nodes/<node>/k3s-started`. */
+  started(name: string, info: K3sStartInfo): void {
+    const nodesRt = this.store.registry.resolve('nodes')
+    const seq = this.hooks.event('control', 'k3s-started', name, {...info})
+    this.k3sLog.push({seq, at: Date.now(), node: name, event: 'k3s-started', version: info.version, arch: info.arch, role: info.role})
+    this.cancel(name)
+    const arch = goArch[info.arch ?? ''] ?? undefined
+    if (!this.store.getIn(nodesRt, undefined, name)) {
+      // A k3s that was never registered registers itself, NotReady at first.
+      this.add({name, role: info.role, version: info.version, arch, ready: false})
+    } else {
+      this.setReadyCondition(name, 'False', 'KubeletNotReady', 'container runtime status check may not have completed yet')
+    }
+    const endpoint = this.hooks.apiEndpointNode()
+    if (endpoint === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(this.hooks.apiDownOnServerRestartMs())
+    const b = this.behaviour(name)
+    if (b.neverReady) return
+    this.pending.set(
+      name,
+      this.timers.after(b.readyDelayMs, () => {
+        this.pending.delete(name)
+        if (this.behaviour(name).neverReady) return
+        this.store.mutateIn(
+          nodesRt,
+          undefined,
+          name,
+          (n) => {
+            n.status ??= {}
+            n.status.nodeInfo = {...(n.status.nodeInfo ?? {}), kubeletVersion: info.version, kubeProxyVersion: info.version, ...(arch ? {architecture: arch} : {})}
+            if (arch) n.metadata.labels = {...(n.metadata.labels ?? {}), 'kubernetes.io/arch': arch, 'beta.kubernetes.io/arch': arch}
+            setCondition(n, {type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status'}, ['lastHeartbeatTime'])
+          },
+          {source: 'controller:kubelet'},
+        )
+      }, 'node-ready'),
+    )
+  }
+
+  /** What the control server does on `POST /nodes/<node>/k3s-stopped`. */
+  stopped(name: string): void {
+    const seq = this.hooks.event('control', 'k3s-stopped', name, {})
+    this.k3sLog.push({seq, at: Date.now(), node: name, event: 'k3s-stopped'})
+    this.cancel(name)
+    if (this.hooks.apiEndpointNode() === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(Infinity)
+    this.pending.set(
+      name,
+      this.timers.after(this.behaviour(name).stoppedUnknownDelayMs, () => {
+        this.pending.delete(name)
+        this.setReadyCondition(name, 'Unknown', 'NodeStatusUnknown', 'Kubelet stopped posting node status.', 'controller:node-lifecycle')
+      }, 'node-unknown'),
+    )
+  }
+
+  /** Flip the Ready condition directly (tests). */
+  setReady(name: string, ready: boolean | 'Unknown'): StoredObject | undefined {
+    this.cancel(name)
+    if (ready === 'Unknown') return this.setReadyCondition(name, 'Unknown', 'NodeStatusUnknown', 'Kubelet stopped posting node status.', 'test')
+    return ready
+      ? this.setReadyCondition(name, 'True', 'KubeletReady', 'kubelet is posting ready status', 'test')
+      : this.setReadyCondition(name, 'False', 'KubeletNotReady', 'container runtime status check may not have completed yet', 'test')
+  }
+
+  stop(): void {
+    for (const c of this.pending.values()) c()
+    this.pending.clear()
+  }
+
+  private cancel(name: string): void {
+    this.pending.get(name)?.()
+    this.pending.delete(name)
+  }
+
+  private setReadyCondition(name: string, status: string, reason: string, message: string, source = 'controller:kubelet'): StoredObject | undefined {
+    return this.store.mutateIn(
+      this.store.registry.resolve('nodes'),
+      undefined,
+      name,
+      (n) => {
+        setCondition(n, {type: 'Ready', status, reason, message}, ['lastHeartbeatTime'])
+      },
+      {source},
+    )
+  }
+}
