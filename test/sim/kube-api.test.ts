@@ -287,6 +287,25 @@ describe('simulated kube-apiserver with the real client-node', () => {
       again.abort()
     })
 
+    it("client-node's informer relists after a 410 and catches up with what it missed", async () => {
+      const informer = k8s.makeInformer(c.kc, '/api/v1/nodes', () => c.core.listNode())
+      const seen = new Set<string>()
+      informer.on('add', (n) => seen.add(n.metadata!.name!))
+      await informer.start()
+      await until('the initial list', () => seen.has('agent-2'))
+      // The informer's next watch arrives late; meanwhile a node joins and history is compacted.
+      api.faults.add({verb: 'watch', resource: 'nodes', delayMs: 150})
+      api.endWatches()
+      await new Promise((r) => setTimeout(r, 30))
+      api.nodes.add({name: 'late-joiner'})
+      api.store.compact()
+      await until('the informer to relist', () => seen.has('late-joiner'))
+      const watches = api.audit.matching({verb: 'watch', resource: 'nodes'}).map((e) => e.query.resourceVersion)
+      assert.ok(watches.length >= 2)
+      await informer.stop()
+      api.nodes.remove('late-joiner')
+    })
+
     it('a watch without resourceVersion starts with ADDED for what exists', async () => {
       const w = await startWatch(c.kc, '/api/v1/nodes', {fieldSelector: 'metadata.name=agent-2'})
       const first = await until('initial ADDED', () => w.events[0])

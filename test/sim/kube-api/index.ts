@@ -354,6 +354,14 @@ export class SimKubeApi {
     return this.transition
   }
 
+  /**
+   * End every open watch cleanly (clients see the stream close without error and re-watch from
+   * their last resourceVersion), as a real apiserver does when a watch reaches its timeout.
+   */
+  endWatches(): void {
+    this.server.endWatches()
+  }
+
   /** `/readyz` answers 500 while false (the API is up but not ready, as during k3s start). */
   setReadyz(ready: boolean): void {
     this.ready = ready

@@ -163,6 +163,11 @@ export class ApiServer {
     await closed
   }
 
+  /** End every open watch cleanly, as the apiserver does when a watch reaches its request timeout. */
+  endWatches(): void {
+    for (const close of [...this.watchClosers]) close()
+  }
+
   addFault(f: Fault): void {
     this.faults.push({...f, remaining: f.times ?? 1})
   }

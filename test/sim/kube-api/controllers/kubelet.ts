@@ -3,7 +3,7 @@
  * pods (Pending → Running and Ready after `podStartupDelayMs`), confirms graceful deletions
  * (after the shorter of the pod's grace period and `terminationDelayMs`, and only while up),
  * and while its node is not Ready the pods there are reported not ready (upstream's node
- * lifecycle controller does that part). Pods whose node is gone are removed (pod GC).
+ * lifecycle controller does that part). Pods whose node was deleted are removed (pod GC).
  */
 import {isNodeReady, isPodReady, setCondition} from '../objects.js'
 import type {StoreEvent} from '../store.js'
@@ -22,6 +22,8 @@ export class Kubelet extends Controller {
   readonly pinned = new Set<string>()
   private readonly starting = new Map<string, () => void>()
   private readonly stopping = new Map<string, () => void>()
+  /** Nodes seen deleted: their pods are garbage (upstream's pod GC); a node never added is not. */
+  private readonly deletedNodes = new Set<string>()
   private ipCounter = 10
 
   constructor(
@@ -32,6 +34,10 @@ export class Kubelet extends Controller {
   }
 
   protected interested(e: StoreEvent): boolean {
+    if (this.is(e, 'nodes')) {
+      if (e.type === 'DELETED') this.deletedNodes.add(e.object.metadata.name)
+      else this.deletedNodes.delete(e.object.metadata.name)
+    }
     return this.is(e, 'pods', 'nodes')
   }
 
@@ -51,7 +57,7 @@ export class Kubelet extends Controller {
       const uid = pod.metadata.uid
       const node = nodes.get(nodeName)
       if (!node) {
-        this.store.removeIn(podsRt, pod.metadata.namespace, pod.metadata.name, {source: 'controller:pod-gc'})
+        if (this.deletedNodes.has(nodeName)) this.store.removeIn(podsRt, pod.metadata.namespace, pod.metadata.name, {source: 'controller:pod-gc'})
         continue
       }
       const up = isNodeReady(node)
