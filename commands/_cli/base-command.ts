@@ -1,6 +1,6 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 
-import {HomelabError} from '../../src/errors.js'
+import {ExitCode, HomelabError} from '../../src/errors.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof HomelabCommand)['baseFlags'] & T['flags']>
 
@@ -43,6 +43,13 @@ export abstract class HomelabCommand<T extends typeof Command> extends Command {
         this.logToStderr(`homelab: ${error.oneLine()}`)
       }
       process.exitCode = error.exitCode
+      return undefined
+    }
+    // oclif's own parse errors (unknown flag, bad value) carry `parse`; print one line, not the usage.
+    if ('parse' in error && error.message) {
+      const first = error.message.split('\n').find((line) => line.trim()) ?? error.message
+      this.logToStderr(`homelab: ${first.trim()} (fix: see ${this.config.bin} ${this.id?.replaceAll(':', ' ') ?? ''} --help)`)
+      process.exitCode = ExitCode.usage
       return undefined
     }
     return super.catch(error)

@@ -58,7 +58,7 @@ export function renderResult(result: UpgradeResult): string {
   lines.push(headline[result.outcome])
   if (result.error) lines.push(`  cause: ${result.error.message}${result.error.hint ? ` (fix: ${result.error.hint})` : ''}`)
   if (result.runIds.length > 0) lines.push(`  run: ${result.runIds.join(', ')}`)
-  for (const node of result.nodes) lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}`)
+  if (result.outcome !== 'dry-run') for (const node of result.nodes) lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}`)
   for (const backup of result.backups) {
     if (backup.velero) lines.push(`  Velero backup: ${backup.velero}`)
     if (backup.etcdSnapshot) lines.push(`  etcd snapshot: ${backup.etcdSnapshot.name} on ${backup.etcdSnapshot.node}`)

@@ -1,3 +1,5 @@
+import {setMaxListeners} from 'node:events'
+
 import {Args, Flags} from '@oclif/core'
 
 import {ExitCode, UsageError} from '../../src/errors.js'
@@ -24,6 +26,7 @@ ${EXIT_CODES_HELP}`
     const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && process.env.CI !== 'true'
     if (!flags.yes && !interactive) throw new UsageError('refusing to roll back without confirmation (no TTY or CI=true)', {hint: 'pass --yes'})
     const controller = new AbortController()
+    setMaxListeners(0, controller.signal)
     const onSigint = () => controller.abort()
     process.on('SIGINT', onSigint)
     const session = await openSession({configPath: this.flags.config, kubeconfig: this.flags.kubeconfig, context: this.flags.context, acceptNewHostKeys: flags['accept-new-host-keys'], signal: controller.signal})

@@ -1,3 +1,5 @@
+import {setMaxListeners} from 'node:events'
+
 import {Flags} from '@oclif/core'
 
 import {ExitCode, UsageError} from '../../src/errors.js'
@@ -55,6 +57,8 @@ ${EXIT_CODES_HELP}`
     }
 
     const controller = new AbortController()
+    // One signal is shared by every SSH command and API wait in flight; dozens of listeners is normal.
+    setMaxListeners(0, controller.signal)
     let interrupts = 0
     const onSigint = () => {
       interrupts += 1

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 
 import {CommandError, HomelabError, PreflightError} from '../errors.js'
@@ -85,7 +86,8 @@ export async function stageBinary(
 ): Promise<StageResult> {
   const {binDir, sha256, signal} = options
   const stagedPath = path.posix.join(binDir, '.k3s.homelab-new')
-  const upload = `/tmp/.homelab-k3s-${sha256.slice(0, 16)}`
+  // Unique per node and attempt: nothing else may ever read or remove this file half-way.
+  const upload = `/tmp/.homelab-k3s-${transport.node}-${randomBytes(6).toString('hex')}`
   if ('localPath' in options.source) {
     await transport.putFile(options.source.localPath, upload, {mode: 0o755, signal})
   } else {

@@ -1,0 +1,272 @@
+/**
+ * The simulated homelab: real SSH servers on loopback as nodes, the simulated Kubernetes API,
+ * fake k3s binaries from a loopback release server, a channel server and Velero. The product
+ * talks to it through exactly the code it uses against a real cluster; this file only builds
+ * the other side of the wire and writes the cluster file a user would write.
+ */
+import {execFile} from 'node:child_process'
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir, userInfo} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {promisify} from 'node:util'
+
+import ssh2 from 'ssh2'
+import {stringify} from 'yaml'
+
+import {startChannelServer, type ChannelServer} from './channel-server.js'
+import {startSshNode as startInprocSshNode} from './inproc-ssh-server.js'
+import {SimKubeApi, type SimKubeApiOptions} from './kube-api/index.js'
+import {createNodeFixture, type NodeFixture, type ServiceManager} from './node-fixture.js'
+import {startReleaseServer, type ReleaseServer} from './release-server.js'
+import {findSshd, startSshNode as startOpenSshNode, type SshNode} from './sshd.js'
+import type {K3sArch} from './k3s-fake.js'
+
+const run = promisify(execFile)
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+export interface SimNodeSpec {
+  name: string
+  role: 'server' | 'agent'
+  version?: string
+  arch?: K3sArch
+  serviceManager?: ServiceManager
+  /** Cordoned by someone before the run. */
+  cordoned?: boolean
+}
+
+export interface HomelabOptions {
+  servers?: number
+  agents?: number
+  /** Overrides servers/agents: the nodes exactly. */
+  nodes?: SimNodeSpec[]
+  /** Version every node runs at start. */
+  version?: string
+  /** Versions the release server offers (the start version is always added). */
+  releases?: string[]
+  /** Channel id → version, for the channel server. */
+  channels?: Record<string, string>
+  embeddedEtcd?: boolean
+  /** openssh (real sshd), inproc (ssh2 server), auto: openssh where installed. */
+  ssh?: 'openssh' | 'inproc' | 'auto'
+  become?: 'sudo' | 'none'
+  /** Record the nodes' host keys in known_hosts (default true). */
+  trustHostKeys?: boolean
+  /** Demo workloads: a ReplicaSet under a PDB, a DaemonSet, emptyDir pods. */
+  workloads?: boolean
+  /** Time from a k3s restart to the node being Ready. */
+  readyDelayMs?: number
+  api?: SimKubeApiOptions
+  /** Merged over the generated homelab.yaml. */
+  config?: Record<string, unknown>
+}
+
+export interface SimNode {
+  spec: Required<Omit<SimNodeSpec, 'cordoned'>> & {cordoned: boolean}
+  fixture: NodeFixture
+  ssh: SshNode
+  address: string
+}
+
+export interface CliResult {
+  exitCode: number
+  stdout: string
+  stderr: string
+}
+
+export interface Homelab {
+  root: string
+  configPath: string
+  kubeconfigPath: string
+  knownHostsPath: string
+  identityPath: string
+  /** Environment for the CLI: its own HOME and XDG dirs inside the homelab's root. */
+  env: Record<string, string>
+  api: SimKubeApi
+  release: ReleaseServer
+  channels: ChannelServer
+  nodes: SimNode[]
+  node(name: string): SimNode
+  /** Runs the built CLI (bin/run.js) as a user would. */
+  cli(args: string[], options?: {env?: Record<string, string>; timeoutMs?: number}): Promise<CliResult>
+  /** Writes the cluster file again with these changes merged in. */
+  writeConfig(extra: Record<string, unknown>): Promise<void>
+  stop(): Promise<void>
+}
+
+function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {...base}
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key]
+    out[key] =
+      value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object' && !Array.isArray(current)
+        ? deepMerge(current as Record<string, unknown>, value as Record<string, unknown>)
+        : value
+  }
+  return out
+}
+
+let instance = 0
+
+export async function startHomelab(options: HomelabOptions = {}): Promise<Homelab> {
+  const version = options.version ?? 'v1.31.4+k3s1'
+  const specs: SimNodeSpec[] =
+    options.nodes ??
+    [
+      ...Array.from({length: options.servers ?? 3}, (_, i) => ({name: `server-${i + 1}`, role: 'server' as const})),
+      ...Array.from({length: options.agents ?? 3}, (_, i) => ({name: `agent-${i + 1}`, role: 'agent' as const})),
+    ]
+  const sshMode = options.ssh ?? 'auto'
+  const useOpenSsh = sshMode === 'openssh' || (sshMode === 'auto' && findSshd() !== undefined)
+  const become = options.become ?? 'sudo'
+
+  const root = await mkdtemp(path.join(tmpdir(), 'homelab-sim-'))
+  const cleanups: Array<() => Promise<unknown>> = [() => rm(root, {recursive: true, force: true})]
+  const stop = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined)
+  }
+  try {
+    const home = path.join(root, 'home')
+    await mkdir(path.join(home, '.ssh'), {recursive: true, mode: 0o700})
+
+    const api = await SimKubeApi.start({
+      version,
+      nodeDefaults: {readyDelayMs: options.readyDelayMs ?? 150, ...options.api?.nodeDefaults},
+      ...options.api,
+    })
+    cleanups.push(() => api.stop())
+    const kubeconfigPath = path.join(root, 'kubeconfig.yaml')
+    await api.writeKubeconfig(kubeconfigPath, {context: 'homelab-sim'})
+
+    const releases = [...new Set([version, ...(options.releases ?? [])])]
+    const release = await startReleaseServer({versions: releases})
+    cleanups.push(() => release.stop())
+    const channels = await startChannelServer({channels: options.channels ?? {stable: version, latest: releases.at(-1) as string}})
+    cleanups.push(() => channels.stop())
+
+    // One client key, as a user has.
+    const keys = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'homelab-sim'})
+    const identityPath = path.join(home, '.ssh', 'id_ed25519')
+    await writeFile(identityPath, keys.private, {mode: 0o600})
+    await writeFile(`${identityPath}.pub`, `${keys.public}\n`)
+
+    // Each node on its own loopback address, so the API's InternalIP is how the CLI finds it.
+    instance += 1
+    const subnet = ((process.pid + instance * 7) % 200) + 20
+    const nodes: SimNode[] = []
+    await Promise.all(
+      specs.map(async (spec, index) => {
+        const full = {version, arch: 'amd64' as K3sArch, serviceManager: 'systemd' as ServiceManager, cordoned: false, ...spec}
+        const address = `127.${subnet}.${instance % 250}.${index + 10}`
+        const fixture = await createNodeFixture({
+          root: path.join(root, 'nodes'),
+          name: spec.name,
+          role: spec.role,
+          version: full.version,
+          arch: full.arch,
+          embeddedEtcd: spec.role === 'server' ? options.embeddedEtcd ?? true : undefined,
+          controlUrl: api.controlUrl,
+          serviceManager: full.serviceManager,
+          loginAsRoot: become === 'none',
+        })
+        const start = useOpenSsh ? startOpenSshNode : startInprocSshNode
+        const ssh = await start({name: spec.name, dir: fixture.dir, address, authorizedKey: keys.public})
+        cleanups.push(() => ssh.stop())
+        api.nodes.add({
+          name: spec.name,
+          role: spec.role,
+          internalIP: address,
+          version: full.version,
+          arch: full.arch === 's390x' ? 'amd64' : full.arch,
+          unschedulable: full.cordoned,
+          etcd: spec.role === 'server' ? options.embeddedEtcd ?? true : undefined,
+        })
+        nodes[index] = {spec: full, fixture, ssh, address}
+      }),
+    )
+
+    const knownHostsPath = path.join(home, '.ssh', 'known_hosts')
+    await writeFile(knownHostsPath, options.trustHostKeys === false ? '' : nodes.map((n) => n.ssh.knownHostsLine).join('\n') + '\n', {mode: 0o600})
+
+    if (options.workloads) addDemoWorkloads(api, nodes)
+
+    const configPath = path.join(root, 'homelab.yaml')
+    const baseConfig: Record<string, unknown> = {
+      kubernetes: {kubeconfig: kubeconfigPath, context: 'homelab-sim'},
+      ssh: {user: userInfo().username, identityFile: identityPath, knownHosts: knownHostsPath, become, connectTimeout: '5s'},
+      nodes: nodes.map((n) => ({
+        name: n.spec.name,
+        host: n.address,
+        role: n.spec.role,
+        ssh: {port: n.ssh.port},
+        install: {binDir: n.fixture.binDir, dataDir: n.fixture.dataDir},
+      })),
+      install: {releaseUrl: release.url, channelUrl: channels.url},
+      upgrade: {
+        agentConcurrency: 2,
+        drain: {timeout: '20s'},
+        backup: {velero: {timeout: '30s'}},
+        timeouts: {apiReady: '30s', nodeReady: '30s'},
+      },
+    }
+    const writeConfig = async (extra: Record<string, unknown>) => {
+      await writeFile(configPath, stringify(deepMerge(deepMerge(baseConfig, options.config ?? {}), extra)))
+    }
+    await writeConfig({})
+
+    const env: Record<string, string> = {
+      HOME: home,
+      XDG_STATE_HOME: path.join(root, 'state'),
+      XDG_CACHE_HOME: path.join(root, 'cache'),
+      XDG_CONFIG_HOME: path.join(root, 'config'),
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOMELAB_CONFIG: configPath,
+    }
+
+    return {
+      root,
+      configPath,
+      kubeconfigPath,
+      knownHostsPath,
+      identityPath,
+      env,
+      api,
+      release,
+      channels,
+      nodes,
+      node(name) {
+        const found = nodes.find((n) => n.spec.name === name)
+        if (!found) throw new Error(`no simulated node ${name}`)
+        return found
+      },
+      async cli(args, cliOptions = {}) {
+        try {
+          const {stdout, stderr} = await run(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], {
+            env: {...env, ...cliOptions.env},
+            timeout: cliOptions.timeoutMs ?? 120_000,
+            maxBuffer: 16 * 1024 * 1024,
+          })
+          return {exitCode: 0, stdout, stderr}
+        } catch (error) {
+          const e = error as {code?: number | string; stdout?: string; stderr?: string; signal?: string}
+          return {exitCode: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: `${e.stderr ?? ''}${e.signal ? `\n(killed by ${e.signal})` : ''}`}
+        }
+      },
+      writeConfig,
+      stop,
+    }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+/** What a small homelab runs: a web app under a PDB, a cache with emptyDir, a DaemonSet on every node. */
+function addDemoWorkloads(api: SimKubeApi, nodes: SimNode[]): void {
+  const agents = nodes.filter((n) => n.spec.role === 'agent').map((n) => n.spec.name)
+  api.workloads.addDaemonSet({name: 'svclb-traefik', namespace: 'kube-system'})
+  if (agents.length === 0) return
+  api.workloads.addReplicaSet({name: 'web', namespace: 'default', podsOn: [...agents, ...agents].slice(0, Math.max(2, agents.length))})
+  api.pdbs.add({name: 'web', namespace: 'default', selector: {app: 'web'}, minAvailable: 1})
+  api.workloads.addReplicaSet({name: 'cache', namespace: 'default', emptyDir: true, podsOn: agents.slice(0, 2)})
+}
