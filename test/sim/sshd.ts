@@ -198,6 +198,13 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Waits for `promise` at most `ms` (without a timer left behind to hold the process open). */
+export async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise, new Promise((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
+}
+
 /** TERM the tree, wait (bounded), KILL what is left, wait again. */
 export async function killTree(child: ChildProcess, graceMs = 2000): Promise<void> {
   const pid = child.pid
@@ -223,7 +230,7 @@ export async function killTree(child: ChildProcess, graceMs = 2000): Promise<voi
     signal('SIGKILL')
     await waitGone(graceMs)
   }
-  await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))])
+  await within(exited, graceMs)
   const left = tree.filter(isAlive)
   if (left.length > 0) throw new Error(`processes still alive after stop: ${left.join(', ')}`)
 }
