@@ -76,6 +76,12 @@ describe('SSH transport against OpenSSH', {skip, concurrency: 4}, () => {
     const sock = await fx.agent(agentKey.path)
     const t = fx.transport(n.node, {}, {env: {SSH_AUTH_SOCK: sock}})
     assert.equal(await t.run(['echo', 'via agent']), 'via agent\n')
+    // IdentitiesOnly: the agent may only offer the configured identity (not authorized here).
+    const unrelated = await fx.key('id_unrelated')
+    const only = fx.transport(n.node, {identityFiles: [unrelated.path]}, {env: {SSH_AUTH_SOCK: sock}, sshConfigText: 'Host *\n  IdentitiesOnly yes\n'})
+    await assert.rejects(only.run(['true']), ConnectionError)
+    const notOnly = fx.transport(n.node, {identityFiles: [unrelated.path]}, {env: {SSH_AUTH_SOCK: sock}})
+    assert.equal(await notOnly.run(['echo', 'agent first']), 'agent first\n')
   })
 
   test('encrypted key: passphrase from the env var or the prompt; wrong one is a clear error', async () => {
@@ -130,7 +136,7 @@ describe('SSH transport against OpenSSH', {skip, concurrency: 4}, () => {
     assert.equal(await fx.transport(n.node, {identityFiles: [key.path], knownHostsFiles: [known]}).run(['echo', 'ok']), 'ok\n')
   })
 
-  test('changed host key: refused even with accept-new, with the ssh-keygen -R fix', async () => {
+  test('changed host key: refused even with accept-new, with the ssh-keygen -R fix; revoked key refused', async () => {
     const n = await fx.node('changed-node', {address: '127.0.0.15', authorizedKeys: [key.pub]})
     const other = await fx.key('impostor')
     const known = join(fx.root, 'changed_known_hosts')
@@ -146,6 +152,12 @@ describe('SSH transport against OpenSSH', {skip, concurrency: 4}, () => {
     })
     assert.ok(!existsSync(marker))
     assert.equal(readFileSync(known, 'utf8').split('\n').length, 2, 'known_hosts untouched')
+
+    const revoked = join(fx.root, 'revoked_known_hosts')
+    writeFileSync(revoked, `@revoked * ${n.node.hostKeyLine}\n${n.node.knownHostsLine}\n`)
+    const r = fx.transport(n.node, {identityFiles: [key.path], knownHostsFiles: [revoked]}, {acceptNewHostKeys: true})
+    await assert.rejects(r.run(['touch', marker]), (e: unknown) => e instanceof ConnectionError && /revoked/.test(e.message))
+    assert.ok(!existsSync(marker))
   })
 
   test('hashed known_hosts entries are honoured', async () => {

@@ -379,7 +379,13 @@ export class SshTransport implements Transport {
           verify(true)
         },
         (error: Error) => {
-          hostKeyFailure = error
+          hostKeyFailure =
+            error instanceof HomelabError
+              ? error
+              : new ConnectionError(`cannot check the host key of ${endpoint.host}: ${error.message}`, {
+                  cause: error,
+                  hint: `check that ${endpoint.knownHostsFiles.join(' and ')} can be read`,
+                })
           verify(false)
         },
       )
