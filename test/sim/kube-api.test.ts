@@ -541,6 +541,7 @@ describe('simulated kube-apiserver with the real client-node', () => {
     assert.ok(evictions.some((e) => e.code === 429 && e.reason === 'TooManyRequests'))
     const cordon = api.audit.matching({verb: 'patch', resource: 'nodes', name: 'agent-1'})[0]
     assert.deepEqual(cordon.body, {spec: {unschedulable: true}})
+    assert.ok(api.audit.every((e) => e.startSeq < e.seq))
     const seqs = api.audit.map((e) => e.seq)
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b))
     assert.ok(api.audit.reads().every((e) => !['create', 'update', 'patch', 'delete', 'deletecollection'].includes(e.verb)))

@@ -21,7 +21,13 @@ export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'd
 export const writeVerbs: ReadonlySet<string> = new Set(['create', 'update', 'patch', 'delete', 'deletecollection'])
 
 export interface AuditEntry {
+  /**
+   * Taken when the response was decided, so it is after every change the request caused
+   * ("request R happened before Y" ⇔ `R.seq < Y.seq`).
+   */
   seq: number
+  /** Taken when the request arrived ("X happened before request R" ⇔ `X.seq < R.startSeq`). */
+  startSeq: number
   /** Milliseconds since the epoch, when the response was decided (for watches: when it started). */
   at: number
   method: string

@@ -6,15 +6,14 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import https from 'node:https'
 import type {Socket} from 'node:net'
-import {type AuditEntry, type AuditLog, type Sequencer, type Verb, writeVerbs} from './recorder.js'
+import type {AuditEntry, AuditLog, Sequencer, Verb} from './recorder.js'
 import {PATCH_TYPES, type RequestContext, Rest} from './rest.js'
-import {type ResourceRegistry, type ResourceType, apiVersionOf} from './resources.js'
+import {type ResourceRegistry, type ResourceType, apiVersionOf, resourceKey} from './resources.js'
 import {matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector} from './selectors.js'
 import {ApiError, type Status, errors} from './status.js'
 import type {ObjectStore, StoreEvent} from './store.js'
 import type {Timers} from './timers.js'
 import {type Dict, type KubeObject, isPlainObject} from './types.js'
-import {resourceKey} from './resources.js'
 
 export interface Fault {
   /** Match on any of these (all given must match). */
@@ -189,6 +188,7 @@ export class ApiServer {
     const query: Record<string, string> = Object.fromEntries(url.searchParams)
     const method = (req.method ?? 'GET').toUpperCase()
     const entry: Omit<AuditEntry, 'seq' | 'at' | 'code'> = {
+      startSeq: this.seq.next(),
       method,
       path,
       query,
@@ -242,7 +242,7 @@ export class ApiServer {
         userAgent: String(req.headers['user-agent'] ?? ''),
         warnings: [],
       }
-      const {code, body} = this.dispatch(verb, route, query, method, req, rawBody, ctx)
+      const {code, body} = this.dispatch(verb, route, query, req, rawBody, ctx)
       const headers: Record<string, string[]> = {}
       if (ctx.warnings.length > 0) headers.Warning = ctx.warnings.map((w) => `299 - ${JSON.stringify(w)}`)
       send(res, code, body, headers)
@@ -335,7 +335,7 @@ export class ApiServer {
     return {rt, namespace, name, subresource}
   }
 
-  private dispatch(verb: Verb, route: ResourceRoute, query: Record<string, string>, method: string, req: IncomingMessage, raw: string, ctx: RequestContext): {code: number; body: unknown} {
+  private dispatch(verb: Verb, route: ResourceRoute, query: Record<string, string>, req: IncomingMessage, raw: string, ctx: RequestContext): {code: number; body: unknown} {
     const {rt, namespace, name, subresource} = route
     const parseJson = (): unknown => {
       if (raw.trim() === '') return undefined
@@ -365,7 +365,6 @@ export class ApiServer {
       case 'deletecollection':
         return {code: 200, body: this.rest.deleteCollection(rt, namespace, listQuery(query), deleteOptions(query, parseJson(), ctx))}
       default:
-        void method
         throw errors.methodNotAllowed()
     }
   }
@@ -503,4 +502,3 @@ function deleteOptions(query: Record<string, string>, body: unknown, ctx: Reques
   }
 }
 
-export {writeVerbs}
