@@ -385,6 +385,16 @@ describe('simulated kube-apiserver with the real client-node', () => {
       }
     })
 
+    it('refuses an Eviction whose name differs from the URL (400) and a pod under two budgets (500)', async () => {
+      pod('two-1', {app: 'two'})
+      const noName = await apiError(c.core.createNamespacedPodEviction({name: 'two-1', namespace: 'default', body: {apiVersion: 'policy/v1', kind: 'Eviction'}}), 400)
+      assert.equal(noName.message, 'name in URL does not match name in Eviction object')
+      api.pdbs.add({name: 'two-a', namespace: 'default', selector: {app: 'two'}, maxUnavailable: 1})
+      api.pdbs.add({name: 'two-b', namespace: 'default', selector: {app: 'two'}, maxUnavailable: 1})
+      const two = await apiError(c.core.createNamespacedPodEviction(eviction('two-1')), 500)
+      assert.equal(two.message, 'This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.')
+    })
+
     it('answers 404 for a missing pod', async () => {
       const s = await apiError(c.core.createNamespacedPodEviction(eviction('ghost')), 404)
       assert.equal(s.message, 'pods "ghost" not found')

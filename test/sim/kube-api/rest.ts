@@ -8,7 +8,7 @@ import {parse as parseYaml} from 'yaml'
 import {deleteObject, type DeleteOptions} from './deletion.js'
 import {type ListKeys, recordUpdate, renderPath, serverSideApply} from './managed-fields.js'
 import {PatchError, jsonPatch, mergePatch, strategicMergeKeys, strategicMergePatch} from './merge.js'
-import {isPodReady} from './objects.js'
+import {isPodReady, setCondition} from './objects.js'
 import {type ResourceType, apiVersionOf, hasStatus, resourceKey} from './resources.js'
 import {listKeysFromSchema, validateCustomResource} from './schema.js'
 import {fromLabelSelector, matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector} from './selectors.js'
@@ -293,8 +293,8 @@ export class Rest {
   evict(namespace: string, name: string, body: unknown, ctx: RequestContext): Status {
     if (!isPlainObject(body)) throw errors.badRequest('the body of an eviction must be a policy/v1 Eviction object')
     if (body.kind !== undefined && body.kind !== 'Eviction') throw errors.badRequest(`the object provided is unrecognized (must be of type Eviction): kind ${String(body.kind)}`)
-    const bodyName = (body.metadata as Dict | undefined)?.name
-    if (bodyName !== undefined && bodyName !== name) throw errors.badRequest('name in URL does not match name in Eviction object')
+    // Upstream compares the names as they are: an Eviction without metadata.name is refused too.
+    if ((body.metadata as Dict | undefined)?.name !== name) throw errors.badRequest('name in URL does not match name in Eviction object')
     const podsRt = this.registry.resolve('pods')
     const pod = this.get(podsRt, namespace, name)
     const opts = (isPlainObject(body.deleteOptions) ? body.deleteOptions : {}) as Dict
@@ -313,9 +313,16 @@ export class Rest {
     if (phase === 'Pending' || phase === 'Succeeded' || phase === 'Failed' || pod.metadata.deletionTimestamp) return evict()
 
     const pdbRt = this.registry.resolve('poddisruptionbudgets')
-    const pdbs = this.store.listIn(pdbRt, namespace).filter((p) => matchesLabels(fromLabelSelector(p.spec?.selector), pod.metadata.labels))
+    // Here (unlike in the disruption controller) a nil or empty selector matches nothing.
+    const pdbs = this.store.listIn(pdbRt, namespace).filter((p) => {
+      const selector = fromLabelSelector(p.spec?.selector)
+      return selector !== null && selector.length > 0 && matchesLabels(selector, pod.metadata.labels)
+    })
     if (pdbs.length === 0) return evict()
-    if (pdbs.length > 1) throw errors.internal('This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.')
+    if (pdbs.length > 1) {
+      // Upstream returns this Status as the result (no reason), which the handler sends with its code.
+      throw new ApiError(500, '', 'This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.')
+    }
     const pdb = pdbs[0]
     const st = (pdb.status ?? {}) as Dict
 
@@ -339,6 +346,7 @@ export class Rest {
     }
     if (!deleteOpts.dryRun) {
       pdb.status = {...st, disruptionsAllowed: allowed - 1, disruptedPods: {...(st.disruptedPods ?? {}), [name]: nowIso()}}
+      if (allowed - 1 === 0) setCondition(pdb, {type: 'DisruptionAllowed', status: 'False', reason: 'InsufficientPods', message: ''})
       this.store.updateIn(pdbRt, pdb, {source: 'api'})
     }
     return evict()

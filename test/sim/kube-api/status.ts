@@ -38,7 +38,7 @@ export class ApiError extends Error {
     super(message)
     this.name = 'ApiError'
     // Field order as upstream serialises it.
-    this.status = {kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details && Object.keys(details).length > 0 ? {details} : {}), code}
+    this.status = {kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, ...(reason ? {reason} : {}), ...(details && Object.keys(details).length > 0 ? {details} : {}), code}
   }
 
   get code(): number {
