@@ -295,6 +295,11 @@ export class SimKubeApi {
     return this.lifecycle.k3sLog
   }
 
+  /** A point in the shared sequence: `api.audit.since(m)` / `api.changes.since(m)` give what came after. */
+  mark(): number {
+    return this.seq.next()
+  }
+
   /** Errors thrown inside timers, controllers or store listeners: a healthy run leaves this empty. */
   get internalErrors(): unknown[] {
     return [...this.timers.errors.map((e) => e.error), ...this.store.listenerErrors]
