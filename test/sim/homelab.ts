@@ -108,6 +108,18 @@ function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>
 
 let instance = 0
 
+/**
+ * ssh2's generator now and then drops a leading zero byte of the ed25519 public key, writing a
+ * key no SSH implementation accepts; generate again (bounded) until it parses.
+ */
+function clientKeyPair(): {private: string; public: string} {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const keys = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'homelab-sim'})
+    if (!(ssh2.utils.parseKey(keys.public) instanceof Error)) return keys
+  }
+  throw new Error('could not generate a valid ed25519 key pair')
+}
+
 export async function startHomelab(options: HomelabOptions = {}): Promise<Homelab> {
   const version = options.version ?? 'v1.31.4+k3s1'
   const specs: SimNodeSpec[] =
@@ -145,7 +157,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     cleanups.push(() => channels.stop())
 
     // One client key, as a user has.
-    const keys = ssh2.utils.generateKeyPairSync('ed25519', {comment: 'homelab-sim'})
+    const keys = clientKeyPair()
     const identityPath = path.join(home, '.ssh', 'id_ed25519')
     await writeFile(identityPath, keys.private, {mode: 0o600})
     await writeFile(`${identityPath}.pub`, `${keys.public}\n`)
