@@ -437,7 +437,12 @@ export async function waitForPlans(kube: KubeClients, options: WaitPlansOptions)
     if (fingerprint !== lastSummary) options.onReport?.(report)
     lastSummary = fingerprint
     if (report.state === 'complete') return {outcome: 'complete', report}
-    if (report.state === 'failed') return {outcome: 'failed', report}
+    if (report.state === 'failed') {
+      // The controller records the failure on the Plan just after the Job; read once more so
+      // the report carries its Complete condition too.
+      const again = (await snapshot(kube, options)).report
+      return {outcome: 'failed', report: again.state === 'failed' ? again : report}
+    }
     const remaining = deadline - now()
     if (remaining <= 0) return {outcome: 'timeout', report}
 

@@ -283,8 +283,10 @@ export class SimSucController extends Controller {
     if (names.length === 0) delete plan.status!.applying
     const complete = names.length === 0 && concurrency > 0
     const current = getCondition(plan, 'Complete')
+    // A failed Job's reason stays until the plan completes (wrangler's SetStatusBool keeps it).
     if (complete) setCondition(plan, {type: 'Complete', status: 'True'})
-    else setCondition(plan, {type: 'Complete', status: 'False', reason: current?.reason === 'JobFailed' ? current.reason : undefined, message: current?.reason === 'JobFailed' ? current.message : undefined})
+    else if (current?.reason === 'JobFailed') setCondition(plan, {type: 'Complete', status: 'False', reason: current.reason, message: current.message})
+    else setCondition(plan, {type: 'Complete', status: 'False'})
     if (JSON.stringify(plan.status) !== before) this.writePlan(plan)
   }
 
