@@ -8,8 +8,9 @@ export class Timers {
   /** Errors thrown by timer callbacks: a test can assert this stays empty. */
   readonly errors: Array<{label: string; error: unknown}> = []
 
+  /** `ms` of Infinity means never (setTimeout would fire at once instead). */
   after(ms: number, fn: () => void | Promise<void>, label = 'timer'): () => void {
-    if (this.stopped) return () => {}
+    if (this.stopped || !(ms < Infinity)) return () => {}
     const t = setTimeout(() => {
       this.pending.delete(t)
       this.run(fn, label)
