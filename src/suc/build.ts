@@ -198,9 +198,13 @@ export function buildPlans(options: PlanBuildOptions): BuiltPlans {
   }
 }
 
-/** Multi-document YAML, server plan first, as `kubectl apply -f` takes it. */
+/**
+ * Multi-document YAML, server plan first, as `kubectl apply -f` takes it. Written for YAML 1.1
+ * readers, which kubectl is: there `startTime: 01:00` would be the number 60 and `on` a
+ * boolean, so such strings are quoted.
+ */
 export function renderPlans(plans: readonly Plan[], header: readonly string[] = []): string {
   const comment = header.map((line) => `# ${line}`.trimEnd()).join('\n')
-  const body = plans.map((plan) => stringify(plan, {lineWidth: 0})).join('---\n')
+  const body = plans.map((plan) => stringify(plan, {lineWidth: 0, version: '1.1'})).join('---\n')
   return comment ? `${comment}\n${body}` : body
 }
