@@ -15,6 +15,8 @@ export interface InventoryNode {
   role: NodeRole
   /** Address or ~/.ssh/config alias to connect to. */
   host: string
+  /** ssh, or local for the machine the CLI runs on. */
+  connection: 'ssh' | 'local'
   ssh: NodeSshSettings
   binDir: string
   dataDir: string
@@ -42,6 +44,7 @@ export interface InventoryConfig {
     name: string
     host?: string
     role?: NodeRole
+    connection?: 'ssh' | 'local'
     ssh?: Partial<NodeSshSettings>
     install?: {binDir?: string; dataDir?: string}
   }>
@@ -76,6 +79,7 @@ export function buildInventory(config: InventoryConfig, clusterNodes: readonly C
       name,
       role,
       host,
+      connection: entry?.connection ?? 'ssh',
       ssh: {...config.ssh, ...definedOnly(entry?.ssh)},
       binDir: entry?.install?.binDir ?? config.install.binDir,
       dataDir: entry?.install?.dataDir ?? config.install.dataDir,

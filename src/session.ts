@@ -10,6 +10,8 @@ import {KubeClients, loadKubeConfig} from './kube/client.js'
 import {listClusterNodes} from './kube/nodes.js'
 import {JournalStore} from './saga/journal.js'
 import {resolveSshTarget} from './transport/ssh-config.js'
+import {LocalTransport} from './transport/local-transport.js'
+import {TransportPool} from './transport/pool.js'
 import {SshTransport} from './transport/ssh-transport.js'
 import type {Transport} from './transport/types.js'
 import type {RunnerDeps} from './upgrade/run-upgrade.js'
@@ -52,46 +54,48 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
   const sshConfigPath = path.join(home, '.ssh', 'config')
   const sshConfigText = await readFile(sshConfigPath, 'utf8').catch(() => undefined)
   const localUser = userInfo().username
-  const transports = new Map<string, SshTransport>()
+  let inventory: Inventory | undefined
+  const pool = new TransportPool<Transport>((name) => {
+    const node = inventory?.nodes.find((n) => n.name === name)
+    if (!node) throw new Error(`node ${name} is not in the inventory`)
+    if (node.connection === 'local') return new LocalTransport({node: node.name, become: node.ssh.become, env})
+    const target = resolveSshTarget({
+      host: node.host,
+      explicit: {
+        user: node.ssh.user,
+        port: node.ssh.port,
+        identityFiles: node.ssh.identityFile ? [node.ssh.identityFile] : undefined,
+        proxyJump: node.ssh.proxyJump,
+        knownHostsFiles: [config.ssh.knownHosts],
+      },
+      sshConfigText,
+      sshConfigPath,
+      localUser,
+      home,
+    })
+    return new SshTransport({
+      node: node.name,
+      target,
+      become: node.ssh.become,
+      acceptNewHostKeys: options.acceptNewHostKeys,
+      env,
+      askPassphrase: options.askPassphrase,
+      connectTimeoutMs: config.ssh.connectTimeout,
+      keepaliveIntervalMs: config.ssh.keepaliveInterval,
+      home,
+    })
+  })
 
   const session: Session = {
     config,
     configFile: file,
     kube,
     async loadInventory() {
-      return buildInventory(config, await listClusterNodes(kube))
+      inventory = buildInventory(config, await listClusterNodes(kube))
+      return inventory
     },
     async connect(node) {
-      let transport = transports.get(node.name)
-      if (!transport) {
-        const target = resolveSshTarget({
-          host: node.host,
-          explicit: {
-            user: node.ssh.user,
-            port: node.ssh.port,
-            identityFiles: node.ssh.identityFile ? [node.ssh.identityFile] : undefined,
-            proxyJump: node.ssh.proxyJump,
-            knownHostsFiles: [config.ssh.knownHosts],
-          },
-          sshConfigText,
-          sshConfigPath,
-          localUser,
-          home,
-        })
-        transport = new SshTransport({
-          node: node.name,
-          target,
-          become: node.ssh.become,
-          acceptNewHostKeys: options.acceptNewHostKeys,
-          env,
-          askPassphrase: options.askPassphrase,
-          connectTimeoutMs: config.ssh.connectTimeout,
-          keepaliveIntervalMs: config.ssh.keepaliveInterval,
-          home,
-        })
-        transports.set(node.name, transport)
-      }
-      return transport
+      return pool.get(node.name)
     },
     upgradeDeps() {
       return {
@@ -104,8 +108,7 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
       }
     },
     async close() {
-      await Promise.allSettled([...transports.values()].map((t) => t.close()))
-      transports.clear()
+      await pool.closeAll().catch(() => undefined)
     },
   }
   return session

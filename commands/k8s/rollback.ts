@@ -6,6 +6,7 @@ import {ExitCode, UsageError} from '../../src/errors.js'
 import {openSession} from '../../src/session.js'
 import {runRollback, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
 import {HomelabCommand} from '../_cli/base-command.js'
+import {terminalPassphrasePrompt} from '../_cli/passphrase.js'
 import {eventSink, renderResult} from '../_cli/upgrade-output.js'
 import {EXIT_CODES_HELP} from './upgrade.js'
 
@@ -29,7 +30,8 @@ ${EXIT_CODES_HELP}`
     setMaxListeners(0, controller.signal)
     const onSigint = () => controller.abort()
     process.on('SIGINT', onSigint)
-    const session = await openSession({configPath: this.flags.config, kubeconfig: this.flags.kubeconfig, context: this.flags.context, acceptNewHostKeys: flags['accept-new-host-keys'], signal: controller.signal})
+    const session = await openSession({configPath: this.flags.config, kubeconfig: this.flags.kubeconfig, context: this.flags.context, askPassphrase: terminalPassphrasePrompt(),
+      acceptNewHostKeys: flags['accept-new-host-keys'], signal: controller.signal})
     const sink = eventSink({json: this.jsonEnabled(), logFormat: flags['log-format'], tty: false, concurrency: 1, log: (l) => this.log(l), logToStderr: (l) => this.logToStderr(l)})
     try {
       const result = await runRollback({...session.upgradeDeps(), signal: controller.signal, onEvent: sink.onEvent}, args.id)

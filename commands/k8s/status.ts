@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {openSession} from '../../src/session.js'
 import {gatherStatus, type ClusterStatus, type NodeStatus} from '../../src/status.js'
 import {HomelabCommand} from '../_cli/base-command.js'
+import {terminalPassphrasePrompt} from '../_cli/passphrase.js'
 import {renderTable} from '../_cli/table.js'
 
 export default class Status extends HomelabCommand<typeof Status> {
@@ -18,6 +19,7 @@ export default class Status extends HomelabCommand<typeof Status> {
       configPath: this.flags.config,
       kubeconfig: this.flags.kubeconfig,
       context: this.flags.context,
+      askPassphrase: terminalPassphrasePrompt(),
       acceptNewHostKeys: this.flags['accept-new-host-keys'],
     })
     try {

@@ -6,6 +6,7 @@ import {ExitCode, UsageError} from '../../src/errors.js'
 import {openSession} from '../../src/session.js'
 import {runUpgrade, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
 import {HomelabCommand} from '../_cli/base-command.js'
+import {terminalPassphrasePrompt} from '../_cli/passphrase.js'
 import {confirm, eventSink, renderPlan, renderResult} from '../_cli/upgrade-output.js'
 
 export const EXIT_CODES_HELP = `EXIT CODES
@@ -73,6 +74,7 @@ ${EXIT_CODES_HELP}`
       configPath: flags.config,
       kubeconfig: flags.kubeconfig,
       context: flags.context,
+      askPassphrase: terminalPassphrasePrompt(),
       acceptNewHostKeys: flags['accept-new-host-keys'],
       signal: controller.signal,
     })

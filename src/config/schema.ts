@@ -182,6 +182,8 @@ export function makeConfigSchema(pathCtx: PathContext) {
     host: host.optional(),
     /** Required unless `discover: true` (then the control-plane label decides). */
     role: z.enum(['server', 'agent']).optional(),
+    /** local: this node is the machine the CLI runs on; commands run here, without SSH. */
+    connection: z.enum(['ssh', 'local']).default('ssh'),
     ssh: nodeSsh.optional(),
     install: nodeInstall.optional(),
   })
