@@ -139,7 +139,7 @@ describe('defaults', () => {
         keepaliveInterval: 15_000,
         commandTimeout: 120_000,
       },
-      nodes: [{name: 'server-1', host: '10.0.0.11', role: 'server'}],
+      nodes: [{name: 'server-1', host: '10.0.0.11', role: 'server', connection: 'ssh'}],
       discover: false,
       install: {
         binDir: '/usr/local/bin',
@@ -244,7 +244,7 @@ upgrade:
   test('discover: true needs neither nodes nor their host and role', () => {
     assert.deepEqual(parseConfig('discover: true\n', 'homelab.yaml', {home: HOME}).nodes, [])
     const config = parseConfig('discover: true\nnodes:\n  - {name: agent-1, ssh: {user: pi}}\n', 'homelab.yaml', {home: HOME})
-    assert.deepEqual(config.nodes, [{name: 'agent-1', ssh: {user: 'pi'}}])
+    assert.deepEqual(config.nodes, [{name: 'agent-1', connection: 'ssh', ssh: {user: 'pi'}}])
   })
 
   test('an empty section (YAML null) means "not set"', () => {
