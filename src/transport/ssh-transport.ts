@@ -630,119 +630,153 @@ export class SshTransport implements Transport {
 
   // --- commands -----------------------------------------------------------------------------
 
-  private runChannel(conn: Connection, argv: readonly string[], command: string, options: ExecOptions): Promise<ExecResult> {
+  private async runChannel(conn: Connection, argv: readonly string[], command: string, options: ExecOptions): Promise<ExecResult> {
     const {signal, timeoutMs} = options
     const privileged = options.privileged === true
     const grace = this.options.killGraceMs ?? 2000
     const marker = `homelab-pid-${randomBytes(6).toString('hex')}-`
-    return new Promise<ExecResult>((resolve, reject) => {
-      conn.client.exec(remoteCommandLine(argv, privileged, this.become, marker), (err, channel) => {
-        if (err) {
-          reject(
-            conn.closed
-              ? this.lostError(conn, command, err)
-              : new ConnectionError(`${this.node}: cannot start \`${command}\`: ${err.message}`, {
-                  cause: err,
-                  hint: `check sshd on ${this.node} (MaxSessions, its log)`,
-                }),
-          )
-          return
-        }
-        const out: Buffer[] = []
-        const errOut: Buffer[] = []
-        let pid: number | undefined
-        let exitCode: number | null | undefined
-        let stopping: HomelabError | undefined
-        let killTimer: NodeJS.Timeout | undefined
-        let giveUpTimer: NodeJS.Timeout | undefined
-        let finished = false
-
-        const cleanup = () => {
-          finished = true
-          clearTimeout(timer)
-          clearTimeout(killTimer)
-          clearTimeout(giveUpTimer)
-          signal?.removeEventListener('abort', onAbort)
-        }
-        const kill = (sig: 'TERM' | 'KILL') => {
-          // Both ways: the signal request works where sshd allows it, the kill channel elsewhere.
-          safe(() => sendSignal(channel, sig))
-          if (pid !== undefined && !conn.closed) {
-            const line = killCommandLine(pid, sig, privileged, this.become)
-            safe(() =>
-              conn.client.exec(line, (e, killer) => {
-                if (e) return
-                killer.on('data', () => {})
-                killer.stderr.on('data', () => {})
-                killer.on('error', () => {})
-                killer.end()
-              }),
-            )
-          }
-        }
-        const stop = (error: HomelabError) => {
-          if (stopping || finished) return
-          stopping = error
-          kill('TERM')
-          killTimer = setTimeout(() => {
-            kill('KILL')
-            safe(() => channel.close())
-            giveUpTimer = setTimeout(() => {
-              cleanup()
-              reject(error)
-            }, grace)
-          }, grace)
-        }
-        const onAbort = () => stop(abortReason(signal, `\`${command}\` on ${this.node}`))
-        const timer =
-          timeoutMs === undefined
-            ? undefined
-            : setTimeout(
-                () =>
-                  stop(
-                    new TimeoutError(`${this.node}: \`${command}\` did not finish within ${timeoutMs} ms; it was stopped`, {
-                      hint: 'the node may be overloaded or the command stuck; run it by hand to see, or raise the timeout',
-                    }),
-                  ),
-                timeoutMs,
-              )
-        if (signal) {
-          if (signal.aborted) onAbort()
-          else signal.addEventListener('abort', onAbort, {once: true})
-        }
-
-        channel.on('data', (chunk: Buffer) => out.push(chunk))
-        channel.stderr.on('data', (chunk: Buffer) => {
-          errOut.push(chunk)
-          if (pid === undefined) pid = findPid(Buffer.concat(errOut).toString('latin1'), marker)
-        })
-        channel.on('exit', (code: number | null) => {
-          exitCode = typeof code === 'number' ? code : null
-        })
-        channel.on('close', () => {
-          if (finished) return
-          cleanup()
-          if (stopping) return reject(stopping)
-          if (exitCode === undefined && conn.closed) return reject(this.lostError(conn, command))
-          resolve({
-            stdout: Buffer.concat(out).toString('utf8'),
-            stderr: stripMarker(Buffer.concat(errOut).toString('utf8'), marker),
-            exitCode: exitCode ?? null,
-          })
-        })
-        channel.on('error', () => {
-          // 'close' follows and settles the promise.
-        })
-
-        const stdin = options.stdin
-        if (stdin === undefined) channel.end()
-        else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) channel.end(stdin)
-        else {
-          stdin.on('error', (e) => stop(new CommandError(`${this.node}: reading stdin for \`${command}\` failed: ${e.message}`, null, '', {cause: e})))
-          stdin.pipe(channel)
-        }
+    const line = remoteCommandLine(argv, privileged, this.become, marker)
+    const out: Buffer[] = []
+    const errOut: Buffer[] = []
+    let pid: number | undefined
+    let exitCode: number | null | undefined
+    let closed = false
+    let onClose = () => {}
+    const channel = await this.openChannel<ClientChannel>(conn, (cb) => conn.client.exec(line, cb), command, signal, (ch) => {
+      ch.on('data', (chunk: Buffer) => out.push(chunk))
+      ch.stderr.on('data', (chunk: Buffer) => {
+        errOut.push(chunk)
+        if (pid === undefined) pid = findPid(Buffer.concat(errOut).toString('latin1'), marker)
+      })
+      ch.on('exit', (code: number | null) => {
+        exitCode = typeof code === 'number' ? code : null
+      })
+      ch.on('error', () => {
+        // 'close' follows and settles the promise.
+      })
+      ch.on('close', () => {
+        closed = true
+        onClose()
       })
     })
+    return new Promise<ExecResult>((resolve, reject) => {
+      let stopping: HomelabError | undefined
+      let killTimer: NodeJS.Timeout | undefined
+      let giveUpTimer: NodeJS.Timeout | undefined
+      let finished = false
+
+      const cleanup = () => {
+        finished = true
+        clearTimeout(timer)
+        clearTimeout(killTimer)
+        clearTimeout(giveUpTimer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const kill = (sig: 'TERM' | 'KILL') => {
+        // Both ways: the signal request works where sshd allows it, the kill channel elsewhere.
+        safe(() => sendSignal(channel, sig))
+        if (pid !== undefined && !conn.closed) {
+          const line = killCommandLine(pid, sig, privileged, this.become)
+          safe(() =>
+            conn.client.exec(line, (e, killer) => {
+              if (e) return
+              killer.on('data', () => {})
+              killer.stderr.on('data', () => {})
+              killer.on('error', () => {})
+              killer.end()
+            }),
+          )
+        }
+      }
+      const stop = (error: HomelabError) => {
+        if (stopping || finished) return
+        stopping = error
+        kill('TERM')
+        killTimer = setTimeout(() => {
+          kill('KILL')
+          safe(() => channel.close())
+          giveUpTimer = setTimeout(() => {
+            cleanup()
+            reject(error)
+          }, grace)
+        }, grace)
+      }
+      const onAbort = () => stop(abortReason(signal, `\`${command}\` on ${this.node}`))
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(
+              () =>
+                stop(
+                  new TimeoutError(`${this.node}: \`${command}\` did not finish within ${timeoutMs} ms; it was stopped`, {
+                    hint: 'the node may be overloaded or the command stuck; run it by hand to see, or raise the timeout',
+                  }),
+                ),
+              timeoutMs,
+            )
+      if (signal) {
+        if (signal.aborted) onAbort()
+        else signal.addEventListener('abort', onAbort, {once: true})
+      }
+
+      onClose = () => {
+        if (finished) return
+        cleanup()
+        if (stopping) return reject(stopping)
+        if (exitCode === undefined && conn.closed) return reject(this.lostError(conn, command))
+        resolve({
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: stripMarker(Buffer.concat(errOut).toString('utf8'), marker),
+          exitCode: exitCode ?? null,
+        })
+      }
+      if (closed) return onClose()
+
+      const stdin = options.stdin
+      if (stdin === undefined) channel.end()
+      else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) channel.end(stdin)
+      else {
+        stdin.on('error', (e) => stop(new CommandError(`${this.node}: reading stdin for \`${command}\` failed: ${e.message}`, null, '', {cause: e})))
+        stdin.pipe(channel)
+      }
+    })
+  }
+
+  /**
+   * Opens a channel, retrying briefly when sshd refuses it: at MaxSessions it frees a slot a
+   * moment after a channel closed on our side, so a refusal then is not yet an error.
+   */
+  private async openChannel<T>(
+    conn: Connection,
+    open: (cb: (err: Error | undefined, channel: T) => void) => void,
+    what: string,
+    signal?: AbortSignal,
+    wire?: (channel: T) => void,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await new Promise<T>((resolve, reject) =>
+          open((err, channel) => {
+            if (err) return reject(err)
+            // Listeners go on now: a fast command's output, exit and close can arrive in the
+            // same packet batch as the open confirmation, before an awaiting caller resumes.
+            wire?.(channel)
+            resolve(channel)
+          }),
+        )
+      } catch (error) {
+        if (conn.closed) throw this.lostError(conn, what, error)
+        const message = (error as Error).message
+        if (!/open failed|administratively prohibited/i.test(message) || attempt >= 8) {
+          throw new ConnectionError(`${this.node}: cannot start \`${what}\`: ${message}`, {
+            cause: error,
+            hint: `check sshd on ${this.node} (MaxSessions, its log), or lower the number of commands run at once`,
+          })
+        }
+        if (signal?.aborted) throw abortReason(signal, what)
+        await new Promise((r) => setTimeout(r, Math.min(25 * 2 ** attempt, 500)))
+      }
+    }
   }
 
   private lostError(conn: Connection, what: string, cause?: unknown): ConnectionError {
@@ -754,24 +788,20 @@ export class SshTransport implements Transport {
 
   private sftp(conn: Connection): Promise<SFTPWrapper> {
     if (!conn.sftp) {
-      conn.sftp = new Promise<SFTPWrapper>((resolve, reject) => {
-        conn.client.sftp((err, sftp) => {
-          if (err) {
-            conn.sftp = undefined
-            reject(
-              new ConnectionError(`${this.node}: cannot start SFTP: ${err.message}`, {
-                cause: err,
-                hint: `enable the sftp subsystem in sshd_config on ${this.node} (Subsystem sftp internal-sftp)`,
-              }),
-            )
-            return
-          }
-          sftp.on('close', () => {
-            conn.sftp = undefined
-          })
-          resolve(sftp)
+      const forget = () => {
+        if (conn.sftp === opening) conn.sftp = undefined
+      }
+      const opening: Promise<SFTPWrapper> = this.openChannel<SFTPWrapper>(conn, (cb) => conn.client.sftp(cb), 'sftp', undefined, (sftp) =>
+        sftp.on('close', forget),
+      ).catch((error: HomelabError) => {
+        forget()
+        if (conn.closed) throw error
+        throw new ConnectionError(`${this.node}: cannot start SFTP: ${(error.cause as Error | undefined)?.message ?? error.message}`, {
+          cause: error,
+          hint: `enable the sftp subsystem in sshd_config on ${this.node} (Subsystem sftp internal-sftp)`,
         })
       })
+      conn.sftp = opening
     }
     return conn.sftp
   }

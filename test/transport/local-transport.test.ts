@@ -50,7 +50,13 @@ test('timeout stops the command and everything it started', async () => {
   const pidFile = join(dir, 'bg.pid')
   const started = Date.now()
   await assert.rejects(t.exec(['sh', '-c', `sleep 30 & echo $! > '${pidFile}'; wait`], {timeoutMs: 300}), TimeoutError)
-  assert.ok(Date.now() - started < 3000)
+  assert.ok(Date.now() - started < 4000)
+  if (!existsSync(pidFile)) {
+    // On a very busy machine the shell may be stopped before it started: then it must stay so.
+    await new Promise((r) => setTimeout(r, 500))
+    assert.ok(!existsSync(pidFile))
+    return
+  }
   const pid = Number(readFileSync(pidFile, 'utf8'))
   const deadline = Date.now() + 2000
   while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))

@@ -150,7 +150,7 @@ export async function waitGone(pid: number, ms = 3000): Promise<boolean> {
   return !isAlive(pid)
 }
 
-export async function waitForFile(path: string, ms = 3000): Promise<string> {
+export async function waitForFile(path: string, ms = 10_000): Promise<string> {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
     if (existsSync(path)) {
