@@ -51,6 +51,10 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
   // The API's view: every node Ready, versions, who is cordoned.
   for (const node of inventory.nodes) {
     if (!node.cluster) continue
+    if (node.cluster.cordonedBy) {
+      problems.push(`node ${node.name} is still cordoned by homelab run ${node.cluster.cordonedBy}`)
+      fix.push(`finish that run (homelab k8s upgrade --resume ${node.cluster.cordonedBy}) or undo it (homelab k8s rollback ${node.cluster.cordonedBy})`)
+    }
     if (!node.cluster.ready) {
       problems.push(`node ${node.name} is NotReady (${node.cluster.readyReason})`)
       fix.push(`bring ${node.name} back to Ready before upgrading`)
