@@ -49,7 +49,10 @@ export async function checkPrivilege(transport: Transport, signal?: AbortSignal)
   try {
     await transport.run(['true'], {privileged: true, signal, timeoutMs: 20_000})
   } catch (error) {
-    throw new PreflightError(`${transport.node}: cannot run commands as root (${error instanceof CommandError ? error.stderr.trim() || error.message : (error as Error).message})`, {
+    // Only a command that ran and failed says something about sudo; an unknown host key or a
+    // refused login has its own message and fix.
+    if (!(error instanceof CommandError)) throw error
+    throw new PreflightError(`${transport.node}: cannot run commands as root (${error.stderr.trim() || error.message})`, {
       cause: error,
       hint: 'give the SSH user passwordless sudo (NOPASSWD), or connect as root with ssh.become: none',
     })
