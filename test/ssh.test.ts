@@ -253,6 +253,8 @@ describe('SSH transport against OpenSSH', {skip, concurrency: 4}, () => {
     assert.equal(readFileSync(join(n1.dir, 'copied.txt'), 'utf8'), 'from a file\n')
     assert.equal(statSync(join(n1.dir, 'copied.txt')).mode & 0o777, 0o640)
     await assert.rejects(t.putFile(bytes, join(n1.dir, 'no', 'such', 'dir')), (e: unknown) => e instanceof HomelabError && /no such directory/.test(e.message))
+    await assert.rejects(t.putFile(join(fx.root, 'missing-local'), join(n1.dir, 'from-missing')), (e: unknown) => e instanceof HomelabError && /cannot read/.test(e.message))
+    assert.ok(!existsSync(join(n1.dir, 'from-missing')), 'nothing created on the node')
   })
 
   test('a dropped connection is re-opened for the next command; the pool reuses transports', async () => {

@@ -1,6 +1,6 @@
-import {createReadStream, existsSync} from 'node:fs'
+import {constants as fsConstants, createReadStream, existsSync} from 'node:fs'
 import {randomBytes} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
+import {access, readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {Readable, type Duplex} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -256,6 +256,12 @@ export class SshTransport implements Transport {
   async putFile(source: string | Buffer, remotePath: string, options: PutFileOptions = {}): Promise<void> {
     const signal = options.signal
     if (signal?.aborted) throw abortReason(signal, `copy to ${remotePath}`)
+    if (typeof source === 'string') {
+      // Before anything is created on the node: a missing local file must not leave an empty remote one.
+      await access(source, fsConstants.R_OK).catch((error: Error) => {
+        throw new HomelabError(`cannot read ${source}: ${error.message}`, {cause: error, hint: 'check the local file exists and is readable'})
+      })
+    }
     await this.sessions.use(async () => {
       const conn = await this.connect(signal)
       const sftp = await this.sftp(conn)
