@@ -158,13 +158,16 @@ export async function drainNode(options: DrainOptions): Promise<{evicted: string
       }
     }
     if (pending.size === 0) break
-    if (Date.now() + timings.evictionRetryMs > deadline) {
+    // The budget gets the whole timeout: a last attempt at the deadline, even when that is
+    // sooner than the next regular retry.
+    const remaining = deadline - Date.now()
+    if (remaining <= 0) {
       throw new TimeoutError(`draining ${node} timed out after ${Math.round(settings.timeoutMs / 1000)}s: ${refusal}`, {
         hint: 'a PodDisruptionBudget allows no disruption: scale the workload up, relax the PDB, or raise upgrade.drain.timeout',
       })
     }
     options.onProgress?.(`waiting to evict ${[...pending.keys()].join(', ')}: ${refusal}`)
-    await delay(timings.evictionRetryMs, signal)
+    await delay(Math.min(timings.evictionRetryMs, remaining), signal)
   }
 
   await waitForPodsGone(kube, node, plan.evict, settings, deadline, signal)
