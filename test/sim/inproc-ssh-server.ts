@@ -238,7 +238,11 @@ export async function startSshNode(options: InprocSshNodeOptions): Promise<SshNo
   await mkdir(home, {recursive: true, mode: 0o700})
   const keyFile = join(home, 'inproc_host_ed25519_key')
   if (!existsSync(keyFile)) {
-    const pair = utils.generateKeyPairSync('ed25519', {comment: `homelab-sim-${options.name}`})
+    // ssh2's generator now and then drops a leading zero byte of the public key; generate again.
+    let pair = utils.generateKeyPairSync('ed25519', {comment: `homelab-sim-${options.name}`})
+    for (let attempt = 0; attempt < 20 && utils.parseKey(pair.public) instanceof Error; attempt++) {
+      pair = utils.generateKeyPairSync('ed25519', {comment: `homelab-sim-${options.name}`})
+    }
     await writeFile(keyFile, pair.private, {mode: 0o600})
     await writeFile(`${keyFile}.pub`, `${pair.public}\n`)
   }
