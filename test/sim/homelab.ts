@@ -18,6 +18,7 @@ import {startChannelServer, type ChannelServer} from './channel-server.js'
 import {startSshNode as startInprocSshNode} from './inproc-ssh-server.js'
 import {SimKubeApi, type SimKubeApiOptions} from './kube-api/index.js'
 import {createNodeFixture, type NodeFixture, type ServiceManager} from './node-fixture.js'
+import {requireSshdInCi} from './require-sshd.js'
 import {startReleaseServer, type ReleaseServer} from './release-server.js'
 import {findSshd, startSshNode as startOpenSshNode, type SshNode} from './sshd.js'
 import type {K3sArch} from './k3s-fake.js'
@@ -129,6 +130,8 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
       ...Array.from({length: options.agents ?? 3}, (_, i) => ({name: `agent-${i + 1}`, role: 'agent' as const})),
     ]
   const sshMode = options.ssh ?? 'auto'
+  // Tests run against OpenSSH; only outside CI may "auto" fall back to the in-process server.
+  if (sshMode === 'auto') requireSshdInCi()
   const useOpenSsh = sshMode === 'openssh' || (sshMode === 'auto' && findSshd() !== undefined)
   const become = options.become ?? 'sudo'
 
