@@ -3,7 +3,8 @@ import type {Readable} from 'node:stream'
 import {execa} from 'execa'
 import {AbortedError, CommandError, HomelabError, TimeoutError} from '../errors.js'
 import {quoteArgv} from './quote.js'
-import {sudoHint, type Become} from './ssh-transport.js'
+import {commandFailure} from './command-failure.js'
+import type {Become} from './ssh-transport.js'
 import type {ExecOptions, ExecResult, PutFileOptions, Transport} from './types.js'
 
 export interface LocalTransportOptions {
@@ -126,17 +127,7 @@ export class LocalTransport implements Transport {
   async run(argv: readonly string[], options: ExecOptions = {}): Promise<string> {
     const result = await this.exec(argv, options)
     if (result.exitCode === 0) return result.stdout
-    const shown = quoteArgv(argv)
-    const stderr = result.stderr.trim()
-    const hint =
-      (this.needsSudo(options.privileged) ? sudoHint(result.stderr, process.env.USER ?? 'this user', this.node) : undefined) ??
-      `run \`${shown}\` by hand to see why`
-    throw new CommandError(
-      `${this.node}: \`${shown}\` ${result.exitCode === null ? 'was killed by a signal' : `exited ${result.exitCode}`}${stderr ? `: ${stderr.split('\n').slice(-3).join(' | ')}` : ''}`,
-      result.exitCode,
-      result.stderr,
-      {hint},
-    )
+    throw commandFailure(this.node, argv, result, this.needsSudo(options.privileged) ? (process.env.USER ?? 'this user') : undefined)
   }
 
   async putFile(source: string | Buffer, remotePath: string, options: PutFileOptions = {}): Promise<void> {

@@ -26,6 +26,7 @@ import {
   TimeoutError,
 } from '../errors.js'
 import {appendKnownHost, checkHostKey, hostKeyLine, keyBlobType, knownHostsName, knownKeyTypes, sha256Fingerprint} from './known-hosts.js'
+import {commandFailure} from './command-failure.js'
 import {quoteArg, quoteArgv} from './quote.js'
 import type {ResolvedSshTarget, SshEndpoint} from './ssh-config.js'
 import type {ExecOptions, ExecResult, PutFileOptions, Transport} from './types.js'
@@ -121,19 +122,7 @@ export function killCommandLine(pid: number, signal: 'TERM' | 'KILL', privileged
   return privileged && become === 'sudo' ? `sudo -n -- ${quoteArgv(argv)}` : quoteArgv(argv)
 }
 
-/** A hint for a failed privileged command, when the failure is sudo's and not the command's. */
-export function sudoHint(stderr: string, user: string, node: string): string | undefined {
-  if (/a password is required|no tty present|a terminal is required/i.test(stderr)) {
-    return `let ${user} run commands on ${node} without a password: add a NOPASSWD rule, e.g. \`${user} ALL=(ALL) NOPASSWD: ALL\` in /etc/sudoers.d/homelab (edit with visudo), or log in as root and set become: none`
-  }
-  if (/is not in the sudoers file|not allowed to execute/i.test(stderr)) {
-    return `give ${user} sudo rights on ${node} (a NOPASSWD rule in /etc/sudoers.d/), or log in as root and set become: none`
-  }
-  if (/sudo: (command )?not found/i.test(stderr)) {
-    return `install sudo on ${node}, or log in as root and set become: none`
-  }
-  return undefined
-}
+export {sudoHint} from './command-failure.js'
 
 function abortReason(signal: AbortSignal | undefined, what: string): AbortedError {
   const reason = signal?.reason
@@ -241,17 +230,7 @@ export class SshTransport implements Transport {
   async run(argv: readonly string[], options: ExecOptions = {}): Promise<string> {
     const result = await this.exec(argv, options)
     if (result.exitCode === 0) return result.stdout
-    const shown = quoteArgv(argv)
-    const stderr = result.stderr.trim()
-    const hint =
-      (options.privileged && this.become === 'sudo' ? sudoHint(result.stderr, this.options.target.user, this.node) : undefined) ??
-      `run \`${shown}\` on ${this.node} by hand to see why`
-    throw new CommandError(
-      `${this.node}: \`${shown}\` ${result.exitCode === null ? 'was killed by a signal' : `exited ${result.exitCode}`}${stderr ? `: ${lastLines(stderr)}` : ''}`,
-      result.exitCode,
-      result.stderr,
-      {hint},
-    )
+    throw commandFailure(this.node, argv, result, options.privileged && this.become === 'sudo' ? this.options.target.user : undefined)
   }
 
   async putFile(source: string | Buffer, remotePath: string, options: PutFileOptions = {}): Promise<void> {
@@ -857,9 +836,6 @@ function stripMarker(stderr: string, marker: string): string {
   return stderr.replace(new RegExp(`(^|\\n)${marker}\\d+\\n`), '$1')
 }
 
-function lastLines(text: string, n = 3): string {
-  return text.split('\n').slice(-n).join(' | ')
-}
 
 async function readPublicHalf(path: string): Promise<Buffer | undefined> {
   try {
