@@ -99,6 +99,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     result.target = input.finalTarget
     result.hops = [input.target, ...input.laterHops]
     recordBefore(result, input.plan)
+    deps.onEvent({type: 'plan', hop: 0, plan: input.plan})
     const saga = await runHop(deps, journal, request, result)
     if (!saga) return finish()
     pendingHops = input.laterHops
