@@ -3,9 +3,13 @@
  * ServiceAccount (unless `installed: false`), the simulated system-upgrade-controller, and a
  * KubeClients built from a kubeconfig file, as the CLI builds it.
  */
+import assert from 'node:assert/strict'
+import {execFile} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 
 import {makeConfigSchema, type HomelabConfig} from '../src/config/schema.js'
 import {KubeClients, loadKubeConfig} from '../src/kube/client.js'
@@ -69,4 +73,30 @@ export async function startSucCluster(options: SucClusterOptions = {}): Promise<
       await rm(dir, {recursive: true, force: true})
     },
   }
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const BIN = path.join(ROOT, 'bin', 'run.js')
+
+export interface CliResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** The CLI tests run the compiled CLI, as a user does: `npm run build` first (`npm test` does). */
+export function requireBuiltCli(): void {
+  assert.ok(existsSync(path.join(ROOT, 'dist', 'commands', 'k8s', 'plan', 'status.js')), 'the CLI is not built: run `npm run build` (npm test does) before this file')
+}
+
+/** Runs `homelab <args>` with a home and cwd of its own (no ~/.kube/config, no stray homelab.yaml). */
+export function cli(c: SucCluster, args: string[], extra: string[] = ['--kubeconfig', c.kubeconfig]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args, ...extra],
+      {cwd: c.dir, env: {PATH: process.env.PATH ?? '', HOME: c.dir, NO_COLOR: '1'}, timeout: 60_000},
+      (error, stdout, stderr) => resolve({code: error ? Number((error as {code?: number}).code ?? 1) : 0, stdout, stderr}),
+    )
+  })
 }

@@ -82,6 +82,8 @@ export interface PlanReport {
   optedOut: string[]
   nodes: NodeProgress[]
   problems: JobProblem[]
+  /** The controller has resolved the plan's current spec (else its status is old or missing: is it running?). */
+  pickedUp: boolean
   /** The controller has finished this plan's current version on every node it selects. */
   finished: boolean
 }
@@ -245,9 +247,13 @@ function waitingFor(serverPlan: string, input: DiagnoseInput): string {
 
 function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
   const status = plan.status ?? {}
-  const hash = status.latestHash
+  const wanted = plan.spec.version ? munge(plan.spec.version) : undefined
+  // Until the controller has resolved a new spec.version, its status (hash, applying, failed
+  // Jobs) is about the previous version and says nothing about this one.
+  const stale = wanted !== undefined && status.latestVersion !== undefined && status.latestVersion !== wanted
+  const hash = stale ? undefined : status.latestHash
   const label = planNodeLabel(plan.metadata.name)
-  const applyingNames = new Set(status.applying ?? [])
+  const applyingNames = new Set(stale ? [] : (status.applying ?? []))
   const currentJobs = input.jobs.filter(
     (job) => job.metadata?.labels?.[LABEL_PLAN] === plan.metadata.name && hash !== undefined && job.metadata?.labels?.[label] === hash,
   )
@@ -267,8 +273,7 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
   nodes.sort((a, b) => a.name.localeCompare(b.name))
   const names = (state: NodeState) => nodes.filter((n) => n.state === state).map((n) => n.name)
 
-  const complete = status.conditions?.find((c) => c.type === 'Complete')
-  const wanted = plan.spec.version ? munge(plan.spec.version) : undefined
+  const complete = stale ? undefined : status.conditions?.find((c) => c.type === 'Complete')
   const resolved = hash !== undefined && (wanted === undefined || status.latestVersion === wanted)
   const done = names('done')
   const finished = resolved && complete?.status === 'True' && nodes.every((n) => n.state === 'done' || n.state === 'opted-out')
@@ -277,7 +282,7 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
     name: plan.metadata.name,
     role: role === 'server' || role === 'agent' ? role : undefined,
     target: plan.spec.version ? (displayVersion(plan.spec.version) ?? plan.spec.version) : `channel ${plan.spec.channel ?? '?'}`,
-    latestVersion: displayVersion(status.latestVersion),
+    latestVersion: stale ? undefined : displayVersion(status.latestVersion),
     latestHash: hash,
     complete: {status: (complete?.status as ConditionStatus | undefined) ?? 'Unknown', reason: complete?.reason, message: complete?.message},
     applying: [...applyingNames].filter((n) => !failedNodes.has(n) && !done.includes(n)).sort(),
@@ -286,6 +291,7 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
     optedOut: names('opted-out'),
     nodes,
     problems,
+    pickedUp: hash !== undefined,
     finished,
   }
 }
@@ -327,6 +333,7 @@ function summarize(plans: readonly PlanReport[], state: PlansState): string {
     const version = p.latestVersion ?? p.target
     if (p.finished) return `${p.name}: complete (${total}/${total} at ${version})`
     const bits = [`${p.done.length}/${total} at ${version}`]
+    if (!p.pickedUp) bits.push('not yet picked up by the controller')
     if (p.applying.length > 0) bits.push(`applying on ${p.applying.join(', ')}`)
     const failed = p.problems.filter((x) => x.state === 'failed' || x.givenUp)
     if (failed.length > 0) bits.push(`failed on ${failed.map((x) => x.node).join(', ')}`)
