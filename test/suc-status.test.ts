@@ -6,6 +6,7 @@ import {buildPlans} from '../src/suc/build.js'
 import {diagnosePlans, readPlansStatus, waitForPlans} from '../src/suc/status.js'
 import {planNodeLabel, type Plan} from '../src/suc/types.js'
 import {parseVersion} from '../src/versions/k3s-version.js'
+import {startChannelServer} from './sim/channel-server.js'
 import {defaultConfig, startSucCluster, type SucCluster} from './suc-fixture.js'
 
 function plans(version: string, agentConcurrency = 2): Plan[] {
@@ -167,6 +168,29 @@ describe('plan status and --wait against the simulated controller', () => {
       assert.equal(final.plans[0].problems[0].givenUp, true)
       assert.equal(final.uncordonCommand, 'kubectl uncordon server-1')
     })
+  })
+
+  it('plans that follow a channel: the controller resolves it, status shows what it resolved', async () => {
+    const channels = await startChannelServer({channels: {'v1.31': 'v1.31.6+k3s1'}})
+    const c = await startSucCluster({servers: 1, agents: 1})
+    try {
+      const built = buildPlans({
+        distribution: 'k3s',
+        target: {kind: 'channel', channel: 'v1.31', url: `${channels.url}/v1.31`, resolved: parseVersion('v1.31.6+k3s1')},
+        agentConcurrency: 1,
+        drain: defaultConfig().upgrade.drain,
+      })
+      await applyPlans(c.kube, [built.server, built.agent])
+      const {outcome, report} = await waitForPlans(c.kube, {timeoutMs: 10_000})
+      assert.equal(outcome, 'complete', report.summary)
+      assert.equal(report.plans[0].target, `channel ${channels.url}/v1.31`)
+      assert.equal(report.plans[0].latestVersion, 'v1.31.6+k3s1')
+      assert.equal(nodeVersion(c, 'agent-1'), 'v1.31.6+k3s1')
+      assert.deepEqual(c.suc.channelRequests, [`${channels.url}/v1.31`])
+    } finally {
+      await c.stop()
+      await channels.stop()
+    }
   })
 
   it('a missing set of plans says how to apply them', async () => {

@@ -258,7 +258,7 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
     (job) => job.metadata?.labels?.[LABEL_PLAN] === plan.metadata.name && hash !== undefined && job.metadata?.labels?.[label] === hash,
   )
   const problems = currentJobs.map((job) => diagnoseJob(plan, job, input.pods, input)).filter((p): p is JobProblem => p !== undefined)
-  const failedNodes = new Set(problems.filter((p) => p.state === 'failed').map((p) => p.node))
+  const failedNodes = new Set(problems.filter((p) => p.state === 'failed' || p.givenUp).map((p) => p.node))
 
   const nodes: NodeProgress[] = []
   for (const node of input.nodes) {
