@@ -142,19 +142,32 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
       throw new AbortedError(why)
     }
 
+    // Until the swap, Ctrl-C undoes this node's action: whatever was cut short (a drain, a copy),
+    // the node is uncordoned again, so no node is left cordoned and half-drained.
+    const beforeSwap = async <T>(work: () => Promise<T>): Promise<T> => {
+      try {
+        return await work()
+      } catch (error) {
+        if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped; it was uncordoned again`)
+        throw error
+      }
+    }
+
     if (withDrain) {
       ctx.log('info', 'draining')
-      await drainNode({kube, node: node.name, settings: input.drain, timings: timings.drain, signal: ctx.signal, onProgress: (message) => ctx.log('info', message)})
+      await beforeSwap(() => drainNode({kube, node: node.name, settings: input.drain, timings: timings.drain, signal: ctx.signal, onProgress: (message) => ctx.log('info', message)}))
     }
     if (ctx.signal.aborted) await undoCordon(`cancelled after draining ${node.name}; it was uncordoned again`)
 
     if (liveSha !== node.newSha256) {
-      const source = input.install.source === 'cli'
-        ? {localPath: (await deps.release.binary(parseVersion(target), node.arch, ctx.signal)).path}
-        : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(node.arch))}
-      ctx.log('info', `copying k3s ${target} (${node.arch}) to the node`)
-      const {stagedPath} = await stageBinary(transport, {binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
-      if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped`)
+      const {stagedPath} = await beforeSwap(async () => {
+        const source = input.install.source === 'cli'
+          ? {localPath: (await deps.release.binary(parseVersion(target), node.arch, ctx.signal)).path}
+          : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(node.arch))}
+        ctx.log('info', `copying k3s ${target} (${node.arch}) to the node`)
+        return stageBinary(transport, {binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
+      })
+      if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped; it was uncordoned again`)
       await ctx.registerCompensation({
         id: `restore-binary:${node.name}`,
         handler: 'restoreBinary',
