@@ -12,7 +12,7 @@ import {planFlags, TO_DESCRIPTION} from './_shared/plan-flags.js'
 export const PLAN_EXIT_CODES_HELP = `EXIT CODES
   0  done
   2  usage or config error
-  3  refused: a downgrade, a skipped minor, or the controller is not installed (nothing written)`
+  3  refused: a downgrade, a skipped minor or an older +k3sN build (nothing printed)`
 
 export interface GenerateResult {
   plans: Plan[]
