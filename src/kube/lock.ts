@@ -41,14 +41,39 @@ export class ClusterLock {
     this.now = options.now ?? Date.now
   }
 
+  /**
+   * Read-only: throws LockHeldError when another run holds the lock now. Lets a run say so
+   * before its pre-flight, which would otherwise report the other run's changes in flight
+   * (nodes cordoned or restarting) as problems of the cluster.
+   */
+  async check(): Promise<void> {
+    const existing = await this.read()
+    if (existing) this.refuseIfHeld(existing)
+  }
+
+  private async read(): Promise<V1Lease | undefined> {
+    try {
+      return await this.options.kube.coordination.readNamespacedLease({name: this.name, namespace: this.namespace})
+    } catch (error) {
+      if (isNotFound(error)) return undefined
+      throw error
+    }
+  }
+
+  private isOurs(lease: V1Lease): boolean {
+    return runIdOf(lease.spec?.holderIdentity) === runIdOf(this.options.holder)
+  }
+
+  private refuseIfHeld(lease: V1Lease): void {
+    const holder = lease.spec?.holderIdentity
+    const renewed = lease.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0
+    const expires = renewed + (lease.spec?.leaseDurationSeconds ?? 0) * 1000
+    if (holder && !this.isOurs(lease) && expires > this.now()) throw this.heldError(holder, expires)
+  }
+
   async acquire(): Promise<void> {
     const {coordination} = this.options.kube
-    let existing: V1Lease | undefined
-    try {
-      existing = await coordination.readNamespacedLease({name: this.name, namespace: this.namespace})
-    } catch (error) {
-      if (!isNotFound(error)) throw error
-    }
+    const existing = await this.read()
     const stamp = new V1MicroTime(this.now())
     const spec = {holderIdentity: this.options.holder, leaseDurationSeconds: this.duration, acquireTime: stamp, renewTime: stamp}
     try {
@@ -58,13 +83,8 @@ export class ClusterLock {
           body: {apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: {name: this.name, namespace: this.namespace}, spec},
         })
       } else {
-        const holder = existing.spec?.holderIdentity
-        const renewed = existing.spec?.renewTime ? new Date(existing.spec.renewTime).getTime() : 0
-        const expires = renewed + (existing.spec?.leaseDurationSeconds ?? 0) * 1000
-        const ours = runIdOf(holder) === runIdOf(this.options.holder)
-        if (holder && !ours && expires > this.now()) {
-          throw this.heldError(holder, expires)
-        }
+        this.refuseIfHeld(existing)
+        const ours = this.isOurs(existing)
         this.lease = await coordination.replaceNamespacedLease({
           name: this.name,
           namespace: this.namespace,

@@ -125,6 +125,12 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     const hopDeps: UpgradeDeps = {...deps, inventory}
     const hopIndex = result.hops.indexOf(hop)
     deps.onEvent({type: 'hop-started', hop: hopIndex, target: hop})
+    const id = newRunId(deps.now?.() ?? new Date())
+    // A run in flight shows up in pre-flight as nodes cordoned or NotReady: name the lock (exit 6) instead.
+    if (!(await lockIsFree(deps, id))) {
+      result.outcome = 'locked'
+      return finish()
+    }
     const plan = await preflight(hopDeps, {
       target: parseVersion(hop),
       only: request.only,
@@ -157,7 +163,6 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       timeouts: {apiReadyMs: deps.config.upgrade.timeouts.apiReady, nodeReadyMs: deps.config.upgrade.timeouts.nodeReady},
       install: {source: deps.config.install.source, releaseUrl: deps.config.install.releaseUrl},
     }
-    const id = newRunId(deps.now?.() ?? new Date())
     const journals = new JournalStore({dir: deps.journals.dir, newId: () => id})
     // The lock is taken before the journal exists, so a refused run leaves nothing behind.
     const lock = await takeLock(deps, id)
@@ -177,8 +182,25 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   }
   return finish()
 
+  function lockFor(d: RunnerDeps, id: string): ClusterLock {
+    return new ClusterLock({kube: d.kube, holder: `${id}@${d.host ?? hostname()}`, leaseDurationSeconds: d.timings?.leaseDurationSeconds})
+  }
+
+  /** Read-only look at the lock; false (and the result says why) when another run holds it. */
+  async function lockIsFree(d: RunnerDeps, id: string): Promise<boolean> {
+    try {
+      await lockFor(d, id).check()
+      return true
+    } catch (error) {
+      if (!(error instanceof LockHeldError)) throw error
+      result.exitCode = ExitCode.locked
+      result.error = errorInfo(error)
+      return false
+    }
+  }
+
   async function takeLock(d: RunnerDeps, id: string): Promise<ClusterLock | undefined> {
-    const lock = new ClusterLock({kube: d.kube, holder: `${id}@${d.host ?? hostname()}`, leaseDurationSeconds: d.timings?.leaseDurationSeconds})
+    const lock = lockFor(d, id)
     try {
       await lock.acquire()
       return lock
