@@ -193,6 +193,25 @@ describe('plan status and --wait against the simulated controller', () => {
     }
   })
 
+  it('--wait rides out the API server going away while the only server upgrades', async () => {
+    const c = await startSucCluster({servers: 1, agents: 1, api: {crds: {velero: false}, apiDownOnServerRestartMs: 700, nodeDefaults: {readyDelayMs: 20}}})
+    try {
+      // Both plans in before the server's restart takes the API away.
+      c.suc.pause()
+      await applyPlans(c.kube, plans('v1.31.5+k3s1'))
+      // The wait starts while the API is away (as it is while the only server restarts).
+      await c.api.setUnreachable(400)
+      c.suc.resume()
+      const retries: unknown[] = []
+      const {outcome, report} = await waitForPlans(c.kube, {timeoutMs: 15_000, onRetry: (e) => retries.push(e)})
+      assert.equal(outcome, 'complete', report.summary)
+      assert.ok(c.api.changes.events('api-down').length >= 1, 'the API really went away')
+      assert.ok(retries.length > 0, 'and the wait saw it')
+    } finally {
+      await c.stop()
+    }
+  })
+
   it('a missing set of plans says how to apply them', async () => {
     const c = await startSucCluster({servers: 1, agents: 0, controller: false})
     try {

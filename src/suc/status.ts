@@ -8,7 +8,8 @@
 import {BatchV1Api, type V1ContainerStatus, type V1Job, type V1Node, type V1Pod} from '@kubernetes/client-node'
 
 import {formatDuration} from '../duration.js'
-import {AbortedError, ExitCode, HomelabError, TimeoutError} from '../errors.js'
+import {AbortedError, ExitCode, HomelabError, isHomelabError, TimeoutError} from '../errors.js'
+import {apiFailure} from '../kube/api-errors.js'
 import type {KubeClients} from '../kube/client.js'
 import {selectorMatches} from '../kube/selectors.js'
 import {waitFor} from '../kube/wait.js'
@@ -422,9 +423,30 @@ export interface WaitPlansOptions extends ReadStatusOptions {
   onReport?: (report: PlansReport) => void
   /** Longest stretch without a fresh look, for what no watch event announces (a Job growing old). */
   recheckMs?: number
+  /** A read failed in a way that may pass (the API server restarting); the wait goes on. */
+  onRetry?: (error: unknown) => void
 }
 
 export type WaitOutcome = 'complete' | 'failed' | 'timeout'
+
+/** No answer, or one that says "try again": what an API server restarting looks like. */
+function isTransient(error: unknown): boolean {
+  if (isHomelabError(error)) return false
+  const code = apiFailure(error).code
+  return code === undefined || code === 429 || code >= 500
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, {once: true})
+  })
+}
 
 /**
  * Follows the plans by watch (Plans, Jobs and their pods in the namespace) until every plan is
@@ -437,9 +459,29 @@ export async function waitForPlans(kube: KubeClients, options: WaitPlansOptions)
   const namespace = options.namespace ?? DEFAULT_NAMESPACE
   const batch = kube.kubeConfig.makeApiClient(BatchV1Api)
   let lastSummary: string | undefined
+  let lastReport: PlansReport | undefined
+  let pause = 250
   while (true) {
     if (options.signal?.aborted) throw new AbortedError('cancelled while waiting for the plans')
-    const {report, versions} = await snapshot(kube, options)
+    let current: Snapshot
+    try {
+      current = await snapshot(kube, options)
+      pause = 250
+    } catch (error) {
+      // Upgrading the server that serves the API restarts it (a one-server homelab always does):
+      // keep trying until the deadline, then report the last state seen.
+      if (!isTransient(error)) throw error
+      options.onRetry?.(error)
+      if (now() >= deadline) {
+        if (lastReport) return {outcome: 'timeout', report: lastReport}
+        throw error
+      }
+      await sleep(Math.min(pause, Math.max(0, deadline - now())), options.signal)
+      pause = Math.min(pause * 2, 5000)
+      continue
+    }
+    const {report, versions} = current
+    lastReport = report
     const fingerprint = JSON.stringify(report)
     if (fingerprint !== lastSummary) options.onReport?.(report)
     lastSummary = fingerprint

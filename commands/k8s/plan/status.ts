@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {parseDuration} from '../../../src/duration.js'
+import {apiFailure} from '../../../src/kube/api-errors.js'
 import {
   DEFAULT_STUCK_AFTER_MS,
   type JobProblem,
@@ -56,12 +57,21 @@ EXIT CODES
       const controller = new AbortController()
       const onSigint = () => controller.abort()
       process.once('SIGINT', onSigint)
+      let away = false
       try {
         const result = await waitForPlans(kube, {
           ...options,
           timeoutMs,
           signal: controller.signal,
-          onReport: (r) => this.jsonEnabled() || r.state !== 'in-progress' || this.log(`${new Date().toISOString()} ${r.summary}`),
+          onReport: (r) => {
+            away = false
+            if (!this.jsonEnabled() && r.state === 'in-progress') this.log(`${new Date().toISOString()} ${r.summary}`)
+          },
+          // Upgrading the server behind the API restarts it; say so once, then keep waiting.
+          onRetry: (error) => {
+            if (!away && !this.jsonEnabled()) this.logToStderr(`${new Date().toISOString()} the API server does not answer (${apiFailure(error).message}); still waiting`)
+            away = true
+          },
         })
         report = result.report
         outcome = result.outcome
