@@ -17,13 +17,14 @@ export function manualRecoverySteps(journal: RunJournal): string[] {
   if (steps.length > 0 && data.etcdSnapshot) {
     const snapshotServer = input.plan.servers.find((s) => s.name === data.etcdSnapshot?.node)
     const dataDir = snapshotServer?.dataDir ?? '/var/lib/rancher/k3s'
-    const others = input.plan.servers.filter((s) => s.name !== data.etcdSnapshot?.node).map((s) => s.name)
+    const others = input.plan.servers.filter((s) => s.name !== data.etcdSnapshot?.node)
     steps.push(
       `# last resort: restore etcd from the snapshot ${data.etcdSnapshot.name} taken on ${data.etcdSnapshot.node}`,
       '# 1. on every server: sudo systemctl stop k3s',
       `# 2. on ${data.etcdSnapshot.node}: sudo k3s server --cluster-reset --cluster-reset-restore-path=${dataDir}/server/db/snapshots/${data.etcdSnapshot.name}`,
       `# 3. on ${data.etcdSnapshot.node}: sudo systemctl start k3s`,
-      others.length > 0 ? `# 4. on ${others.join(', ')}: sudo rm -rf ${dataDir}/server/db/ && sudo systemctl start k3s` : '# 4. (no other servers)',
+      // Each server's own data dir: a node configured apart must not be told to delete a path it does not use.
+      ...(others.length > 0 ? others.map((s) => `# 4. on ${s.name}: sudo rm -rf ${s.dataDir}/server/db/ && sudo systemctl start k3s`) : ['# 4. (no other servers)']),
     )
   }
   return steps
