@@ -27,7 +27,7 @@ test('SIGKILL in the middle of the agent stage, then --resume: finishes with one
 
   // One backup, one etcd snapshot: the resumed run followed the backup it had recorded.
   assert.equal(api.store.list('backups.velero.io').length, 1)
-  assert.equal(api.audit.matching({verb: 'create', resource: 'backups'}).length, 1)
+  assert.equal(api.audit.matching({verb: 'create', resource: 'backups', code: 201}).length, 1)
   assert.equal((await listSnapshots(homelab.node('server-1').fixture)).length, 1)
   // The servers, done before the kill, were not restarted again.
   assert.deepEqual(api.k3sLog.filter((e) => SERVERS.includes(e.node) && e.seq > killedAt), [])
