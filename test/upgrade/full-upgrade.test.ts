@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
 
 import type {Homelab} from '../sim/homelab.js'
+import {listSnapshots, readServiceLog} from '../sim/node-fixture.js'
 import {AGENTS, FROM, SERVERS, TO, cordonPatches, describeWrites, lab, nodeStates, parseJson, readyAtSeq, writes} from './helpers.js'
 
 interface Result {
@@ -68,6 +69,15 @@ describe('full upgrade of 3 servers and 3 agents', () => {
     assert.ok(firstNodeWrite.seq > completed.seq, `node written (seq ${firstNodeWrite.seq}) before the backup completed (seq ${completed.seq})`)
     const firstRestart = homelab.api.k3sLog[0]
     assert.ok(firstRestart.seq > completed.seq, `k3s restarted on ${firstRestart.node} before the backup completed`)
+  })
+
+  test('the etcd snapshot was saved on the first server before any node was changed', async () => {
+    const server = homelab.node('server-1').fixture
+    assert.deepEqual(await listSnapshots(server), [result.backups[0].etcdSnapshot?.name])
+    const saved = (await readServiceLog(server)).find((e) => e.args[0] === 'snapshot-saved')
+    assert.ok(saved)
+    const firstNodeWrite = writes(homelab).find((w) => w.resource === 'nodes')
+    assert.ok(firstNodeWrite && saved.time.getTime() <= firstNodeWrite.at, 'snapshot taken after the first node was cordoned')
   })
 
   test('servers strictly one at a time, each started only after the previous was Ready at the target', () => {
