@@ -259,10 +259,22 @@ async function findResumable(journals: JournalStore, resume: string | true): Pro
       hint: journal.state.status === 'succeeded' ? 'nothing to resume' : `finish the undo with homelab k8s rollback ${journal.id}`,
     })
   }
-  if (journal.state.status === 'running' && writerIsAlive(journal.state) === true) {
-    throw new HomelabError(`run ${journal.id} is still running (pid ${journal.state.writer.pid})`, {exitCode: ExitCode.locked, hint: 'wait for it, or stop that process first'})
-  }
+  refuseIfStillRunning(journal)
   return journal
+}
+
+/**
+ * The Lease lets a run take its own lock back after a crash, so it cannot tell a crashed run from
+ * a live one: the journal's writer process can. Resuming or undoing a live run would have two
+ * processes change the same nodes (a rollback downgrading servers under a run upgrading agents).
+ */
+function refuseIfStillRunning(journal: Journal): void {
+  if (journal.state.status === 'running' && writerIsAlive(journal.state) === true) {
+    throw new HomelabError(`run ${journal.id} is still running (pid ${journal.state.writer.pid})`, {
+      exitCode: ExitCode.locked,
+      hint: 'wait for it, or stop that process first (Ctrl-C finishes or undoes the node in flight)',
+    })
+  }
 }
 
 /** `homelab k8s rollback [id]`: the compensations of a failed, stopped or interrupted run, from its journal. */
@@ -270,6 +282,7 @@ export async function runRollback(deps: RunnerDeps, id: string | undefined): Pro
   const started = Date.now()
   const journal = id ? await deps.journals.load(id) : await deps.journals.loadLatest({saga: K3S_UPGRADE_SAGA, status: ['failed', 'interrupted', 'running', 'compensation-incomplete']})
   if (!journal) throw new HomelabError('there is no run to roll back', {exitCode: ExitCode.usage, hint: 'name one: homelab k8s rollback <run id> (ids are in ~/.local/state/homelab/runs)'})
+  refuseIfStillRunning(journal)
   const input = journal.state.input as UpgradeInput
   const result: UpgradeResult = {outcome: 'compensated', exitCode: ExitCode.ok, target: input.finalTarget, hops: [input.target], runIds: [journal.id], nodes: [], backups: [], plans: [input.plan], warnings: [], durationMs: 0, manualSteps: []}
   recordBefore(result, input.plan)
