@@ -30,6 +30,16 @@ export const FAST_CONFIG = {
 
 type Cleanup = (fn: () => Promise<void>) => void
 
+/** CLIs spawned against each homelab, killed before it stops. */
+const children = new WeakMap<Homelab, Set<ChildProcess>>()
+
+async function killAndWait(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGKILL')
+  await exited
+}
+
 /**
  * A homelab for one scenario, stopped after the test (`t`) or the suite (node:test's `after`).
  * In-process SSH unless asked: it is the fastest.
@@ -43,7 +53,11 @@ export async function lab(cleanup: TestContext | Cleanup, options: HomelabOption
     ...options,
     config: merge(FAST_CONFIG, options.config ?? {}),
   })
-  const stop = () => homelab.stop()
+  const stop = async () => {
+    // A CLI still running (a test that failed half-way) must not outlive its homelab and write into a removed dir.
+    await Promise.all([...(children.get(homelab) ?? [])].map(killAndWait))
+    await homelab.stop()
+  }
   if (typeof cleanup === 'function') cleanup(stop)
   else cleanup.after(stop)
   return homelab
@@ -180,12 +194,9 @@ export function spawnCli(t: TestContext, homelab: Homelab, args: string[]): Spaw
     }
   })
   const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.on('exit', (code, signal) => resolve({code, signal})))
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
+  if (!children.has(homelab)) children.set(homelab, new Set())
+  children.get(homelab)?.add(child)
+  t.after(() => killAndWait(child))
   return {
     child,
     events,
