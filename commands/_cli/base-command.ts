@@ -47,8 +47,12 @@ export abstract class HomelabCommand<T extends typeof Command> extends Command {
     }
     // oclif's own parse errors (unknown flag, bad value) carry `parse`; print one line, not the usage.
     if ('parse' in error && error.message) {
-      const first = error.message.split('\n').find((line) => line.trim()) ?? error.message
-      this.logToStderr(`homelab: ${first.trim()} (fix: see ${this.config.bin} ${this.id?.replaceAll(':', ' ') ?? ''} --help)`)
+      // Flag-relationship errors put a header line before the reasons; keep the reasons, on one line.
+      const reasons = error.message
+        .split('\n')
+        .map((line) => line.trim())
+        .filter((line) => line && !/^The following errors? occurred:?$/i.test(line) && !line.startsWith('See more help'))
+      this.logToStderr(`homelab: ${reasons.join('; ') || error.message.trim()} (fix: see ${this.config.bin} ${this.id?.replaceAll(':', ' ') ?? ''} --help)`)
       process.exitCode = ExitCode.usage
       return undefined
     }

@@ -82,6 +82,7 @@ function errorInfo(error: unknown): {message: string; hint?: string} {
  */
 export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Promise<UpgradeResult> {
   const started = Date.now()
+  const lockLost = new AbortController()
   const result: UpgradeResult = {outcome: 'nothing-to-do', exitCode: ExitCode.ok, hops: [], runIds: [], nodes: [], backups: [], plans: [], warnings: [], durationMs: 0, manualSteps: []}
   const finish = async (): Promise<UpgradeResult> => {
     result.durationMs = Date.now() - started
@@ -183,7 +184,13 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   return finish()
 
   function lockFor(d: RunnerDeps, id: string): ClusterLock {
-    return new ClusterLock({kube: d.kube, holder: `${id}@${d.host ?? hostname()}`, leaseDurationSeconds: d.timings?.leaseDurationSeconds})
+    return new ClusterLock({
+      kube: d.kube,
+      holder: `${id}@${d.host ?? hostname()}`,
+      leaseDurationSeconds: d.timings?.leaseDurationSeconds,
+      // Another run may now be changing the cluster: stop like Ctrl-C (finish or undo the node in flight).
+      onLost: (reason) => lockLost.abort(new LockHeldError(`the cluster lock was lost during the run (${reason})`, 'check homelab k8s status and whether another run is going, then continue with --resume')),
+    })
   }
 
   /** Read-only look at the lock; false (and the result says why) when another run holds it. */
@@ -225,7 +232,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     let saga: SagaResult
     try {
       const inventory = await d.loadInventory()
-      saga = await runSaga(k3sUpgradeSaga({...d, inventory}, d.timings), journal, {signal: d.signal, onEvent: d.onEvent, onFailure: req.onFailure})
+      const signal = AbortSignal.any([d.signal, lockLost.signal])
+      saga = await runSaga(k3sUpgradeSaga({...d, inventory}, d.timings), journal, {signal, onEvent: d.onEvent, onFailure: req.onFailure})
     } finally {
       await lock.release()
     }
@@ -234,6 +242,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     res.outcome = saga.outcome
     res.exitCode = exitCodeFor(saga)
     if (saga.error) res.error = errorInfo(saga.error)
+    if (lockLost.signal.aborted) res.error = errorInfo(lockLost.signal.reason)
     if (saga.outcome === 'compensation-incomplete' || saga.outcome === 'stopped') res.manualSteps = manualRecoverySteps(saga.journal)
     return saga.outcome === 'succeeded' || saga.outcome === 'nothing-to-do'
   }
