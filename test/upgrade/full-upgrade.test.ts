@@ -27,7 +27,7 @@ describe('full upgrade of 3 servers and 3 agents', () => {
   })
 
   before(async () => {
-    homelab = await lab((stop) => cleanups.push(stop))
+    homelab = await lab((stop) => cleanups.push(stop), {ssh: 'openssh'})
     const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--yes', '--concurrency', '2', '--json'])
     exitCode = run.exitCode
     assert.equal(run.exitCode, 0, `${run.stdout}\n${run.stderr}`)
