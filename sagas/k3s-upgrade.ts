@@ -63,6 +63,22 @@ export function backupName(target: string, at: Date): string {
   return `pre-upgrade-${version}-${stamp}`
 }
 
+/** The undo of a binary swap, with the commands a person runs if it cannot run itself. */
+function restoreBinarySpec(node: PlannedNode) {
+  const binary = k3sBinaryPath(node.binDir)
+  const service = serviceName(node.role)
+  return {
+    id: `restore-binary:${node.name}`,
+    handler: 'restoreBinary' as const,
+    params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
+    description: `put k3s ${node.fromVersion} back on ${node.name}`,
+    manual: [
+      `ssh ${node.host} sudo cp -p ${binary}.prev ${binary}`,
+      node.serviceManager === 'systemd' ? `ssh ${node.host} sudo systemctl restart ${service}` : `ssh ${node.host} sudo rc-service ${service} restart`,
+    ],
+  }
+}
+
 export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
   const {kube} = deps
   const now = deps.now ?? (() => new Date())
@@ -168,26 +184,12 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
         return stageBinary(transport, {binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
       })
       if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped; it was uncordoned again`)
-      await ctx.registerCompensation({
-        id: `restore-binary:${node.name}`,
-        handler: 'restoreBinary',
-        params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
-        description: `put k3s ${node.fromVersion} back on ${node.name}`,
-        manual: [
-          `ssh ${node.host} sudo cp -p ${k3sBinaryPath(node.binDir)}.prev ${k3sBinaryPath(node.binDir)}`,
-          node.serviceManager === 'systemd' ? `ssh ${node.host} sudo systemctl restart ${serviceName(node.role)}` : `ssh ${node.host} sudo rc-service ${serviceName(node.role)} restart`,
-        ],
-      })
+      await ctx.registerCompensation(restoreBinarySpec(node))
       await swapBinary(transport, node.binDir, stagedPath)
       ctx.log('info', `binary swapped (previous kept as k3s.prev)`)
     } else {
       // Swapped by an earlier attempt: its undo must still be on record.
-      await ctx.registerCompensation({
-        id: `restore-binary:${node.name}`,
-        handler: 'restoreBinary',
-        params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
-        description: `put k3s ${node.fromVersion} back on ${node.name}`,
-      })
+      await ctx.registerCompensation(restoreBinarySpec(node))
     }
 
     // From the swap on, the action finishes even under Ctrl-C: a node left between versions is worse.
