@@ -35,7 +35,9 @@ export class HomelabError extends Error {
 
   /** The one line a person reads: the problem, then the fix. */
   oneLine(): string {
-    return this.hint ? `${this.message} (fix: ${this.hint})` : this.message
+    if (!this.hint) return this.message
+    // A message listing several problems keeps the fix apart, so it is not read as the last problem's.
+    return this.message.includes('\n') ? `${this.message}\n  fix: ${this.hint}` : `${this.message} (fix: ${this.hint})`
   }
 }
 

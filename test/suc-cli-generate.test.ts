@@ -47,7 +47,7 @@ describe('homelab k8s plan generate', () => {
     assert.equal(r.stdout, '')
     assert.match(r.stderr, /^homelab: refusing plans for v1\.31\.3\+k3s1; nothing was written to the cluster:/)
     assert.match(r.stderr, /server-1 runs v1\.31\.4\+k3s1; v1\.31\.3\+k3s1 would be a downgrade/)
-    assert.match(r.stderr, /\(fix: pick a target of at least v1\.31\.4\+k3s1/)
+    assert.match(r.stderr, /\n  fix: pick a target of at least v1\.31\.4\+k3s1/)
   })
 
   it('--offline skips the cluster and --out writes the file', async () => {
