@@ -105,6 +105,12 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     if (!saga) return finish()
     pendingHops = input.laterHops
   } else {
+    if (deps.config.distribution !== 'k3s') {
+      throw new HomelabError(`the SSH upgrade supports k3s only; homelab.yaml says distribution: ${deps.config.distribution}`, {
+        exitCode: ExitCode.usage,
+        hint: 'let the cluster upgrade itself with homelab k8s plan generate --distribution rke2 (system-upgrade-controller)',
+      })
+    }
     if (!request.to) throw new HomelabError('--to is required (or --resume)', {exitCode: ExitCode.usage, hint: 'pass --to v1.32.0+k3s1, --to stable, or --to v1.31'})
     const {config} = deps
     const target = await resolveTarget(request.to, {channelUrl: config.install.channelUrl, distribution: config.distribution, signal: deps.signal})
