@@ -56,3 +56,12 @@ describe('pre-flight refuses, exit 3, nothing written', () => {
     await assertRefused(homelab, ['--to', TO], /agent agent-2 cannot be drained now: PodDisruptionBudget default\/db allows no disruption of default\/db-/, FROM)
   })
 })
+
+test('the SSH upgrade refuses rke2 with exit 2 and points at the SUC plans, writing nothing', async (t) => {
+  const homelab = await lab(t, {servers: 1, agents: 0})
+  await homelab.writeConfig({distribution: 'rke2'})
+  const run = await homelab.cli(['k8s', 'upgrade', '--to', 'v1.31.5+rke2r1', '--yes'])
+  assert.equal(run.exitCode, 2, run.stderr)
+  assert.match(run.stderr, /supports k3s only.*distribution: rke2.*fix: .*homelab k8s plan generate --distribution rke2/)
+  assert.deepEqual(writes(homelab), [])
+})
