@@ -5,6 +5,7 @@ import {apiFailure, isNotFound} from './api-errors.js'
 import {selectorMatches} from './selectors.js'
 import {waitFor} from './wait.js'
 import {AbortedError, HomelabError, TimeoutError} from '../errors.js'
+import {sleep} from '../sleep.js'
 
 /** kubectl drain's options, by their flag names; durations in milliseconds. */
 export interface DrainSettings {
@@ -167,7 +168,7 @@ export async function drainNode(options: DrainOptions): Promise<{evicted: string
       })
     }
     options.onProgress?.(`waiting to evict ${[...pending.keys()].join(', ')}: ${refusal}`)
-    await delay(Math.min(timings.evictionRetryMs, remaining), signal)
+    await sleep(Math.min(timings.evictionRetryMs, remaining), signal)
   }
 
   await waitForPodsGone(kube, node, plan.evict, settings, deadline, signal)
@@ -232,15 +233,5 @@ async function waitForPodsGone(
     description: `the evicted pods on ${node} to terminate`,
     hint: 'a pod is stuck terminating: check its finalizers and the node\'s kubelet, or raise upgrade.drain.timeout',
     signal,
-  })
-}
-
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer)
-      resolve()
-    }, {once: true})
   })
 }

@@ -1,5 +1,6 @@
 import type {KubeClients} from './client.js'
 import {AbortedError, TimeoutError} from '../errors.js'
+import {sleep} from '../sleep.js'
 
 /**
  * /readyz cannot be watched, so this one wait polls — with a growing pause, bounded in time,
@@ -18,7 +19,7 @@ export async function waitForApiReady(kube: KubeClients, timeoutMs: number, sign
         hint: 'check the k3s service on the server just restarted (journalctl -u k3s), or raise upgrade.timeouts.apiReady',
       })
     }
-    await new Promise((resolve) => setTimeout(resolve, pause))
+    await sleep(pause, signal)
     pause = Math.min(pause * 2, 2000)
   }
 }

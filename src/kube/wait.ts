@@ -1,6 +1,7 @@
 import type {KubeClients} from './client.js'
 import {apiFailure} from './api-errors.js'
 import {AbortedError, TimeoutError} from '../errors.js'
+import {sleep} from '../sleep.js'
 
 interface Listed<T> {
   items: T[]
@@ -120,17 +121,5 @@ function followWatch<T extends Named, R>(
         if (settled) c.abort()
       })
       .catch((error: unknown) => finish({done: false, error}))
-  })
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, {once: true})
   })
 }

@@ -13,6 +13,7 @@ import {apiFailure} from '../kube/api-errors.js'
 import type {KubeClients} from '../kube/client.js'
 import {selectorMatches} from '../kube/selectors.js'
 import {waitFor} from '../kube/wait.js'
+import {sleep} from '../sleep.js'
 import {isVersionString, parseVersion} from '../versions/k3s-version.js'
 import {
   type ConditionStatus,
@@ -434,18 +435,6 @@ function isTransient(error: unknown): boolean {
   if (isHomelabError(error)) return false
   const code = apiFailure(error).code
   return code === undefined || code === 429 || code >= 500
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal?.addEventListener('abort', done, {once: true})
-  })
 }
 
 /**
