@@ -7,6 +7,8 @@ import {ndjsonWriter, plainLineWriter} from './events.js'
 
 export interface EventSink {
   onEvent: (event: UpgradeEvent) => void
+  /** Waits until everything received so far is on the screen (before a question). */
+  flush: () => Promise<void>
   close: () => Promise<void>
 }
 
@@ -16,14 +18,14 @@ export interface EventSink {
  */
 export function eventSink(options: {json: boolean; logFormat: 'text' | 'json'; tty: boolean; concurrency: number; log: (line: string) => void; logToStderr: (line: string) => void}): EventSink {
   if (options.logFormat === 'json') {
-    return {onEvent: ndjsonWriter((line) => process.stderr.write(`${line}\n`)), close: async () => undefined}
+    return {onEvent: ndjsonWriter((line) => process.stderr.write(`${line}\n`)), flush: async () => undefined, close: async () => undefined}
   }
-  if (options.json) return {onEvent: () => undefined, close: async () => undefined}
+  if (options.json) return {onEvent: () => undefined, flush: async () => undefined, close: async () => undefined}
   if (options.tty) {
     const view = new ListrView(options.concurrency, options.log)
-    return {onEvent: view.handle, close: () => view.close()}
+    return {onEvent: view.handle, flush: () => view.close(), close: () => view.close()}
   }
-  return {onEvent: plainLineWriter(options.log), close: async () => undefined}
+  return {onEvent: plainLineWriter(options.log), flush: async () => undefined, close: async () => undefined}
 }
 
 export function renderPlan(plan: UpgradePlan): string {
@@ -54,11 +56,12 @@ export function renderResult(result: UpgradeResult): string {
     stopped: 'The upgrade failed and stopped (--on-failure=stop): nodes were uncordoned, the rest is left as is.',
     interrupted: 'Interrupted. The node in flight was finished or undone; continue with --resume.',
     locked: 'Another run holds the cluster lock; nothing was changed.',
+    declined: 'Not confirmed; nothing was changed.',
   }
   lines.push(headline[result.outcome])
   if (result.error) lines.push(`  cause: ${result.error.message}${result.error.hint ? ` (fix: ${result.error.hint})` : ''}`)
   if (result.runIds.length > 0) lines.push(`  run: ${result.runIds.join(', ')}`)
-  if (result.outcome !== 'dry-run') for (const node of result.nodes) lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}`)
+  if (result.outcome !== 'dry-run' && result.outcome !== 'declined') for (const node of result.nodes) lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}`)
   for (const backup of result.backups) {
     if (backup.velero) lines.push(`  Velero backup: ${backup.velero}`)
     if (backup.etcdSnapshot) lines.push(`  etcd snapshot: ${backup.etcdSnapshot.name} on ${backup.etcdSnapshot.node}`)

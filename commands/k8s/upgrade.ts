@@ -5,6 +5,7 @@ import {Flags} from '@oclif/core'
 import {ExitCode, UsageError} from '../../src/errors.js'
 import {openSession} from '../../src/session.js'
 import {runUpgrade, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
+import type {UpgradePlan} from '../../src/upgrade/types.js'
 import {HomelabCommand} from '../_cli/base-command.js'
 import {terminalPassphrasePrompt} from '../_cli/passphrase.js'
 import {confirm, eventSink, renderPlan, renderResult} from '../_cli/upgrade-output.js'
@@ -97,17 +98,20 @@ ${EXIT_CODES_HELP}`
         skipBackup: flags['skip-backup'],
         resume: flags.resume === undefined ? undefined : flags.resume === 'latest' ? (true as const) : flags.resume,
       }
-      const deps = {...session.upgradeDeps(), signal: controller.signal, onEvent: sink.onEvent}
-      // On a terminal, show the plan and ask before the first change.
-      if (!flags.yes && !flags['dry-run'] && !request.resume && interactive) {
-        const preview = await runUpgrade({...deps, onEvent: () => undefined}, {...request, dryRun: true})
-        for (const plan of preview.plans) this.log(renderPlan(plan))
-        if (preview.hops.length > 1) this.log(`then: ${preview.hops.slice(1).join(' → ')}`)
-        if (!(await confirm('Proceed with the upgrade?'))) {
-          this.log('Nothing was changed.')
-          process.exitCode = ExitCode.failure
-          return {...preview, outcome: 'refused', exitCode: ExitCode.failure}
-        }
+      // On a terminal, show the plan and ask before the first change (pre-flight runs once).
+      const ask = !flags.yes && !flags['dry-run'] && !request.resume && interactive
+      const deps = {
+        ...session.upgradeDeps(),
+        signal: controller.signal,
+        onEvent: sink.onEvent,
+        confirm: ask
+          ? async (plan: UpgradePlan, hops: readonly string[]) => {
+              await sink.flush()
+              this.log(renderPlan(plan))
+              if (hops.length > 1) this.log(`then: ${hops.slice(1).join(' → ')}`)
+              return confirm('Proceed with the upgrade?')
+            }
+          : undefined,
       }
       const result = await runUpgrade(deps, request)
       await sink.close()

@@ -42,10 +42,15 @@ export interface RunnerDeps extends Omit<UpgradeDeps, 'inventory'> {
   signal: AbortSignal
   onEvent: (event: UpgradeEvent) => void
   timings?: SagaTimings & {leaseDurationSeconds?: number}
+  /**
+   * Asked once, after the first pre-flight and before the first change, with the plan: a person
+   * at a terminal says yes or no. Absent: no question (--yes, CI, resume).
+   */
+  confirm?: (plan: UpgradePlan, hops: readonly string[]) => Promise<boolean>
   host?: string
 }
 
-export type UpgradeOutcome = SagaOutcome | 'dry-run' | 'locked'
+export type UpgradeOutcome = SagaOutcome | 'dry-run' | 'locked' | 'declined'
 
 export interface NodeChange {
   name: string
@@ -84,14 +89,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   const started = Date.now()
   const lockLost = new AbortController()
   const result: UpgradeResult = {outcome: 'nothing-to-do', exitCode: ExitCode.ok, hops: [], runIds: [], nodes: [], backups: [], plans: [], warnings: [], durationMs: 0, manualSteps: []}
-  const finish = async (): Promise<UpgradeResult> => {
-    result.durationMs = Date.now() - started
-    const inventory = await deps.loadInventory().catch(() => undefined)
-    for (const change of result.nodes) {
-      change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion ?? change.after
-    }
-    return result
-  }
+  const finish = () => recordAfter(deps, result, started)
+  let asked = false
 
   let pendingHops: string[]
   if (request.resume !== undefined) {
@@ -158,6 +157,14 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       if (later.length === 0) result.outcome = 'nothing-to-do'
       continue
     }
+    if (deps.confirm && !asked) {
+      asked = true
+      if (!(await deps.confirm(plan, result.hops))) {
+        result.outcome = 'declined'
+        result.exitCode = ExitCode.failure
+        return finish()
+      }
+    }
     const input: UpgradeInput = {
       target: hop,
       finalTarget: result.target as string,
@@ -190,13 +197,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   return finish()
 
   function lockFor(d: RunnerDeps, id: string): ClusterLock {
-    return new ClusterLock({
-      kube: d.kube,
-      holder: `${id}@${d.host ?? hostname()}`,
-      leaseDurationSeconds: d.timings?.leaseDurationSeconds,
-      // Another run may now be changing the cluster: stop like Ctrl-C (finish or undo the node in flight).
-      onLost: (reason) => lockLost.abort(new LockHeldError(`the cluster lock was lost during the run (${reason})`, 'check homelab k8s status and whether another run is going, then continue with --resume')),
-    })
+    return runLock(d, id, lockLost)
   }
 
   /** Read-only look at the lock; false (and the result says why) when another run holds it. */
@@ -301,7 +302,8 @@ export async function runRollback(deps: RunnerDeps, id: string | undefined): Pro
   const input = journal.state.input as UpgradeInput
   const result: UpgradeResult = {outcome: 'compensated', exitCode: ExitCode.ok, target: input.finalTarget, hops: [input.target], runIds: [journal.id], nodes: [], backups: [], plans: [input.plan], warnings: [], durationMs: 0, manualSteps: []}
   recordBefore(result, input.plan)
-  const lock = new ClusterLock({kube: deps.kube, holder: `${journal.id}@${deps.host ?? hostname()}`, leaseDurationSeconds: deps.timings?.leaseDurationSeconds})
+  const lockLost = new AbortController()
+  const lock = runLock(deps, journal.id, lockLost)
   try {
     await lock.acquire()
   } catch (error) {
@@ -310,15 +312,37 @@ export async function runRollback(deps: RunnerDeps, id: string | undefined): Pro
   }
   try {
     const inventory = await deps.loadInventory()
-    const saga = await rollbackRun(k3sUpgradeSaga({...deps, inventory}, deps.timings), journal, {signal: deps.signal, onEvent: deps.onEvent})
+    const signal = AbortSignal.any([deps.signal, lockLost.signal])
+    const saga = await rollbackRun(k3sUpgradeSaga({...deps, inventory}, deps.timings), journal, {signal, onEvent: deps.onEvent})
     result.outcome = saga.outcome
     result.exitCode = saga.outcome === 'compensated' ? ExitCode.ok : exitCodeFor(saga)
+    if (lockLost.signal.aborted) result.error = errorInfo(lockLost.signal.reason)
     if (saga.outcome !== 'compensated') result.manualSteps = manualRecoverySteps(saga.journal)
   } finally {
     await lock.release()
   }
-  const inventory = await deps.loadInventory().catch(() => undefined)
-  for (const change of result.nodes) change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion
+  return recordAfter(deps, result, started)
+}
+
+/**
+ * The run's Lease. Losing it means another run may now change the cluster: `lost` aborts, and
+ * the saga stops as on Ctrl-C (the node action in flight is finished or undone).
+ */
+function runLock(deps: RunnerDeps, runId: string, lost: AbortController): ClusterLock {
+  return new ClusterLock({
+    kube: deps.kube,
+    holder: `${runId}@${deps.host ?? hostname()}`,
+    leaseDurationSeconds: deps.timings?.leaseDurationSeconds,
+    onLost: (reason) => lost.abort(new LockHeldError(`the cluster lock was lost during the run (${reason})`, 'check homelab k8s status and whether another run is going, then continue with --resume or rollback')),
+  })
+}
+
+/** Each node's version after the run, read from the API, and the run's duration. */
+async function recordAfter(deps: RunnerDeps, result: UpgradeResult, started: number): Promise<UpgradeResult> {
   result.durationMs = Date.now() - started
+  const inventory = await deps.loadInventory().catch(() => undefined)
+  for (const change of result.nodes) {
+    change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion ?? change.after
+  }
   return result
 }
