@@ -1,6 +1,7 @@
 import type {Inventory, InventoryNode} from './inventory.js'
 import {readInstalledVersion} from './k3s/installed-version.js'
 import type {NodeRole} from './kube/nodes.js'
+import {settleWithConcurrency} from './saga/concurrency.js'
 import type {Transport} from './transport/types.js'
 import {clusterSkew, type ClusterSkew} from './versions/skew.js'
 
@@ -44,7 +45,7 @@ export interface GatherStatusOptions {
 export async function gatherStatus(options: GatherStatusOptions): Promise<ClusterStatus> {
   const {inventory, connect, signal} = options
   // Every node is asked even when another fails: status reports, it does not stop at the first problem.
-  const outcomes = await settleEach(inventory.nodes, options.concurrency ?? 8, async (node) => {
+  const outcomes = await settleWithConcurrency(inventory.nodes, options.concurrency ?? 8, async (node) => {
     const transport = await connect(node)
     return readInstalledVersion(transport, node.binDir, signal)
   })
@@ -86,21 +87,4 @@ function errorLine(error: unknown): string {
     return String(error.oneLine())
   }
   return error instanceof Error ? error.message : String(error)
-}
-
-/** Promise.allSettled with at most `limit` calls in flight. */
-async function settleEach<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<Array<PromiseSettledResult<R>>> {
-  const results: Array<PromiseSettledResult<R>> = new Array(items.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++
-      results[index] = await fn(items[index]).then(
-        (value) => ({status: 'fulfilled', value}) as const,
-        (reason: unknown) => ({status: 'rejected', reason}) as const,
-      )
-    }
-  }
-  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
-  return results
 }

@@ -47,3 +47,23 @@ export async function mapWithConcurrency<T, R>(
   await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
   return outcomes
 }
+
+/**
+ * Promise.allSettled with at most `limit` calls in flight: for read-only work on many nodes that
+ * must hear from every node (status, pre-flight) without opening 200 connections at once.
+ */
+export async function settleWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<Array<PromiseSettledResult<R>>> {
+  const results: Array<PromiseSettledResult<R>> = new Array(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++
+      results[index] = await fn(items[index]).then(
+        (value) => ({status: 'fulfilled', value}) as const,
+        (reason: unknown) => ({status: 'rejected', reason}) as const,
+      )
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker))
+  return results
+}

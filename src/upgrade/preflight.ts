@@ -5,6 +5,7 @@ import {checkPrivilege, detectArch, detectServiceManager, freeKilobytes, sha256O
 import type {Arch} from '../k3s/release.js'
 import {k3sBinaryPath} from '../k3s/installed-version.js'
 import {planDrain} from '../kube/drain.js'
+import {settleWithConcurrency} from '../saga/concurrency.js'
 import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import {compareVersions, type K3sVersion} from '../versions/k3s-version.js'
@@ -22,6 +23,8 @@ export interface PreflightRequest {
 }
 
 const ETCD_LABEL = 'node-role.kubernetes.io/etcd'
+/** Nodes inspected over SSH at once. */
+const SSH_FANOUT = 16
 
 /**
  * Every check before the first change, read-only: the cluster and each node are asked, binaries
@@ -65,20 +68,17 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
     warnings.push(`${servers.length} servers: an even number of etcd members tolerates no more failures than ${servers.length - 1}`)
   }
 
-  // Each node over SSH, all at once (bounded by the pool's one connection per node).
-  const arches = new Map<string, Arch>()
+  // Each node over SSH, a bounded number at once; every node is heard from.
   const facts = new Map<string, Omit<PlannedNode, 'newSha256'>>()
-  await Promise.all(
-    inventory.nodes.map(async (node) => {
-      try {
-        request.onProgress?.(`checking ${node.name} over SSH`)
-        facts.set(node.name, await inspectNode(deps, node, signal))
-        arches.set(node.name, facts.get(node.name)!.arch)
-      } catch (error) {
-        problems.push(`node ${node.name}: ${isHomelabError(error) ? error.oneLine() : (error as Error).message}`)
-      }
-    }),
-  )
+  const inspected = await settleWithConcurrency(inventory.nodes, SSH_FANOUT, (node) => {
+    request.onProgress?.(`checking ${node.name} over SSH`)
+    return inspectNode(deps, node, signal)
+  })
+  inspected.forEach((outcome, index) => {
+    const node = inventory.nodes[index]
+    if (outcome.status === 'fulfilled') facts.set(node.name, outcome.value)
+    else problems.push(`node ${node.name}: ${isHomelabError(outcome.reason) ? outcome.reason.oneLine() : (outcome.reason as Error).message}`)
+  })
 
   const skipped: UpgradePlan['skipped'] = []
   const toUpgrade: Array<Omit<PlannedNode, 'newSha256'>> = []
