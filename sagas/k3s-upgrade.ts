@@ -20,7 +20,7 @@ import {skip, nothingToDo} from '../src/saga/engine.js'
 import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
 import type {PlannedNode, UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
 import {createBackup, restoreBackup, type VeleroSettings} from '../src/velero.js'
-import {parseVersion} from '../src/versions/k3s-version.js'
+import {parseVersion} from '../src/versions/release-version.js'
 
 export const K3S_UPGRADE_SAGA = 'k3s-upgrade'
 

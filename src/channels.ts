@@ -1,6 +1,6 @@
 import {AbortedError, ConnectionError, VersionError} from './errors.js'
 import {formatDuration} from './duration.js'
-import {type Distribution, isVersionString, K3sVersion, parseVersion} from './versions/k3s-version.js'
+import {type Distribution, isVersionString, ReleaseVersion, parseVersion} from './versions/release-version.js'
 
 /** Where each distribution publishes its channels (the installers' defaults). */
 export const DEFAULT_CHANNEL_URLS: Record<Distribution, string> = {
@@ -41,7 +41,7 @@ const UNREACHABLE_HINT =
  * 302's Location (last path segment = version), as the installer and SUC do; falls back to the
  * JSON listing when the server answers without a redirect (some mirrors and proxies do).
  */
-export async function resolveChannel(name: string, options: ChannelOptions = {}): Promise<K3sVersion> {
+export async function resolveChannel(name: string, options: ChannelOptions = {}): Promise<ReleaseVersion> {
   const id = normalizeChannelName(name)
   const base = baseOf(options)
   if (isVersionString(id)) {
@@ -138,7 +138,7 @@ function describeNetworkError(error: unknown): string {
   return parts.filter((p) => p !== 'fetch failed').join(': ') || 'fetch failed'
 }
 
-function versionFromLocation(location: string, requestUrl: string, id: string, distribution?: Distribution): K3sVersion {
+function versionFromLocation(location: string, requestUrl: string, id: string, distribution?: Distribution): ReleaseVersion {
   let segment: string
   try {
     const target = new URL(location, requestUrl)
@@ -152,7 +152,7 @@ function versionFromLocation(location: string, requestUrl: string, id: string, d
   return parseReported(segment, id, requestUrl, distribution)
 }
 
-function parseReported(reported: string, id: string, where: string, distribution?: Distribution): K3sVersion {
+function parseReported(reported: string, id: string, where: string, distribution?: Distribution): ReleaseVersion {
   try {
     return parseVersion(reported, distribution)
   } catch (error) {

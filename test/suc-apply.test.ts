@@ -9,7 +9,7 @@ import {applyPlans, inspectController, installController, loadManifests} from '.
 import {buildPlans} from '../src/suc/build.js'
 import {waitForPlans} from '../src/suc/status.js'
 import type {Plan} from '../src/suc/types.js'
-import {parseVersion} from '../src/versions/k3s-version.js'
+import {parseVersion} from '../src/versions/release-version.js'
 import {serveControllerManifests, writeControllerManifests} from './sim/suc-controller.js'
 import {defaultConfig, startSucCluster, type SucCluster} from './suc-fixture.js'
 

@@ -5,7 +5,7 @@ import {applyPlans} from '../src/suc/apply.js'
 import {buildPlans} from '../src/suc/build.js'
 import {diagnosePlans, readPlansStatus, waitForPlans} from '../src/suc/status.js'
 import {planNodeLabel, type Plan} from '../src/suc/types.js'
-import {parseVersion} from '../src/versions/k3s-version.js'
+import {parseVersion} from '../src/versions/release-version.js'
 import {startChannelServer} from './sim/channel-server.js'
 import {defaultConfig, startSucCluster, type SucCluster} from './suc-fixture.js'
 

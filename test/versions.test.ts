@@ -5,11 +5,11 @@ import {VersionError} from '../src/errors.js'
 import {
   compareVersions,
   isVersionString,
-  K3sVersion,
+  ReleaseVersion,
   looksLikeChannel,
   parseVersion,
   sortVersions,
-} from '../src/versions/k3s-version.js'
+} from '../src/versions/release-version.js'
 import {classifyUpgrade, clusterSkew, planHops} from '../src/versions/skew.js'
 
 const v = (s: string) => parseVersion(s)
@@ -264,6 +264,6 @@ describe('clusterSkew', () => {
   })
 })
 
-test('K3sVersion.parse is parseVersion', () => {
-  assert.ok(K3sVersion.parse('v1.30.0-k3s1').equals(v('v1.30.0+k3s1')))
+test('ReleaseVersion.parse is parseVersion', () => {
+  assert.ok(ReleaseVersion.parse('v1.30.0-k3s1').equals(v('v1.30.0+k3s1')))
 })

@@ -4,7 +4,7 @@ import {z} from 'zod'
 
 import {DEFAULT_CHANNEL_URLS} from '../channels.js'
 import {DURATION_FORMS, durationMs} from '../duration.js'
-import type {Distribution} from '../versions/k3s-version.js'
+import type {Distribution} from '../versions/release-version.js'
 
 /**
  * The cluster file's schema. Every default lives here and nowhere else; the docs in README.md

@@ -6,7 +6,7 @@ import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {ConnectionError, HomelabError, PreflightError} from '../errors.js'
-import type {K3sVersion} from '../versions/k3s-version.js'
+import type {ReleaseVersion} from '../versions/release-version.js'
 
 /** Architectures k3s publishes binaries for, by their Kubernetes/GOARCH names. */
 export type Arch = 'amd64' | 'arm64' | 'arm' | 's390x'
@@ -32,7 +32,7 @@ export function normaliseArch(machine: string): Arch {
   throw new PreflightError(`unsupported machine architecture "${m}"`, {hint: 'k3s publishes binaries for amd64, arm64, arm (armhf) and s390x only'})
 }
 
-export function artifactUrl(releaseUrl: string, version: K3sVersion, file: string): string {
+export function artifactUrl(releaseUrl: string, version: ReleaseVersion, file: string): string {
   return `${releaseUrl.replace(/\/+$/, '')}/${version.urlEncoded()}/${file}`
 }
 
@@ -66,7 +66,7 @@ export class ReleaseSource {
   }
 
   /** The sha256 the release publishes for this architecture's binary. */
-  async expectedSha256(version: K3sVersion, arch: Arch, signal?: AbortSignal): Promise<string> {
+  async expectedSha256(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<string> {
     const url = artifactUrl(this.options.releaseUrl, version, checksumFileName(arch))
     const response = await this.get(url, signal)
     const text = await response.text()
@@ -81,7 +81,7 @@ export class ReleaseSource {
   }
 
   /** The verified binary, from the cache or downloaded now. Concurrent callers share one download. */
-  binary(version: K3sVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
+  binary(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
     const key = `${version.format()}/${arch}`
     let pending = this.inflight.get(key)
     if (!pending) {
@@ -92,7 +92,7 @@ export class ReleaseSource {
     return pending
   }
 
-  private async fetchBinary(version: K3sVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
+  private async fetchBinary(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
     const expected = await this.expectedSha256(version, arch, signal)
     const file = artifactName(arch)
     const dir = path.join(this.options.cacheDir, version.format(), arch)

@@ -11,7 +11,7 @@ import type {DrainOptions} from '../config/schema.js'
 import {formatDuration} from '../duration.js'
 import {UsageError} from '../errors.js'
 import {CONTROL_PLANE_LABEL} from '../kube/nodes.js'
-import type {Distribution, K3sVersion} from '../versions/k3s-version.js'
+import type {Distribution, ReleaseVersion} from '../versions/release-version.js'
 import {parseLabelSelector} from './syntax.js'
 import {
   type ContainerSpec,
@@ -44,8 +44,8 @@ export const DEFAULT_JOB_DEADLINE_MS = 600_000
 
 /** What the plans upgrade to: a version pinned now, or a channel the controller follows. */
 export type PlanTarget =
-  | {kind: 'version'; version: K3sVersion; /** The channel it was resolved from, if any. */ channel?: string}
-  | {kind: 'channel'; channel: string; url: string; /** What the channel says today (for the version checks). */ resolved: K3sVersion}
+  | {kind: 'version'; version: ReleaseVersion; /** The channel it was resolved from, if any. */ channel?: string}
+  | {kind: 'channel'; channel: string; url: string; /** What the channel says today (for the version checks). */ resolved: ReleaseVersion}
 
 export interface PlanBuildOptions {
   distribution: Distribution

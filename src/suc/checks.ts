@@ -7,7 +7,7 @@ import {PreflightError, VersionError} from '../errors.js'
 import type {ClusterNode} from '../kube/nodes.js'
 import {selectorMatches} from '../kube/selectors.js'
 import {classifyUpgrade, clusterSkew} from '../versions/skew.js'
-import {type K3sVersion, parseVersion} from '../versions/k3s-version.js'
+import {type ReleaseVersion, parseVersion} from '../versions/release-version.js'
 import {formatLabelSelector} from './syntax.js'
 import type {Plan} from './types.js'
 
@@ -21,7 +21,7 @@ export interface PlanCheckResult {
 
 export interface PlanCheckOptions {
   /** The version each plan installs (a channel's current answer for a channel plan); undefined skips the plan. */
-  targetOf: (plan: Plan) => K3sVersion | undefined
+  targetOf: (plan: Plan) => ReleaseVersion | undefined
   /** Every node must be selected by exactly one plan (our server/agent pair). */
   exclusive?: boolean
 }
@@ -50,15 +50,15 @@ export function checkPlansAgainstNodes(plans: readonly Plan[], nodes: readonly C
       fixes.add(`make the selectors exclusive (${mine.map((p) => `${p.metadata.name}: ${formatLabelSelector(p.spec.nodeSelector)}`).join('; ')})`)
       continue
     }
-    for (const plan of mine) judge(node, plan, options.targetOf(plan) as K3sVersion)
+    for (const plan of mine) judge(node, plan, options.targetOf(plan) as ReleaseVersion)
   }
 
-  function judge(node: ClusterNode, plan: Plan, target: K3sVersion): void {
+  function judge(node: ClusterNode, plan: Plan, target: ReleaseVersion): void {
     if (!node.kubeletVersion) {
       warnings.push(`node ${node.name} reports no kubelet version; it was not checked`)
       return
     }
-    let from: K3sVersion
+    let from: ReleaseVersion
     try {
       from = parseVersion(node.kubeletVersion)
     } catch {
@@ -103,7 +103,7 @@ export function checkPlansAgainstNodes(plans: readonly Plan[], nodes: readonly C
 }
 
 function newest(nodes: readonly ClusterNode[]): string {
-  let best: K3sVersion | undefined
+  let best: ReleaseVersion | undefined
   for (const node of nodes) {
     try {
       const v = parseVersion(node.kubeletVersion)
@@ -115,7 +115,7 @@ function newest(nodes: readonly ClusterNode[]): string {
   return best?.format() ?? 'the running version'
 }
 
-function skipped(from: K3sVersion, to: K3sVersion): string {
+function skipped(from: ReleaseVersion, to: ReleaseVersion): string {
   const lines: string[] = []
   for (let minor = from.minor + 1; minor < to.minor; minor++) lines.push(`v${from.major}.${minor}`)
   return lines.length === 1 ? `the minor version ${lines[0]}` : `the minor versions ${lines.join(', ')}`

@@ -9,7 +9,7 @@ import {ConfigError, ConnectionError, isHomelabError, UsageError} from '../error
 import {apiFailure} from '../kube/api-errors.js'
 import type {KubeClients} from '../kube/client.js'
 import {listClusterNodes} from '../kube/nodes.js'
-import {type Distribution, isVersionString, looksLikeChannel, parseVersion} from '../versions/k3s-version.js'
+import {type Distribution, isVersionString, looksLikeChannel, parseVersion} from '../versions/release-version.js'
 import {buildPlans, type PlanTarget, renderPlans} from './build.js'
 import {checkPlansAgainstNodes, type PlanCheckResult} from './checks.js'
 import {parseLabelSelector, parseTolerations, parseWindow} from './syntax.js'

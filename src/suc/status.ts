@@ -14,7 +14,7 @@ import type {KubeClients} from '../kube/client.js'
 import {selectorMatches} from '../kube/selectors.js'
 import {waitFor} from '../kube/wait.js'
 import {sleep} from '../sleep.js'
-import {isVersionString, parseVersion} from '../versions/k3s-version.js'
+import {isVersionString, parseVersion} from '../versions/release-version.js'
 import {
   type ConditionStatus,
   DEFAULT_NAMESPACE,

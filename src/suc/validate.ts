@@ -7,7 +7,7 @@
 import {parseAllDocuments} from 'yaml'
 
 import {UsageError} from '../errors.js'
-import {isVersionString} from '../versions/k3s-version.js'
+import {isVersionString} from '../versions/release-version.js'
 import {type Plan, PLAN_API_VERSION, PLAN_KIND} from './types.js'
 
 const NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/

@@ -8,12 +8,12 @@ import {planDrain} from '../kube/drain.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
-import {compareVersions, type K3sVersion} from '../versions/k3s-version.js'
+import {compareVersions, type ReleaseVersion} from '../versions/release-version.js'
 import {drainSettings, veleroSettings} from './settings.js'
 import type {DrainReport, PlannedNode, UpgradeDeps, UpgradePlan} from './types.js'
 
 export interface PreflightRequest {
-  target: K3sVersion
+  target: ReleaseVersion
   /** --nodes: only these (by name). */
   only?: readonly string[]
   skipBackup: boolean

@@ -1,6 +1,6 @@
 import {resolveChannel} from '../channels.js'
 import {PreflightError} from '../errors.js'
-import {isVersionString, looksLikeChannel, parseVersion, type Distribution, type K3sVersion} from '../versions/k3s-version.js'
+import {isVersionString, looksLikeChannel, parseVersion, type Distribution, type ReleaseVersion} from '../versions/release-version.js'
 import {planHops} from '../versions/skew.js'
 
 export interface TargetOptions {
@@ -10,7 +10,7 @@ export interface TargetOptions {
 }
 
 /** `--to`: an exact version, or a channel (`stable`, `latest`, `v1.31`) resolved now and pinned. */
-export async function resolveTarget(to: string, options: TargetOptions): Promise<{version: K3sVersion; channel?: string}> {
+export async function resolveTarget(to: string, options: TargetOptions): Promise<{version: ReleaseVersion; channel?: string}> {
   if (isVersionString(to)) return {version: parseVersion(to, options.distribution)}
   if (looksLikeChannel(to)) {
     const version = await resolveChannel(to, {baseUrl: options.channelUrl, distribution: options.distribution, signal: options.signal})
@@ -25,7 +25,7 @@ export async function resolveTarget(to: string, options: TargetOptions): Promise
  * newest of each minor in between comes from that minor's channel. With --no-hops, more than one
  * hop is a refusal.
  */
-export async function planUpgradeHops(oldest: string, target: K3sVersion, options: TargetOptions & {noHops: boolean}): Promise<K3sVersion[]> {
+export async function planUpgradeHops(oldest: string, target: ReleaseVersion, options: TargetOptions & {noHops: boolean}): Promise<ReleaseVersion[]> {
   const hops = await planHops(oldest, target, (line) => resolveChannel(line, {baseUrl: options.channelUrl, distribution: options.distribution, signal: options.signal}))
   if (hops.length > 1 && options.noHops) {
     throw new PreflightError(`${target.format()} is more than one minor version ahead of ${oldest}; nothing was changed`, {

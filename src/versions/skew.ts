@@ -1,5 +1,5 @@
 import {VersionError} from '../errors.js'
-import {compareVersions, K3sVersion, parseVersion} from './k3s-version.js'
+import {compareVersions, ReleaseVersion, parseVersion} from './release-version.js'
 
 /**
  * What moving one node from `from` to `to` means under the Kubernetes skew rules:
@@ -11,7 +11,7 @@ import {compareVersions, K3sVersion, parseVersion} from './k3s-version.js'
  */
 export type UpgradeKind = 'same' | 'patch' | 'minor' | 'skip' | 'downgrade'
 
-export function classifyUpgrade(from: K3sVersion | string, to: K3sVersion | string): UpgradeKind {
+export function classifyUpgrade(from: ReleaseVersion | string, to: ReleaseVersion | string): UpgradeKind {
   const a = typeof from === 'string' ? parseVersion(from) : from
   const b = typeof to === 'string' ? parseVersion(to) : to
   const order = compareVersions(a, b)
@@ -23,7 +23,7 @@ export function classifyUpgrade(from: K3sVersion | string, to: K3sVersion | stri
 }
 
 /** Finds the newest release of a minor line, e.g. through the channel named after it (`v1.31`). */
-export type LatestOfMinor = (minorLine: string) => Promise<K3sVersion | string>
+export type LatestOfMinor = (minorLine: string) => Promise<ReleaseVersion | string>
 
 /**
  * The versions a cluster at `from` passes through to reach `target`, one minor at a time:
@@ -31,10 +31,10 @@ export type LatestOfMinor = (minorLine: string) => Promise<K3sVersion | string>
  * already is the target. A downgrade throws.
  */
 export async function planHops(
-  from: K3sVersion | string,
-  target: K3sVersion | string,
+  from: ReleaseVersion | string,
+  target: ReleaseVersion | string,
   latestOfMinor: LatestOfMinor,
-): Promise<K3sVersion[]> {
+): Promise<ReleaseVersion[]> {
   const start = typeof from === 'string' ? parseVersion(from) : from
   const end = typeof target === 'string' ? parseVersion(target, start.distribution) : target
   const kind = classifyUpgrade(start, end)
@@ -46,7 +46,7 @@ export async function planHops(
   if (kind === 'same') return []
   if (kind !== 'skip') return [end]
 
-  const hops: K3sVersion[] = []
+  const hops: ReleaseVersion[] = []
   for (let minor = start.minor + 1; minor < end.minor; minor++) {
     const line = `v${start.major}.${minor}`
     const found = await latestOfMinor(line)
@@ -66,7 +66,7 @@ export interface SkewNode {
   name: string
   role: 'server' | 'agent'
   /** The kubelet's version (`status.nodeInfo.kubeletVersion`). */
-  version: K3sVersion | string
+  version: ReleaseVersion | string
 }
 
 export interface VersionGroup {
@@ -107,7 +107,7 @@ export interface ClusterSkew {
 const MAX_KUBELET_LAG = 3
 
 export function clusterSkew(nodes: readonly SkewNode[]): ClusterSkew {
-  const parsed: Array<{node: SkewNode; version: K3sVersion}> = []
+  const parsed: Array<{node: SkewNode; version: ReleaseVersion}> = []
   const unparsed: SkewViolation[] = []
   for (const node of nodes) {
     if (typeof node.version !== 'string') {
@@ -128,7 +128,7 @@ export function clusterSkew(nodes: readonly SkewNode[]): ClusterSkew {
     return false
   })
 
-  const groups = new Map<string, {version: K3sVersion; nodes: string[]}>()
+  const groups = new Map<string, {version: ReleaseVersion; nodes: string[]}>()
   for (const {node, version} of judged) {
     const key = version.format()
     const group = groups.get(key) ?? {version, nodes: []}
@@ -195,7 +195,7 @@ export function clusterSkew(nodes: readonly SkewNode[]): ClusterSkew {
   }
 }
 
-function minorIndex(v: K3sVersion): number {
+function minorIndex(v: ReleaseVersion): number {
   return v.major * 1000 + v.minor
 }
 

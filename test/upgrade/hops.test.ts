@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 
-import {compareVersions} from '../../src/versions/k3s-version.js'
+import {compareVersions} from '../../src/versions/release-version.js'
 import {AGENTS, SERVERS, TO, lab, nodeStates, parseJson} from './helpers.js'
 
 const START = 'v1.29.12+k3s1'

@@ -17,10 +17,10 @@ const CHANNEL_RE = /^(?:[a-z][a-z0-9]*(?:-[a-z0-9]+)*|v?\d+\.\d+(?:-[a-z]+)?)$/
 export type PreRelease = {kind: 'alpha' | 'beta' | 'rc'; number: number}
 
 /**
- * One k3s or rke2 release. Immutable; build it with `parseVersion` (or `K3sVersion.parse`).
+ * One k3s or rke2 release. Immutable; build it with `parseVersion` (or `ReleaseVersion.parse`).
  * Ordering (see compareVersions) uses the release number N of `+k3sN`, which SemVer ignores.
  */
-export class K3sVersion {
+export class ReleaseVersion {
   private constructor(
     readonly major: number,
     readonly minor: number,
@@ -33,7 +33,7 @@ export class K3sVersion {
     Object.freeze(this)
   }
 
-  static parse(input: string, distribution?: Distribution): K3sVersion {
+  static parse(input: string, distribution?: Distribution): ReleaseVersion {
     return parseVersion(input, distribution)
   }
 
@@ -45,8 +45,8 @@ export class K3sVersion {
     release: number,
     distribution: Distribution,
     preRelease?: PreRelease,
-  ): K3sVersion {
-    return new K3sVersion(major, minor, patch, release, distribution, preRelease)
+  ): ReleaseVersion {
+    return new ReleaseVersion(major, minor, patch, release, distribution, preRelease)
   }
 
   /** `v1.32.0` (with `-rc1` for a release candidate): the Kubernetes part, valid SemVer. */
@@ -75,11 +75,11 @@ export class K3sVersion {
     return `v${this.major}.${this.minor}`
   }
 
-  compare(other: K3sVersion): number {
+  compare(other: ReleaseVersion): number {
     return compareVersions(this, other)
   }
 
-  equals(other: K3sVersion): boolean {
+  equals(other: ReleaseVersion): boolean {
     return this.distribution === other.distribution && compareVersions(this, other) === 0
   }
 
@@ -137,7 +137,7 @@ function rejection(input: string, distribution: Distribution | undefined): Versi
  * Parses `v1.32.0+k3s1` or `v1.32.0-k3s1` (and the rke2 forms). With `distribution`, a version
  * of the other distribution is refused; without it, the suffix decides.
  */
-export function parseVersion(input: string, distribution?: Distribution): K3sVersion {
+export function parseVersion(input: string, distribution?: Distribution): ReleaseVersion {
   if (typeof input !== 'string') {
     throw new VersionError(`expected a version string, got ${typeof input}`, {
       hint: `use the form ${expected(distribution)}`,
@@ -153,7 +153,7 @@ export function parseVersion(input: string, distribution?: Distribution): K3sVer
     })
   }
   const pre = preKind ? {kind: preKind as PreRelease['kind'], number: Number(preNumber)} : undefined
-  return K3sVersion.of(Number(major), Number(minor), Number(patch), Number(release), found, pre)
+  return ReleaseVersion.of(Number(major), Number(minor), Number(patch), Number(release), found, pre)
 }
 
 /** True for strings `parseVersion` accepts (either spelling). */
@@ -176,7 +176,7 @@ export function looksLikeChannel(input: string): boolean {
  * Orders by major.minor.patch, then a release candidate before its release, then the release
  * number N (`+k3s1` < `+k3s2`). Different distributions have no order: that throws.
  */
-export function compareVersions(a: K3sVersion | string, b: K3sVersion | string): number {
+export function compareVersions(a: ReleaseVersion | string, b: ReleaseVersion | string): number {
   const x = typeof a === 'string' ? parseVersion(a) : a
   const y = typeof b === 'string' ? parseVersion(b) : b
   if (x.distribution !== y.distribution) {
@@ -202,6 +202,6 @@ function comparePreRelease(a: PreRelease | undefined, b: PreRelease | undefined)
 }
 
 /** Ascending order; returns a new array. */
-export function sortVersions(versions: readonly K3sVersion[]): K3sVersion[] {
+export function sortVersions(versions: readonly ReleaseVersion[]): ReleaseVersion[] {
   return [...versions].sort(compareVersions)
 }
