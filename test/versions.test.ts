@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict'
 import {describe, test} from 'node:test'
 
+import semver from 'semver'
+
 import {VersionError} from '../src/errors.js'
 import {
   compareVersions,
   isVersionString,
   ReleaseVersion,
   looksLikeChannel,
+  parseKubernetesVersion,
   parseVersion,
+  satisfiesRange,
   sortVersions,
 } from '../src/versions/release-version.js'
 import {classifyUpgrade, clusterSkew, planHops} from '../src/versions/skew.js'
@@ -266,4 +270,124 @@ describe('clusterSkew', () => {
 
 test('ReleaseVersion.parse is parseVersion', () => {
   assert.ok(ReleaseVersion.parse('v1.30.0-k3s1').equals(v('v1.30.0+k3s1')))
+})
+
+// Our layer over the semver package: what it gets wrong for k3s and rke2, asserted next to it.
+describe('the layer over semver', () => {
+  test('+k3s1 < +k3s2, which semver compares equal (build metadata)', () => {
+    assert.equal(semver.compare('1.30.4+k3s1', '1.30.4+k3s2'), 0)
+    assert.equal(compareVersions('v1.30.4+k3s1', 'v1.30.4+k3s2'), -1)
+    assert.equal(compareVersions('v1.31.3+rke2r2', 'v1.31.3-rke2r1'), 1)
+    assert.equal(v('v1.30.4+k3s1').equals(v('v1.30.4+k3s2')), false)
+  })
+
+  test('rc2 < rc10, which semver orders the other way when written without a dot', () => {
+    assert.equal(semver.compare('1.31.0-rc2', '1.31.0-rc10'), 1)
+    assert.equal(compareVersions('v1.31.0-rc2+k3s1', 'v1.31.0-rc10+k3s1'), -1)
+    assert.equal(compareVersions('v1.31.0-beta9+k3s1', 'v1.31.0-beta10+k3s1'), -1)
+    assert.equal(v('v1.31.0-rc10+k3s1').toSemVer().version, '1.31.0-rc.10')
+  })
+
+  test('a pre-release comes before its release, whatever the release numbers', () => {
+    assert.equal(compareVersions('v1.31.0-rc1+k3s9', 'v1.31.0+k3s1'), -1)
+    assert.equal(compareVersions('v1.31.0-alpha1+k3s1', 'v1.31.0-beta1+k3s1'), -1)
+    assert.equal(compareVersions('v1.31.0-beta2+k3s1', 'v1.31.0-rc1+k3s1'), -1)
+    assert.equal(compareVersions('v1.31.0-rc3+k3s2', 'v1.31.0-rc3+k3s1'), 1)
+    assert.equal(compareVersions('v1.30.9+k3s1', 'v1.31.0-alpha1+k3s1'), -1)
+  })
+
+  test('refuses what semver alone would accept', () => {
+    for (const input of [
+      'v1.32.0-rc.1+k3s1',
+      'v1.32.0-foo1+k3s1',
+      'v1.32.0-rc1.1+k3s1',
+      'v1.32.0+build+k3s1',
+      'vv1.32.0+k3s1',
+      'v=1.32.0+k3s1',
+      'v 1.32.0+k3s1',
+      'v1.32.0 +k3s1',
+      'v1.32.0+k3s1-k3s1',
+      'v1.032.0+k3s1',
+      'v99999999999999999999.0.0+k3s1',
+    ]) {
+      assert.equal(isVersionString(input), false, input)
+      assert.throws(() => v(input), VersionError, input)
+    }
+  })
+})
+
+describe('parseKubernetesVersion', () => {
+  test('reads plain kubeadm versions as a semver.SemVer', () => {
+    const version = parseKubernetesVersion('v1.31.4')
+    assert.ok(version instanceof semver.SemVer)
+    assert.deepEqual([version.major, version.minor, version.patch, version.prerelease], [1, 31, 4, []])
+    assert.equal(version.version, '1.31.4')
+    assert.equal(semver.compare(version, parseKubernetesVersion('v1.31.10')), -1)
+  })
+
+  test('reads pre-releases dotted, so semver orders rc2 before rc10', () => {
+    assert.equal(parseKubernetesVersion('v1.33.0-rc.1').version, '1.33.0-rc.1')
+    assert.equal(parseKubernetesVersion('v1.29.0-rc3').version, '1.29.0-rc.3')
+    assert.equal(semver.compare(parseKubernetesVersion('v1.33.0-rc2'), parseKubernetesVersion('v1.33.0-rc10')), -1)
+    assert.equal(semver.compare(parseKubernetesVersion('v1.33.0-rc.2'), parseKubernetesVersion('v1.33.0')), -1)
+  })
+
+  const bad: Array<[string, RegExp, RegExp]> = [
+    ['v1.31.4+k3s1', /"v1\.31\.4\+k3s1" is a k3s release, not a plain Kubernetes version/, /use its Kubernetes part v1\.31\.4$/],
+    ['v1.31.3-rke2r1', /is a rke2 release/, /v1\.31\.3$/],
+    ['1.31.4', /lacks the leading "v"/, /use v1\.31\.4/],
+    [' v1.31.4', /surrounding spaces/, /use v1\.31\.4/],
+    ['v1.31', /is not a Kubernetes version/, /form v1\.31\.4/],
+    ['v1.31.4-1.1', /is not a Kubernetes version/, /form/],
+    ['v1.33.0-rc.1+abcdef', /is not a Kubernetes version/, /form/],
+    ['latest', /is not a Kubernetes version/, /form/],
+  ]
+  for (const [input, message, hint] of bad) {
+    test(`rejects ${JSON.stringify(input)} with a hint`, () => {
+      assert.throws(() => parseKubernetesVersion(input), (e: unknown) => {
+        assert.ok(e instanceof VersionError, String(e))
+        assert.match(e.message, message)
+        assert.match(e.hint ?? '', hint)
+        return true
+      })
+    })
+  }
+})
+
+describe('satisfiesRange', () => {
+  test('judges the Kubernetes part of k3s, rke2 and plain versions', () => {
+    assert.equal(satisfiesRange('v1.31.4', '>=1.25.0'), true)
+    assert.equal(satisfiesRange('v1.31.4', '<1.32.0'), true)
+    assert.equal(satisfiesRange('v1.24.17', '>=1.25.0'), false)
+    assert.equal(satisfiesRange('v1.32.0+k3s1', '<1.32.0'), false)
+    assert.equal(satisfiesRange('v1.31.9-k3s2', '>=1.25.0 <1.32.0'), true)
+    assert.equal(satisfiesRange(v('v1.31.3+rke2r1'), '1.31.x'), true)
+    assert.equal(satisfiesRange(parseKubernetesVersion('v1.30.0'), '~1.31.0 || ^1.30.0'), true)
+  })
+
+  test('the release number plays no part', () => {
+    assert.equal(satisfiesRange('v1.31.4+k3s9', '<=1.31.4'), true)
+    assert.equal(satisfiesRange('v1.31.4+k3s1', '>1.31.4'), false)
+  })
+
+  test('pre-releases are in the order, rc2 before rc10', () => {
+    assert.equal(semver.satisfies('1.31.0-rc10', '>=1.31.0-rc2'), false)
+    assert.equal(satisfiesRange('v1.31.0-rc10+k3s1', '>=1.31.0-rc2'), true)
+    assert.equal(satisfiesRange('v1.31.0-rc10+k3s1', '>=1.31.0-rc.2 <1.31.0'), true)
+    assert.equal(satisfiesRange('v1.31.0-rc1+k3s1', '>=1.25.0'), true)
+    assert.equal(satisfiesRange('v1.32.0-rc1+k3s1', '<1.32.0'), true)
+    assert.equal(satisfiesRange('v1.32.0-rc1+k3s1', '<1.32.0-0'), false)
+    assert.equal(satisfiesRange('v1.32.0-rc1+k3s1', '>=1.32.0'), false)
+  })
+
+  test('refuses a broken version or range', () => {
+    assert.throws(() => satisfiesRange('v1.32.0+k3s', '>=1.25.0'), /must be followed by the release number/)
+    assert.throws(() => satisfiesRange('1.31.4', '>=1.25.0'), /lacks the leading "v"/)
+    assert.throws(() => satisfiesRange('v1.31.4', 'newer than 1.25'), (e: unknown) => {
+      assert.ok(e instanceof VersionError)
+      assert.match(e.message, /"newer than 1\.25" is not a version range/)
+      assert.match(e.hint ?? '', />=1\.25\.0/)
+      return true
+    })
+  })
 })

@@ -1,3 +1,5 @@
+import semver, {type SemVer} from 'semver'
+
 import {VersionError} from '../errors.js'
 
 /** The Kubernetes distributions we upgrade. They share the version scheme but not the suffix. */
@@ -6,10 +8,17 @@ export type Distribution = 'k3s' | 'rke2'
 const SUFFIX: Record<Distribution, string> = {k3s: 'k3s', rke2: 'rke2r'}
 
 /**
- * `v1.32.0+k3s1`, `v1.32.0-k3s1` (image tags and SUC's latestVersion write `+` as `-`),
- * `v1.31.3+rke2r1`, and release candidates from the testing channels (`v1.29.0-rc3+k3s1`).
+ * The release part at the end of `v1.32.0+k3s1`, `v1.32.0-k3s1` (image tags and SUC's
+ * latestVersion write `+` as `-`) and `v1.31.3+rke2r1`. What stands before it is the Kubernetes
+ * part, which semver validates (see parseCore).
  */
-const VERSION_RE = /^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-(alpha|beta|rc)(\d+))?[+-](k3s|rke2r)([1-9]\d*)$/
+const RELEASE_RE = /[+-](k3s|rke2r)([1-9]\d*)$/
+
+/**
+ * The pre-releases we read: k3s and rke2 publish them undotted in their testing channels
+ * (`v1.29.0-rc3+k3s1`), Kubernetes itself dotted (`v1.33.0-rc.1`).
+ */
+const PRE_RE = /^(alpha|beta|rc)(\.?)(\d+)$/
 
 /** Channel ids: `stable`, `latest`, `testing`, one per minor (`v1.31`) and `v1.18-testing`. */
 const CHANNEL_RE = /^(?:[a-z][a-z0-9]*(?:-[a-z0-9]+)*|v?\d+\.\d+(?:-[a-z]+)?)$/
@@ -55,6 +64,15 @@ export class ReleaseVersion {
     return `v${this.major}.${this.minor}.${this.patch}${pre}`
   }
 
+  /**
+   * The Kubernetes part as a semver.SemVer, for semver's helpers and ranges. The pre-release is
+   * dotted (`1.31.0-rc.10`) so that semver orders rc2 before rc10; the release number N is not
+   * in it (semver would ignore it as build metadata), so this does not order `+k3s1` and `+k3s2`.
+   */
+  toSemVer(): SemVer {
+    return coreSemVer(this)
+  }
+
   /** The canonical spelling, as `k3s --version` and kubeletVersion print it: `v1.32.0+k3s1`. */
   format(): string {
     return `${this.kubernetes()}+${SUFFIX[this.distribution]}${this.release}`
@@ -96,20 +114,63 @@ function expected(distribution: Distribution | undefined): string {
   return distribution === 'rke2' ? 'v1.31.3+rke2r1' : 'v1.32.0+k3s1'
 }
 
+/** The Kubernetes part of a version: x.y.z and an optional alpha/beta/rc pre-release. */
+interface Core {
+  major: number
+  minor: number
+  patch: number
+  preRelease?: PreRelease
+}
+
+/**
+ * `v1.32.0`, `v1.29.0-rc3` and, with `dotted`, Kubernetes' own `v1.33.0-rc.1`. semver validates
+ * the x.y.z and the pre-release; on top we want the leading "v", nothing semver would trim or
+ * drop (spaces, `=`, build metadata: its normalized version must be the text itself), and only
+ * the alpha/beta/rc pre-releases, numbered.
+ */
+function parseCore(text: string, dotted = false): Core | undefined {
+  if (!text.startsWith('v')) return undefined
+  const parsed = semver.parse(text.slice(1))
+  if (!parsed || parsed.version !== text.slice(1)) return undefined
+  const core: Core = {major: parsed.major, minor: parsed.minor, patch: parsed.patch}
+  if (parsed.prerelease.length === 0) return core
+  const pre = PRE_RE.exec(parsed.prerelease.join('.'))
+  if (!pre || (pre[2] && !dotted)) return undefined
+  return {...core, preRelease: {kind: pre[1] as PreRelease['kind'], number: Number(pre[3])}}
+}
+
+// Our layer over semver's order: it compares `rc10` and `rc3` as text, which puts rc10 first,
+// but `rc.10` and `rc.3` as numbers. alpha < beta < rc holds as text.
+function coreSemVer(core: Core): SemVer {
+  const pre = core.preRelease ? `-${core.preRelease.kind}.${core.preRelease.number}` : ''
+  return new semver.SemVer(`${core.major}.${core.minor}.${core.patch}${pre}`)
+}
+
+/** The parts of a k3s/rke2 version string, or undefined when it is not one. */
+function matchVersion(input: string): {core: Core; release: number; distribution: Distribution} | undefined {
+  const m = RELEASE_RE.exec(input)
+  const core = m ? parseCore(input.slice(0, m.index)) : undefined
+  if (!m || !core) return undefined
+  return {core, release: Number(m[2]), distribution: m[1] === 'k3s' ? 'k3s' : 'rke2'}
+}
+
+/** A spelling slip that `accepts` forgives once fixed: surrounding spaces, a missing "v". */
+function spellingSlip(input: string, accepts: (fixed: string) => boolean): {problem: string; fixed: string} | undefined {
+  const trimmed = input.trim()
+  if (trimmed !== input && accepts(trimmed)) return {problem: 'it has surrounding spaces', fixed: trimmed}
+  if (accepts(`v${input}`)) return {problem: 'it lacks the leading "v"', fixed: `v${input}`}
+  return undefined
+}
+
 /** Explains what is wrong with a string that is not a version, in terms of the fix. */
 function rejection(input: string, distribution: Distribution | undefined): VersionError {
   const example = expected(distribution)
   const suffix = SUFFIX[distribution ?? 'k3s']
   const shown = JSON.stringify(input)
-  const trimmed = input.trim()
-  if (trimmed !== input && VERSION_RE.test(trimmed)) {
-    return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version: it has surrounding spaces`, {
-      hint: `use ${trimmed}`,
-    })
-  }
-  if (VERSION_RE.test(`v${input}`)) {
-    return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version: it lacks the leading "v"`, {
-      hint: `use v${input}`,
+  const slip = spellingSlip(input, (fixed) => matchVersion(fixed) !== undefined)
+  if (slip) {
+    return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version: ${slip.problem}`, {
+      hint: `use ${slip.fixed}`,
     })
   }
   if (/^v?\d+\.\d+\.\d+(?:-(?:alpha|beta|rc)\d+)?$/.test(input)) {
@@ -143,24 +204,23 @@ export function parseVersion(input: string, distribution?: Distribution): Releas
       hint: `use the form ${expected(distribution)}`,
     })
   }
-  const m = VERSION_RE.exec(input)
+  const m = matchVersion(input)
   if (!m) throw rejection(input, distribution)
-  const [, major, minor, patch, preKind, preNumber, suffix, release] = m
-  const found: Distribution = suffix === 'k3s' ? 'k3s' : 'rke2'
+  const found = m.distribution
   if (distribution && found !== distribution) {
     throw new VersionError(`${input} is a ${found} version, but this cluster runs ${distribution}`, {
       hint: `use a ${distribution} version such as ${expected(distribution)}, or set distribution: ${found} in homelab.yaml`,
     })
   }
-  const pre = preKind ? {kind: preKind as PreRelease['kind'], number: Number(preNumber)} : undefined
-  return ReleaseVersion.of(Number(major), Number(minor), Number(patch), Number(release), found, pre)
+  const {major, minor, patch, preRelease} = m.core
+  return ReleaseVersion.of(major, minor, patch, m.release, found, preRelease)
 }
 
 /** True for strings `parseVersion` accepts (either spelling). */
 export function isVersionString(input: string, distribution?: Distribution): boolean {
-  const m = typeof input === 'string' ? VERSION_RE.exec(input) : null
+  const m = typeof input === 'string' ? matchVersion(input) : undefined
   if (!m) return false
-  return !distribution || (m[6] === 'k3s' ? 'k3s' : 'rke2') === distribution
+  return !distribution || m.distribution === distribution
 }
 
 /**
@@ -184,24 +244,65 @@ export function compareVersions(a: ReleaseVersion | string, b: ReleaseVersion | 
       hint: 'use versions of one distribution; a cluster cannot switch between k3s and rke2 by upgrading',
     })
   }
-  return (
-    Math.sign(x.major - y.major) ||
-    Math.sign(x.minor - y.minor) ||
-    Math.sign(x.patch - y.patch) ||
-    comparePreRelease(x.preRelease, y.preRelease) ||
-    Math.sign(x.release - y.release)
-  )
-}
-
-const PRE_ORDER = {alpha: 0, beta: 1, rc: 2} as const
-
-// Numeric on purpose: SemVer compares `rc10` and `rc3` as text, which puts rc10 first.
-function comparePreRelease(a: PreRelease | undefined, b: PreRelease | undefined): number {
-  if (!a || !b) return a ? -1 : b ? 1 : 0
-  return Math.sign(PRE_ORDER[a.kind] - PRE_ORDER[b.kind]) || Math.sign(a.number - b.number)
+  // semver orders the Kubernetes part (rc numbers included, see coreSemVer); N is ours.
+  return semver.compare(x.toSemVer(), y.toSemVer()) || Math.sign(x.release - y.release)
 }
 
 /** Ascending order; returns a new array. */
 export function sortVersions(versions: readonly ReleaseVersion[]): ReleaseVersion[] {
   return [...versions].sort(compareVersions)
+}
+
+/**
+ * A plain Kubernetes version, as kubeadm clusters and dl.k8s.io write it: `v1.31.4`, or a
+ * pre-release `v1.33.0-rc.1` (k3s's undotted `-rc1` is read too). No `+suffix`: a k3s or rke2
+ * release is refused with its Kubernetes part as the fix. Returns a fresh semver.SemVer with the
+ * pre-release dotted, so semver's own order and ranges are right for it.
+ */
+export function parseKubernetesVersion(input: string): SemVer {
+  if (typeof input !== 'string') {
+    throw new VersionError(`expected a version string, got ${typeof input}`, {hint: 'use the form v1.31.4'})
+  }
+  const core = parseCore(input, true)
+  if (core) return coreSemVer(core)
+  const shown = JSON.stringify(input)
+  const release = matchVersion(input)
+  if (release) {
+    const k8s = `v${coreSemVer(release.core).version}`
+    throw new VersionError(`${shown} is a ${release.distribution} release, not a plain Kubernetes version`, {
+      hint: `use its Kubernetes part ${k8s}`,
+    })
+  }
+  const slip = spellingSlip(input, (fixed) => parseCore(fixed, true) !== undefined)
+  throw new VersionError(`${shown} is not a Kubernetes version${slip ? `: ${slip.problem}` : ''}`, {
+    hint: slip ? `use ${slip.fixed}` : 'use the form v1.31.4 (or v1.33.0-rc.1 for a pre-release)',
+  })
+}
+
+// Pre-releases in a range are dotted as our versions are (`>=1.31.0-rc2` means rc.2).
+const RANGE_PRE_RE = /(\d+\.\d+\.\d+-)(alpha|beta|rc)(\d+)(?![\w.])/g
+
+/**
+ * Whether the Kubernetes part of `version` is in the semver `range` (`>=1.25.0`,
+ * `>=1.25.0 <1.32.0`, `1.31.x`). `version` is a k3s/rke2 release (its N plays no part), a plain
+ * Kubernetes version (`v1.31.4`, kubeadm) or what parseKubernetesVersion returns. Pre-releases
+ * take part in semver's order, rc2 before rc10: `v1.32.0-rc1+k3s1` is `<1.32.0`
+ * (write `<1.32.0-0` to leave out 1.32's release candidates) but not `>=1.32.0`.
+ * An invalid version or range throws a VersionError.
+ */
+export function satisfiesRange(version: string | ReleaseVersion | SemVer, range: string): boolean {
+  const options = {includePrerelease: true}
+  const dotted = typeof range === 'string' ? range.replace(RANGE_PRE_RE, (_, xyz, kind, n) => `${xyz}${kind}.${Number(n)}`) : ''
+  const valid = typeof range === 'string' ? semver.validRange(dotted, options) : null
+  if (valid === null) {
+    throw new VersionError(`${JSON.stringify(range)} is not a version range`, {hint: 'use a semver range such as >=1.25.0 <1.32.0'})
+  }
+  return semver.satisfies(kubernetesPart(version), valid, options)
+}
+
+function kubernetesPart(version: string | ReleaseVersion | SemVer): SemVer {
+  if (version instanceof ReleaseVersion) return version.toSemVer()
+  if (typeof version !== 'string') return version
+  // A suffix makes it a k3s/rke2 release, and parseVersion explains a broken one best.
+  return /[+-](?:k3s|rke2r)/.test(version) ? parseVersion(version).toSemVer() : parseKubernetesVersion(version)
 }
