@@ -1,4 +1,4 @@
-import type {ClusterNode, NodeRole} from './kube/nodes.js'
+import {type ClusterNode, type NodeRole, type ServerKind, serverKindRank} from './kube/nodes.js'
 
 /** The SSH settings for one node after merging the cluster file's defaults and overrides. */
 export interface NodeSshSettings {
@@ -19,7 +19,11 @@ export interface InventoryNode {
   connection: 'ssh' | 'local'
   ssh: NodeSshSettings
   binDir: string
+  /** False when binDir is only the default: pre-flight then looks for the binary in the installer's dirs. */
+  binDirExplicit: boolean
   dataDir: string
+  /** For servers, from the node's labels (etcd-only servers are upgraded first). */
+  serverKind?: ServerKind
   inFile: boolean
   /** The Node object, when the cluster has one of this name. */
   cluster?: ClusterNode
@@ -56,11 +60,12 @@ function definedOnly<T extends object>(value: T | undefined): Partial<T> {
 
 /**
  * Merges the cluster file with the Nodes the API lists. With `discover`, the API decides which
- * nodes exist (role from the control-plane label, address from InternalIP) and the file only adds
+ * nodes exist (role from the node-role labels, address from InternalIP) and the file only adds
  * SSH settings; without it, the file decides and the API only confirms. Either way every node
  * present on one side only is reported, never silently dropped or invented.
  */
-export function buildInventory(config: InventoryConfig, clusterNodes: readonly ClusterNode[] | undefined): Inventory {
+export function buildInventory(config: InventoryConfig, clusterNodes: readonly ClusterNode[] | undefined, options: {binDirExplicit?: boolean} = {}): Inventory {
+  const binDirExplicit = options.binDirExplicit ?? true
   const fileByName = new Map(config.nodes.map((entry) => [entry.name, entry]))
   const clusterByName = new Map((clusterNodes ?? []).map((node) => [node.name, node]))
   const warnings: string[] = []
@@ -73,7 +78,7 @@ export function buildInventory(config: InventoryConfig, clusterNodes: readonly C
       return undefined
     }
     if (entry?.role && cluster && entry.role !== cluster.role) {
-      warnings.push(`node ${name}: homelab.yaml says ${entry.role}, the cluster says ${cluster.role} (from the ${'node-role.kubernetes.io/control-plane'} label); using ${entry.role}`)
+      warnings.push(`node ${name}: homelab.yaml says ${entry.role}, the cluster says ${cluster.role} (from its node-role labels); using ${entry.role}`)
     }
     return {
       name,
@@ -82,7 +87,9 @@ export function buildInventory(config: InventoryConfig, clusterNodes: readonly C
       connection: entry?.connection ?? 'ssh',
       ssh: {...config.ssh, ...definedOnly(entry?.ssh)},
       binDir: entry?.install?.binDir ?? config.install.binDir,
+      binDirExplicit: entry?.install?.binDir !== undefined || binDirExplicit,
       dataDir: entry?.install?.dataDir ?? config.install.dataDir,
+      serverKind: role === 'server' ? (cluster?.serverKind ?? 'etcd+control-plane') : undefined,
       inFile: entry !== undefined,
       cluster,
     }
@@ -92,7 +99,7 @@ export function buildInventory(config: InventoryConfig, clusterNodes: readonly C
   const nodes = names
     .map((name) => make(name, fileByName.get(name), clusterByName.get(name)))
     .filter((node): node is InventoryNode => node !== undefined)
-    .sort((a, b) => (a.role === b.role ? a.name.localeCompare(b.name) : a.role === 'server' ? -1 : 1))
+    .sort((a, b) => (a.role === b.role ? serverKindRank(a.serverKind) - serverKindRank(b.serverKind) || a.name.localeCompare(b.name) : a.role === 'server' ? -1 : 1))
 
   return {
     nodes,

@@ -4,10 +4,13 @@ import path from 'node:path'
 
 import {loadConfig} from './config/load.js'
 import type {HomelabConfig} from './config/schema.js'
+import {detectDistribution} from './distributions/detect.js'
+import {distributionOf, type DistributionDescriptor} from './distributions/index.js'
+import {ConfigError} from './errors.js'
 import {buildInventory, type Inventory, type InventoryNode} from './inventory.js'
-import {ReleaseSource} from './k3s/release.js'
 import {KubeClients, loadKubeConfig} from './kube/client.js'
-import {listClusterNodes} from './kube/nodes.js'
+import {listClusterNodes, type ClusterNode} from './kube/nodes.js'
+import {ReleaseSource} from './release/release-source.js'
 import {JournalStore} from './saga/journal.js'
 import {resolveSshTarget} from './transport/ssh-config.js'
 import {LocalTransport} from './transport/local-transport.js'
@@ -33,6 +36,9 @@ export interface SessionOptions {
 export interface Session {
   config: HomelabConfig
   configFile: string
+  distribution: DistributionDescriptor
+  /** How the distribution was chosen: `distribution: rke2 in homelab.yaml`, `detected from kubelet …`. */
+  distributionSource: string
   kube: KubeClients
   loadInventory(): Promise<Inventory>
   connect(node: InventoryNode): Promise<Transport>
@@ -48,9 +54,31 @@ function cacheDir(env: NodeJS.ProcessEnv, home: string): string {
 export async function openSession(options: SessionOptions = {}): Promise<Session> {
   const env = options.env ?? process.env
   const home = options.home ?? homedir()
-  const {config, file} = await loadConfig({explicit: options.configPath, env, cwd: options.cwd ?? process.cwd(), home})
+  const search = {explicit: options.configPath, env, cwd: options.cwd ?? process.cwd(), home}
+  const loaded = await loadConfig(search)
+  let config = loaded.config
+  const {file} = loaded
   const {kubeConfig} = loadKubeConfig({kubeconfig: options.kubeconfig, context: options.context, fromFile: config.kubernetes, env, home})
   const kube = new KubeClients(kubeConfig)
+
+  // The nodes' kubelet versions name the distribution; a file that names another one is wrong.
+  let firstList: ClusterNode[] | undefined = await listClusterNodes(kube)
+  const detected = detectDistribution(firstList)
+  let distributionSource = `distribution: ${config.distribution} in ${file}`
+  if (loaded.explicit.distribution) {
+    if (detected && detected.name !== config.distribution) {
+      throw new ConfigError(`${file} says distribution: ${config.distribution}, but the cluster runs ${detected.name} (${detected.evidence})`, {
+        file,
+        hint: `set distribution: ${detected.name} in ${file}, or point the kubeconfig at the ${config.distribution} cluster`,
+      })
+    }
+  } else if (detected) {
+    if (detected.name !== config.distribution) config = (await loadConfig({...search, defaultDistribution: detected.name})).config
+    distributionSource = `${detected.name}, detected from ${detected.evidence}`
+  } else {
+    distributionSource = `${config.distribution} (the default: no node's kubelet version names a distribution)`
+  }
+  const distribution = distributionOf(config.distribution)
   const sshConfigPath = path.join(home, '.ssh', 'config')
   const sshConfigText = await readFile(sshConfigPath, 'utf8').catch(() => undefined)
   const localUser = userInfo().username
@@ -89,9 +117,14 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
   const session: Session = {
     config,
     configFile: file,
+    distribution,
+    distributionSource,
     kube,
     async loadInventory() {
-      inventory = buildInventory(config, await listClusterNodes(kube))
+      // The list read for detection serves the first inventory; later ones (between hops) read again.
+      const nodes = firstList ?? (await listClusterNodes(kube))
+      firstList = undefined
+      inventory = buildInventory(config, nodes, {binDirExplicit: loaded.explicit.binDir})
       return inventory
     },
     async connect(node) {
@@ -101,9 +134,11 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
       return {
         kube,
         config,
+        distribution,
+        distributionSource,
         connect: (node) => session.connect(node),
         loadInventory: () => session.loadInventory(),
-        release: new ReleaseSource({releaseUrl: config.install.releaseUrl, cacheDir: cacheDir(env, home)}),
+        release: new ReleaseSource({distribution, releaseUrl: config.install.releaseUrl, cacheDir: cacheDir(env, home)}),
         journals: new JournalStore({env, homedir: home}),
       }
     },

@@ -1,6 +1,8 @@
+import type {DistributionDescriptor} from './distributions/index.js'
 import type {Inventory, InventoryNode} from './inventory.js'
-import {readInstalledVersion} from './k3s/installed-version.js'
-import type {NodeRole} from './kube/nodes.js'
+import type {NodeRole, ServerKind} from './kube/nodes.js'
+import {readInstalledVersion} from './node/installed-version.js'
+import {findBinDir} from './node/node-facts.js'
 import {settleWithConcurrency} from './saga/concurrency.js'
 import type {Transport} from './transport/types.js'
 import {clusterSkew, type ClusterSkew} from './versions/skew.js'
@@ -8,6 +10,8 @@ import {clusterSkew, type ClusterSkew} from './versions/skew.js'
 export interface NodeStatus {
   name: string
   role: NodeRole
+  /** Servers: etcd, control-plane or both. */
+  serverKind?: ServerKind
   address: string
   inCluster: boolean
   inFile: boolean
@@ -18,12 +22,13 @@ export interface NodeStatus {
   /** The run that cordoned it, when homelab did. */
   cordonedBy?: string
   ssh: {reachable: boolean; error?: string}
-  /** Version of the k3s binary on disk, when SSH answered. */
+  /** Version of the distribution's binary on disk, when SSH answered. */
   installedVersion?: string
 }
 
 export interface ClusterStatus {
   apiServer: string
+  distribution: string
   nodes: NodeStatus[]
   skew: ClusterSkew
   onlyInFile: string[]
@@ -33,6 +38,7 @@ export interface ClusterStatus {
 
 export interface GatherStatusOptions {
   inventory: Inventory
+  distribution: DistributionDescriptor
   apiServer: string
   /** Opens (or reuses) the transport of a node; may throw HostKeyError or ConnectionError. */
   connect: (node: InventoryNode) => Promise<Transport>
@@ -43,11 +49,12 @@ export interface GatherStatusOptions {
 
 /** Reads, never writes: what the API and each node's disk say, side by side. */
 export async function gatherStatus(options: GatherStatusOptions): Promise<ClusterStatus> {
-  const {inventory, connect, signal} = options
+  const {inventory, connect, signal, distribution} = options
   // Every node is asked even when another fails: status reports, it does not stop at the first problem.
   const outcomes = await settleWithConcurrency(inventory.nodes, options.concurrency ?? 8, async (node) => {
     const transport = await connect(node)
-    return readInstalledVersion(transport, node.binDir, signal)
+    const binDir = node.binDirExplicit ? node.binDir : ((await findBinDir(transport, distribution, signal)) ?? node.binDir)
+    return readInstalledVersion(transport, distribution, binDir, signal)
   })
   const nodes = inventory.nodes.map((node, index): NodeStatus => {
     const outcome = outcomes[index]
@@ -55,6 +62,7 @@ export async function gatherStatus(options: GatherStatusOptions): Promise<Cluste
     return {
       name: node.name,
       role: node.role,
+      ...(node.serverKind ? {serverKind: node.serverKind} : {}),
       address: node.host,
       inCluster: cluster !== undefined,
       inFile: node.inFile,
@@ -74,6 +82,7 @@ export async function gatherStatus(options: GatherStatusOptions): Promise<Cluste
   )
   return {
     apiServer: options.apiServer,
+    distribution: distribution.name,
     nodes,
     skew,
     onlyInFile: inventory.onlyInFile,

@@ -5,6 +5,8 @@ export function describeEvent(event: UpgradeEvent): string | undefined {
   switch (event.type) {
     case 'progress':
       return event.message
+    case 'distribution':
+      return `distribution ${event.source}`
     case 'target-resolved':
       return `target ${event.target}${event.channel ? ` (channel ${event.channel})` : ''}${event.hops.length > 1 ? `, through ${event.hops.join(' → ')}` : ''}`
     case 'hop-started':

@@ -31,7 +31,7 @@ export function eventSink(options: {json: boolean; logFormat: 'text' | 'json'; t
 export function renderPlan(plan: UpgradePlan): string {
   const lines = [`Upgrade to ${plan.target}:`]
   const describe = (n: UpgradePlan['servers'][number]) =>
-    `    ${n.name} (${n.arch}, ${n.serviceManager}): ${n.fromVersion} → ${plan.target}${n.preCordoned ? ' [cordoned before; stays cordoned]' : ''}`
+    `    ${n.name} (${[n.serverKind, n.arch, n.serviceManager].filter(Boolean).join(', ')}): ${n.fromVersion} → ${plan.target}${n.preCordoned ? ' [cordoned before; stays cordoned]' : ''}`
   lines.push(`  backup: ${plan.backup.velero ? 'Velero backup' : 'no Velero backup'}${plan.backup.etcdSnapshotNode ? `, etcd snapshot on ${plan.backup.etcdSnapshotNode}` : ''}`)
   lines.push(`  servers, one at a time:${plan.servers.length === 0 ? ' none' : ''}`, ...plan.servers.map(describe))
   lines.push(`  agents, drained first:${plan.agents.length === 0 ? ' none' : ''}`, ...plan.agents.map(describe))
@@ -39,6 +39,8 @@ export function renderPlan(plan: UpgradePlan): string {
     lines.push(`    drain ${report.node}: evict ${report.evict.length} pod(s)${report.ignored ? `, leave ${report.ignored} (DaemonSet/mirror)` : ''}`)
   }
   for (const skipped of plan.skipped) lines.push(`  skip ${skipped.node}: ${skipped.reason}`)
+  // Older journals (resumed runs) have no such list.
+  if (plan.skippedComponents?.length) lines.push(`  packaged components left alone (.skip on every server): ${plan.skippedComponents.join(', ')}`)
   for (const warning of plan.warnings) lines.push(`  warning: ${warning}`)
   return lines.join('\n')
 }

@@ -8,7 +8,7 @@ import {renderTable} from '../_cli/table.js'
 
 export default class Status extends HomelabCommand<typeof Status> {
   static override summary = 'Show the cluster\'s nodes, versions and version skew'
-  static override description = `Per node: role, address, kubelet version, Ready, cordoned (and by which homelab run), reachable over SSH, and the version of the k3s binary on disk; then the cluster's skew verdict. Read-only.`
+  static override description = `Per node: role, address, kubelet version, Ready, cordoned (and by which homelab run), reachable over SSH, and the version of the k3s or rke2 binary on disk; then the cluster's skew verdict. Read-only.`
   static override examples = ['<%= config.bin %> k8s status', '<%= config.bin %> k8s status --json']
   static override flags = {
     'accept-new-host-keys': Flags.boolean({description: 'trust and record host keys not yet in known_hosts (like OpenSSH accept-new); a changed key is still refused'}),
@@ -24,7 +24,7 @@ export default class Status extends HomelabCommand<typeof Status> {
     })
     try {
       const inventory = await session.loadInventory()
-      const status = await gatherStatus({inventory, apiServer: session.kube.server, connect: session.connect})
+      const status = await gatherStatus({inventory, distribution: session.distribution, apiServer: session.kube.server, connect: session.connect})
       if (!this.jsonEnabled()) this.log(renderStatus(status))
       return status
     } finally {
@@ -38,7 +38,7 @@ const yesNo = (value: boolean | undefined) => (value === undefined ? '?' : value
 export function renderStatus(status: ClusterStatus): string {
   const table = renderTable<NodeStatus>(status.nodes, [
     {header: 'NODE', get: (n) => n.name},
-    {header: 'ROLE', get: (n) => n.role},
+    {header: 'ROLE', get: (n) => (n.serverKind && n.serverKind !== 'etcd+control-plane' ? `${n.role} (${n.serverKind})` : n.role)},
     {header: 'ADDRESS', get: (n) => n.address},
     {header: 'KUBELET', get: (n) => n.kubeletVersion ?? '-'},
     {header: 'ON DISK', get: (n) => n.installedVersion ?? '-'},
@@ -46,7 +46,7 @@ export function renderStatus(status: ClusterStatus): string {
     {header: 'CORDONED', get: (n) => (n.cordoned ? (n.cordonedBy ? `yes (homelab run ${n.cordonedBy})` : 'yes') : 'no')},
     {header: 'SSH', get: (n) => (n.ssh.reachable ? 'ok' : `unreachable: ${n.ssh.error}`)},
   ])
-  const lines = [`API server ${status.apiServer}`, '', table, '', `Skew: ${status.skew.summary}`]
+  const lines = [`API server ${status.apiServer} (${status.distribution})`, '', table, '', `Skew: ${status.skew.summary}`]
   if (status.onlyInFile.length > 0) lines.push(`In homelab.yaml but not in the cluster: ${status.onlyInFile.join(', ')}`)
   if (status.onlyInCluster.length > 0) lines.push(`In the cluster but not in homelab.yaml: ${status.onlyInCluster.join(', ')}`)
   for (const warning of status.warnings) lines.push(`warning: ${warning}`)

@@ -20,17 +20,18 @@ export const EXIT_CODES_HELP = `EXIT CODES
   130  interrupted (resumable with --resume)`
 
 export default class Upgrade extends HomelabCommand<typeof Upgrade> {
-  static override summary = 'Upgrade k3s on every node, safely, with backup and undo'
-  static override description = `Pre-flight checks everything first (versions, skew, SSH, sudo, disk, drains, backups, checksums). Then: a Velero backup (and an etcd snapshot), servers one at a time, agents drained and upgraded in parallel under --concurrency. A failure undoes every change in reverse.
+  static override summary = 'Upgrade k3s or rke2 on every node, safely, with backup and undo'
+  static override description = `The distribution is distribution: in homelab.yaml, else detected from the nodes' kubelet versions (+k3sN, +rke2rN). Pre-flight checks everything first (versions, skew, SSH, sudo, disk, package-owned binaries, .skip manifests, drains, backups, checksums). Then: a Velero backup (and an etcd snapshot), servers one at a time (etcd-only ones first), agents drained and upgraded in parallel under --concurrency. A failure undoes every change in reverse.
 
 ${EXIT_CODES_HELP}`
   static override examples = [
     '<%= config.bin %> k8s upgrade --to v1.32.0+k3s1 --dry-run',
     '<%= config.bin %> k8s upgrade --to stable --yes',
+    '<%= config.bin %> k8s upgrade --to v1.31.4+rke2r1 --yes',
     '<%= config.bin %> k8s upgrade --resume',
   ]
   static override flags = {
-    to: Flags.string({description: 'target: a version (v1.32.0+k3s1) or a channel (stable, latest, v1.31)', exclusive: ['resume']}),
+    to: Flags.string({description: 'target: a version (v1.32.0+k3s1, v1.31.4+rke2r1) or a channel (stable, latest, v1.31)', exclusive: ['resume']}),
     'dry-run': Flags.boolean({description: 'run the pre-flight checks, print the plan, change nothing'}),
     yes: Flags.boolean({char: 'y', description: 'do not ask for confirmation (required without a TTY or under CI)'}),
     concurrency: Flags.integer({description: 'agents upgraded at once (default: upgrade.agentConcurrency)', min: 1}),

@@ -7,7 +7,7 @@ import {isMap, isScalar, isSeq, LineCounter, type Node as YamlNode, parseDocumen
 import type {z} from 'zod'
 
 import {ConfigError} from '../errors.js'
-import {type HomelabConfig, makeConfigSchema, type ProblemParams, resolveLocalPath} from './schema.js'
+import {type HomelabConfig, makeConfigSchema, type ProblemParams, resolveLocalPath, type SchemaOptions} from './schema.js'
 import {closestKeys} from './suggest.js'
 
 export const CONFIG_FILE_NAMES = ['homelab.yaml', 'homelab.yml'] as const
@@ -98,7 +98,20 @@ function isFile(path: string): boolean {
 }
 
 /** Finds, reads and validates the cluster file. Throws ConfigError with the fix. */
-export async function loadConfig(options: ConfigSearchOptions): Promise<{config: HomelabConfig; file: string}> {
+/** Settings the file gives itself, as opposed to defaults: detection fills in only what is not given. */
+export interface ExplicitSettings {
+  distribution: boolean
+  /** install.binDir at the top level (a node's own install.binDir is always explicit). */
+  binDir: boolean
+}
+
+export interface LoadedConfig {
+  config: HomelabConfig
+  file: string
+  explicit: ExplicitSettings
+}
+
+export async function loadConfig(options: ConfigSearchOptions & SchemaOptions): Promise<LoadedConfig> {
   const places = configSearchPlaces(options)
   const file = findConfigFile(options)
   if (file === undefined) {
@@ -121,14 +134,19 @@ export async function loadConfig(options: ConfigSearchOptions): Promise<{config:
       hint: code === 'EISDIR' ? `point to the homelab.yaml inside it: ${join(file, 'homelab.yaml')}` : code === 'EACCES' ? `make it readable: chmod u+r ${file}` : fix,
     })
   }
-  return {config: parseConfig(text, file, {home: options.home}), file}
+  return {...parseConfigWithSources(text, file, {home: options.home, defaultDistribution: options.defaultDistribution}), file}
 }
 
 /**
  * Validates the text of a cluster file. `file` is used in messages and anchors relative paths;
  * `home` anchors `~` (default: this user's home).
  */
-export function parseConfig(text: string, file: string, options: {home?: string} = {}): HomelabConfig {
+export function parseConfig(text: string, file: string, options: {home?: string} & SchemaOptions = {}): HomelabConfig {
+  return parseConfigWithSources(text, file, options).config
+}
+
+/** parseConfig, and which settings the file gave itself. */
+export function parseConfigWithSources(text: string, file: string, options: {home?: string} & SchemaOptions = {}): {config: HomelabConfig; explicit: ExplicitSettings} {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, {lineCounter, prettyErrors: true, uniqueKeys: true})
   if (doc.errors.length > 0) {
@@ -164,10 +182,10 @@ export function parseConfig(text: string, file: string, options: {home?: string}
     ])
   }
 
-  const schema = makeConfigSchema({home: options.home ?? homedir(), baseDir: dirname(resolve(file))})
-  const input = withoutNulls(raw)
+  const schema = makeConfigSchema({home: options.home ?? homedir(), baseDir: dirname(resolve(file))}, {defaultDistribution: options.defaultDistribution})
+  const input = withoutNulls(raw) as {distribution?: unknown; install?: {binDir?: unknown}}
   const result = schema.safeParse(input)
-  if (result.success) return result.data
+  if (result.success) return {config: result.data, explicit: {distribution: input.distribution !== undefined, binDir: input.install?.binDir !== undefined}}
 
   const locate = locator(doc.contents, lineCounter)
   const problems = result.error.issues.flatMap((issue) => problemsOf(issue, input, schema, file, locate))

@@ -2,7 +2,7 @@ import {isAbsolute, posix, resolve} from 'node:path'
 
 import {z} from 'zod'
 
-import {DEFAULT_CHANNEL_URLS} from '../channels.js'
+import {DISTRIBUTIONS} from '../distributions/index.js'
 import {DURATION_FORMS, durationMs} from '../duration.js'
 import type {Distribution} from '../versions/release-version.js'
 
@@ -23,20 +23,15 @@ function problem(ctx: Ctx, message: string, hint: string): void {
   ctx.addIssue({code: 'custom', message, params: {hint} satisfies ProblemParams})
 }
 
-/** Install defaults that depend on the distribution; filled in after parsing. */
-export const DISTRIBUTION_DEFAULTS: Record<Distribution, {binDir: string; dataDir: string; releaseUrl: string; channelUrl: string}> = {
-  k3s: {
-    binDir: '/usr/local/bin',
-    dataDir: '/var/lib/rancher/k3s',
-    releaseUrl: 'https://github.com/k3s-io/k3s/releases/download',
-    channelUrl: DEFAULT_CHANNEL_URLS.k3s,
-  },
-  rke2: {
-    binDir: '/usr/local/bin',
-    dataDir: '/var/lib/rancher/rke2',
-    releaseUrl: 'https://github.com/rancher/rke2/releases/download',
-    channelUrl: DEFAULT_CHANNEL_URLS.rke2,
-  },
+/** Install defaults that depend on the distribution (from its descriptor); filled in after parsing. */
+export function distributionDefaults(name: Distribution): {binDir: string; dataDir: string; releaseUrl: string; channelUrl: string} {
+  const d = DISTRIBUTIONS[name]
+  return {binDir: d.binDirs[0], dataDir: d.dataDir, releaseUrl: d.releaseUrl, channelUrl: d.channelUrl}
+}
+
+export interface SchemaOptions {
+  /** The distribution when the file names none (detected from the cluster); else k3s. */
+  defaultDistribution?: Distribution
 }
 
 // Kubernetes' IsDNS1123Subdomain: what a Node's metadata.name may be.
@@ -145,7 +140,7 @@ const nodeName = z.string().superRefine((value, ctx) => {
   }
 })
 
-export function makeConfigSchema(pathCtx: PathContext) {
+export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = {}) {
   const nodeSsh = z.strictObject({
     user: user.optional(),
     port: port.optional(),
@@ -189,7 +184,7 @@ export function makeConfigSchema(pathCtx: PathContext) {
   })
 
   const install = z.strictObject({
-    // Defaults depend on `distribution`: see DISTRIBUTION_DEFAULTS, applied below.
+    // Defaults depend on `distribution`: see distributionDefaults, applied below.
     binDir: remoteDir.optional(),
     dataDir: remoteDir.optional(),
     releaseUrl: baseUrl.optional(),
@@ -197,6 +192,11 @@ export function makeConfigSchema(pathCtx: PathContext) {
     /** cli: download once here, verify, push over SFTP; node: each node downloads and verifies. */
     source: z.enum(['cli', 'node']).default('cli'),
     service: z.enum(['auto', 'systemd', 'openrc']).default('auto'),
+    /**
+     * A binary a package manager owns (RPM install) is refused: overwriting it breaks the package
+     * database. true: overwrite anyway. Unset means false.
+     */
+    allowPackageOwnedBinary: z.boolean().optional(),
   })
 
   // kubectl drain's flags in camelCase; defaults differ from kubectl's where noted.
@@ -261,7 +261,7 @@ export function makeConfigSchema(pathCtx: PathContext) {
 
   return z
     .strictObject({
-      distribution: z.enum(['k3s', 'rke2']).default('k3s'),
+      distribution: z.enum(['k3s', 'rke2']).optional(),
       kubernetes: kubernetes.prefault({}),
       ssh: ssh.prefault({}),
       nodes: z.array(node).default([]),
@@ -272,9 +272,11 @@ export function makeConfigSchema(pathCtx: PathContext) {
     })
     .superRefine(crossFieldChecks, {when: () => true})
     .transform((config) => {
-      const defaults = DISTRIBUTION_DEFAULTS[config.distribution]
+      const distribution: Distribution = config.distribution ?? options.defaultDistribution ?? 'k3s'
+      const defaults = distributionDefaults(distribution)
       return {
         ...config,
+        distribution,
         install: {
           ...config.install,
           binDir: config.install.binDir ?? defaults.binDir,

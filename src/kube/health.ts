@@ -4,9 +4,10 @@ import {sleep} from '../sleep.js'
 
 /**
  * /readyz cannot be watched, so this one wait polls — with a growing pause, bounded in time,
- * ending at the first 200. Used after a server's k3s restarts, when the API may be gone a while.
+ * ending at the first 200. Used after a server's service restarts, when the API may be gone a while.
  */
-export async function waitForApiReady(kube: KubeClients, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+export async function waitForApiReady(kube: KubeClients, timeoutMs: number, options: {service: string; signal?: AbortSignal}): Promise<void> {
+  const {service, signal} = options
   const deadline = Date.now() + timeoutMs
   let pause = 100
   while (true) {
@@ -16,7 +17,7 @@ export async function waitForApiReady(kube: KubeClients, timeoutMs: number, sign
     if (ready) return
     if (Date.now() + pause > deadline) {
       throw new TimeoutError(`the API server ${kube.server} did not answer /readyz within ${Math.round(timeoutMs / 1000)}s`, {
-        hint: 'check the k3s service on the server just restarted (journalctl -u k3s), or raise upgrade.timeouts.apiReady',
+        hint: `check the ${service} service on the server just restarted (journalctl -u ${service}), or raise upgrade.timeouts.apiReady`,
       })
     }
     await sleep(pause, signal)

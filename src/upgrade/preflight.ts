@@ -1,10 +1,10 @@
+import type {Arch} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
 import type {InventoryNode} from '../inventory.js'
-import {readInstalledVersion} from '../k3s/installed-version.js'
-import {checkPrivilege, detectArch, detectServiceManager, freeKilobytes, sha256OnNode} from '../k3s/node-ops.js'
-import type {Arch} from '../k3s/release.js'
-import {k3sBinaryPath} from '../k3s/installed-version.js'
 import {planDrain} from '../kube/drain.js'
+import {binaryPath, readInstalledVersion} from '../node/installed-version.js'
+import {findBinDir, packageOwner, skippedManifests} from '../node/node-facts.js'
+import {checkPrivilege, detectArch, detectServiceManager, freeKilobytes, sha256OnNode} from '../node/node-ops.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
@@ -22,7 +22,6 @@ export interface PreflightRequest {
   onProgress?: (message: string) => void
 }
 
-const ETCD_LABEL = 'node-role.kubernetes.io/etcd'
 /** Nodes inspected over SSH at once. */
 const SSH_FANOUT = 16
 
@@ -32,7 +31,7 @@ const SSH_FANOUT = 16
  * together, so one run tells the user everything to fix. Throws PreflightError (exit 3).
  */
 export async function preflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan> {
-  const {inventory, config, kube} = deps
+  const {inventory, config, kube, distribution} = deps
   const {target, signal} = request
   const problems: string[] = []
   const warnings = [...inventory.warnings]
@@ -69,7 +68,7 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
   }
 
   // Each node over SSH, a bounded number at once; every node is heard from.
-  const facts = new Map<string, Omit<PlannedNode, 'newSha256'>>()
+  const facts = new Map<string, NodeFacts>()
   const inspected = await settleWithConcurrency(inventory.nodes, SSH_FANOUT, (node) => {
     request.onProgress?.(`checking ${node.name} over SSH`)
     return inspectNode(deps, node, signal)
@@ -80,11 +79,14 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
     else problems.push(`node ${node.name}: ${isHomelabError(outcome.reason) ? outcome.reason.oneLine() : (outcome.reason as Error).message}`)
   })
 
+  const skippedComponents = judgeSkippedManifests(servers, facts, distribution.manifestsDir(config.install.dataDir), problems, fix)
+
   const skipped: UpgradePlan['skipped'] = []
   const toUpgrade: Array<Omit<PlannedNode, 'newSha256'>> = []
   for (const node of inventory.nodes) {
-    const fact = facts.get(node.name)
-    if (!fact) continue
+    const found = facts.get(node.name)
+    if (!found) continue
+    const {skipManifests: _, ...fact} = found
     if (selected && !selected.has(node.name)) {
       skipped.push({node: node.name, reason: 'not selected by --nodes'})
       continue
@@ -123,7 +125,7 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
       problems.push(isHomelabError(error) ? error.oneLine() : `cannot read Velero's BackupStorageLocation: ${(error as Error).message}`)
     }
   }
-  const etcdServers = servers.filter((server) => server.cluster?.labels[ETCD_LABEL] === 'true')
+  const etcdServers = distribution.etcd.alwaysEmbedded ? servers : servers.filter((server) => server.cluster?.labels[distribution.labels.etcd] === 'true')
   const etcdMode = config.upgrade.backup.etcdSnapshot
   let etcdSnapshotNode: string | undefined
   if (!request.skipBackup && etcdMode !== 'never') {
@@ -154,7 +156,7 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
   const shaByArch = new Map<Arch, string>()
   for (const arch of new Set(toUpgrade.map((node) => node.arch))) {
     try {
-      request.onProgress?.(`fetching and verifying k3s ${target.format()} for ${arch}`)
+      request.onProgress?.(`fetching and verifying ${distribution.name} ${target.format()} for ${arch}`)
       shaByArch.set(
         arch,
         config.install.source === 'cli' ? (await deps.release.binary(target, arch, signal)).sha256 : await deps.release.expectedSha256(target, arch, signal),
@@ -179,6 +181,7 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
     agents: planned.filter((node) => node.role === 'agent'),
     skipped,
     backup: {velero: wantVelero, etcdSnapshotNode},
+    skippedComponents,
     drain,
     warnings,
   }
@@ -186,36 +189,74 @@ export async function preflight(deps: UpgradeDeps, request: PreflightRequest): P
 
 const BINARY_HEADROOM_KB = 256 * 1024
 
-async function inspectNode(deps: UpgradeDeps, node: InventoryNode, signal?: AbortSignal): Promise<Omit<PlannedNode, 'newSha256'>> {
+type NodeFacts = Omit<PlannedNode, 'newSha256'> & {skipManifests?: string[]}
+
+/**
+ * The `.skip` files must be the same on every server: a component skipped on one server and
+ * applied by another is fought over by their deploy controllers. Returns the components all
+ * servers skip (left alone by this upgrade); a disagreement is a problem naming each server's files.
+ */
+function judgeSkippedManifests(servers: readonly InventoryNode[], facts: ReadonlyMap<string, NodeFacts>, dirForHint: string, problems: string[], fix: string[]): string[] {
+  const lists = servers.flatMap((server) => {
+    const list = facts.get(server.name)?.skipManifests
+    return list ? [{name: server.name, list}] : []
+  })
+  const all = [...new Set(lists.flatMap((s) => s.list))].sort()
+  const common = all.filter((file) => lists.every((s) => s.list.includes(file)))
+  if (common.length === all.length) return common.map((file) => file.replace(/\.skip$/, ''))
+  for (const file of all.filter((f) => !common.includes(f))) {
+    const have = lists.filter((s) => s.list.includes(file)).map((s) => s.name)
+    const lack = lists.filter((s) => !s.list.includes(file)).map((s) => s.name)
+    problems.push(`the servers disagree about ${file}: present on ${have.join(', ')}, missing on ${lack.join(', ')}`)
+    fix.push(`make the .skip files in ${dirForHint} the same on every server (create ${file} on ${lack.join(', ')}, or remove it from ${have.join(', ')})`)
+  }
+  return []
+}
+
+async function inspectNode(deps: UpgradeDeps, node: InventoryNode, signal?: AbortSignal): Promise<NodeFacts> {
+  const {distribution, config} = deps
   const transport = await deps.connect(node)
   if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
-  const [installedVersion, arch, serviceManager, previousSha256, freeBin, freeTmp] = await Promise.all([
-    readInstalledVersion(transport, node.binDir, signal),
+  const binDir = node.binDirExplicit ? node.binDir : ((await findBinDir(transport, distribution, signal)) ?? node.binDir)
+  const binary = binaryPath(distribution, binDir)
+  const [installedVersion, arch, serviceManager, previousSha256, freeBin, freeTmp, owner, skipManifests] = await Promise.all([
+    readInstalledVersion(transport, distribution, binDir, signal),
     detectArch(transport, signal),
-    detectServiceManager(transport, deps.config.install.service, signal),
-    sha256OnNode(transport, k3sBinaryPath(node.binDir), signal),
-    freeKilobytes(transport, node.binDir, signal),
+    detectServiceManager(transport, distribution, config.install.service, signal),
+    sha256OnNode(transport, binary, signal),
+    freeKilobytes(transport, binDir, signal),
     freeKilobytes(transport, '/tmp', signal),
+    packageOwner(transport, binary, signal),
+    node.role === 'server' ? skippedManifests(transport, distribution.manifestsDir(node.dataDir), signal) : Promise.resolve(undefined),
   ])
-  if (!previousSha256) throw new PreflightError(`no k3s binary at ${k3sBinaryPath(node.binDir)}`, {hint: 'set install.binDir (or the node\'s install.binDir) to where k3s is installed'})
-  // The new binary, the staged copy and k3s.prev live side by side for a moment.
+  if (!previousSha256) {
+    throw new PreflightError(`no ${distribution.binary} binary at ${binary}`, {hint: `set install.binDir (or the node's install.binDir) to where ${distribution.name} is installed`})
+  }
+  if (owner && config.install.allowPackageOwnedBinary !== true) {
+    throw new PreflightError(`${binary} belongs to the ${owner.manager} package ${owner.name}; replacing it would leave the package database wrong`, {
+      hint: `upgrade ${distribution.name} through the package manager (${owner.manager === 'rpm' ? 'dnf/yum' : 'apt'}), or set install.allowPackageOwnedBinary: true in homelab.yaml to replace it anyway`,
+    })
+  }
+  // The new binary, the staged copy and the .prev copy live side by side for a moment.
   if (freeBin < 2 * BINARY_HEADROOM_KB || freeTmp < BINARY_HEADROOM_KB) {
-    throw new PreflightError(`not enough free disk (${Math.round(freeBin / 1024)} MiB in ${node.binDir}, ${Math.round(freeTmp / 1024)} MiB in /tmp)`, {
-      hint: `free at least ${(2 * BINARY_HEADROOM_KB) / 1024} MiB in ${node.binDir} and ${BINARY_HEADROOM_KB / 1024} MiB in /tmp`,
+    throw new PreflightError(`not enough free disk (${Math.round(freeBin / 1024)} MiB in ${binDir}, ${Math.round(freeTmp / 1024)} MiB in /tmp)`, {
+      hint: `free at least ${(2 * BINARY_HEADROOM_KB) / 1024} MiB in ${binDir} and ${BINARY_HEADROOM_KB / 1024} MiB in /tmp`,
     })
   }
   const fromVersion = node.cluster?.kubeletVersion || installedVersion
   return {
     name: node.name,
     role: node.role,
+    ...(node.serverKind ? {serverKind: node.serverKind} : {}),
     host: node.host,
     arch,
-    binDir: node.binDir,
+    binDir,
     dataDir: node.dataDir,
     serviceManager,
     fromVersion,
     installedVersion,
     previousSha256,
     preCordoned: node.cluster?.unschedulable === true && node.cluster.cordonedBy === undefined,
+    skipManifests,
   }
 }

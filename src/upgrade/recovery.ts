@@ -1,9 +1,12 @@
+import {restartCommand, type UpgradeData, type UpgradeInput} from '../../sagas/binary-upgrade.js'
+import {distributionOf} from '../distributions/index.js'
 import type {RunJournal} from '../saga/types.js'
-import type {UpgradeData, UpgradeInput} from '../../sagas/k3s-upgrade.js'
+import type {PlannedNode} from './types.js'
 
 /**
  * The commands a person runs when a compensation could not finish: each failed or pending
- * compensation's own steps, then the documented k3s etcd restore from the snapshot we took.
+ * compensation's own steps, then the distribution's documented etcd restore from the snapshot
+ * we took. Each server's stop/start uses the service manager found on it.
  */
 export function manualRecoverySteps(journal: RunJournal): string[] {
   const steps: string[] = []
@@ -14,18 +17,27 @@ export function manualRecoverySteps(journal: RunJournal): string[] {
   }
   const data = journal.data as UpgradeData
   const input = journal.input as UpgradeInput
-  if (steps.length > 0 && data.etcdSnapshot) {
-    const snapshotServer = input.plan.servers.find((s) => s.name === data.etcdSnapshot?.node)
-    const dataDir = snapshotServer?.dataDir ?? '/var/lib/rancher/k3s'
-    const others = input.plan.servers.filter((s) => s.name !== data.etcdSnapshot?.node)
-    steps.push(
-      `# last resort: restore etcd from the snapshot ${data.etcdSnapshot.name} taken on ${data.etcdSnapshot.node}`,
-      '# 1. on every server: sudo systemctl stop k3s',
-      `# 2. on ${data.etcdSnapshot.node}: sudo k3s server --cluster-reset --cluster-reset-restore-path=${dataDir}/server/db/snapshots/${data.etcdSnapshot.name}`,
-      `# 3. on ${data.etcdSnapshot.node}: sudo systemctl start k3s`,
-      // Each server's own data dir: a node configured apart must not be told to delete a path it does not use.
-      ...(others.length > 0 ? others.map((s) => `# 4. on ${s.name}: sudo rm -rf ${s.dataDir}/server/db/ && sudo systemctl start k3s`) : ['# 4. (no other servers)']),
-    )
-  }
+  const snapshot = data.etcdSnapshot
+  if (steps.length === 0 || !snapshot) return steps
+
+  const distribution = distributionOf(input.distribution ?? 'k3s')
+  const service = distribution.services.server
+  const servers = input.plan.servers
+  const snapshotServer = servers.find((s) => s.name === snapshot.node)
+  const dataDir = snapshotServer?.dataDir ?? distribution.dataDir
+  const others = servers.filter((s) => s.name !== snapshot.node)
+  const control = (server: PlannedNode | undefined, verb: 'stop' | 'start') =>
+    `sudo ${restartCommand(server?.serviceManager ?? 'systemd', service).replace(/\brestart\b/, verb)}`
+  const restore = [distribution.binary, ...distribution.etcd.restoreArgs(`${distribution.etcd.snapshotDir(dataDir)}/${snapshot.name}`)].join(' ')
+  let n = 0
+  const step = (text: string) => `# ${++n}. ${text}`
+  steps.push(
+    `# last resort: restore etcd from the snapshot ${snapshot.name} taken on ${snapshot.node}`,
+    ...(servers.length > 0 ? servers.map((s) => step(`on ${s.name}: ${control(s, 'stop')}`)) : [step(`on every server: ${control(undefined, 'stop')}`)]),
+    step(`on ${snapshot.node}: sudo ${restore}`),
+    step(`on ${snapshot.node}: ${control(snapshotServer, 'start')}`),
+    // Each server's own data dir: a node configured apart must not be told to delete a path it does not use.
+    ...others.map((s) => step(`on ${s.name}: sudo rm -rf ${distribution.etcd.dbDir(s.dataDir)} && ${control(s, 'start')}`)),
+  )
   return steps
 }

@@ -1,6 +1,6 @@
 import {hostname} from 'node:os'
 
-import {K3S_UPGRADE_SAGA, k3sUpgradeSaga, type SagaTimings, type UpgradeData, type UpgradeInput} from '../../sagas/k3s-upgrade.js'
+import {BINARY_UPGRADE_SAGA, binaryUpgradeSaga, type SagaTimings, type UpgradeData, type UpgradeInput} from '../../sagas/binary-upgrade.js'
 import {ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
 import type {Inventory} from '../inventory.js'
 import {ClusterLock} from '../kube/lock.js'
@@ -31,11 +31,14 @@ export interface UpgradeRequest {
 export type UpgradeEvent =
   | SagaEvent
   | {type: 'progress'; message: string}
+  | {type: 'distribution'; name: string; source: string}
   | {type: 'target-resolved'; target: string; channel?: string; hops: string[]}
   | {type: 'plan'; hop: number; plan: UpgradePlan}
   | {type: 'hop-started'; hop: number; target: string}
 
 export interface RunnerDeps extends Omit<UpgradeDeps, 'inventory'> {
+  /** How the distribution was chosen, said once at the start (configured, or detected from kubelet versions). */
+  distributionSource?: string
   /** Reads the inventory again (node versions change between hops). */
   loadInventory: () => Promise<Inventory>
   journals: JournalStore
@@ -62,6 +65,7 @@ export interface NodeChange {
 export interface UpgradeResult {
   outcome: UpgradeOutcome
   exitCode: ExitCode
+  distribution: string
   target?: string
   hops: string[]
   runIds: string[]
@@ -88,7 +92,7 @@ function errorInfo(error: unknown): {message: string; hint?: string} {
 export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Promise<UpgradeResult> {
   const started = Date.now()
   const lockLost = new AbortController()
-  const result: UpgradeResult = {outcome: 'nothing-to-do', exitCode: ExitCode.ok, hops: [], runIds: [], nodes: [], backups: [], plans: [], warnings: [], durationMs: 0, manualSteps: []}
+  const result: UpgradeResult = {outcome: 'nothing-to-do', exitCode: ExitCode.ok, distribution: deps.distribution.name, hops: [], runIds: [], nodes: [], backups: [], plans: [], warnings: [], durationMs: 0, manualSteps: []}
   const finish = () => recordAfter(deps, result, started)
   let asked = false
 
@@ -96,6 +100,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   if (request.resume !== undefined) {
     const journal = await findResumable(deps.journals, request.resume)
     const input = journal.state.input as UpgradeInput
+    result.distribution = input.distribution
     result.target = input.finalTarget
     result.hops = [input.target, ...input.laterHops]
     recordBefore(result, input.plan)
@@ -104,19 +109,15 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     if (!saga) return finish()
     pendingHops = input.laterHops
   } else {
-    if (deps.config.distribution !== 'k3s') {
-      throw new HomelabError(`the SSH upgrade supports k3s only; homelab.yaml says distribution: ${deps.config.distribution}`, {
-        exitCode: ExitCode.usage,
-        hint: 'let the cluster upgrade itself with homelab k8s plan generate --distribution rke2 (system-upgrade-controller)',
-      })
-    }
-    if (!request.to) throw new HomelabError('--to is required (or --resume)', {exitCode: ExitCode.usage, hint: 'pass --to v1.32.0+k3s1, --to stable, or --to v1.31'})
+    const {distribution} = deps
+    if (deps.distributionSource) deps.onEvent({type: 'distribution', name: distribution.name, source: deps.distributionSource})
+    if (!request.to) throw new HomelabError('--to is required (or --resume)', {exitCode: ExitCode.usage, hint: `pass --to ${distribution.exampleVersion}, --to stable, or --to v1.31`})
     const {config} = deps
     const target = await resolveTarget(request.to, {channelUrl: config.install.channelUrl, distribution: config.distribution, signal: deps.signal})
     const inventory = await deps.loadInventory()
     const versions = inventory.nodes.map((n) => n.cluster?.kubeletVersion).filter((v): v is string => Boolean(v))
     if (versions.length === 0) throw new PreflightError('no node reports a kubelet version', {hint: 'check that the kubeconfig points at the cluster in homelab.yaml'})
-    const oldest = sortVersions(versions.map((v) => parseVersion(v)))[0]
+    const oldest = sortVersions(versions.map((v) => parseVersion(v, config.distribution)))[0]
     const hops = compareVersions(oldest, target.version) >= 0 ? [target.version] : await planUpgradeHops(oldest.format(), target.version, {channelUrl: config.install.channelUrl, distribution: config.distribution, noHops: request.noHops, signal: deps.signal})
     result.target = target.version.format()
     result.hops = hops.map((h) => h.format())
@@ -166,6 +167,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       }
     }
     const input: UpgradeInput = {
+      distribution: deps.distribution.name,
       target: hop,
       finalTarget: result.target as string,
       laterHops: later,
@@ -186,7 +188,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     }
     let journal: Journal
     try {
-      journal = await journals.create({saga: K3S_UPGRADE_SAGA, input, data: {}})
+      journal = await journals.create({saga: BINARY_UPGRADE_SAGA, input, data: {}})
     } catch (error) {
       await lock.release()
       throw error
@@ -240,7 +242,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     try {
       const inventory = await d.loadInventory()
       const signal = AbortSignal.any([d.signal, lockLost.signal])
-      saga = await runSaga(k3sUpgradeSaga({...d, inventory}, d.timings), journal, {signal, onEvent: d.onEvent, onFailure: req.onFailure})
+      saga = await runSaga(binaryUpgradeSaga({...d, inventory}, d.timings), journal, {signal, onEvent: d.onEvent, onFailure: req.onFailure})
     } finally {
       await lock.release()
     }
@@ -262,11 +264,11 @@ function recordBefore(result: UpgradeResult, plan: UpgradePlan): void {
 const RESUMABLE: ReadonlyArray<RunJournal['status']> = ['running', 'interrupted', 'failed']
 
 async function findResumable(journals: JournalStore, resume: string | true): Promise<Journal> {
-  const journal = resume === true ? await journals.loadLatest({saga: K3S_UPGRADE_SAGA, status: RESUMABLE}) : await journals.load(resume)
+  const journal = resume === true ? await journals.loadLatest({saga: BINARY_UPGRADE_SAGA, status: RESUMABLE}) : await journals.load(resume)
   if (!journal) {
     throw new HomelabError('there is no interrupted upgrade to resume', {exitCode: ExitCode.usage, hint: 'start one with --to, or name a run: homelab k8s upgrade --resume <run id>'})
   }
-  if (journal.state.saga !== K3S_UPGRADE_SAGA) {
+  if (journal.state.saga !== BINARY_UPGRADE_SAGA) {
     throw new HomelabError(`run ${journal.id} is not an upgrade`, {exitCode: ExitCode.usage, hint: 'name an upgrade run id'})
   }
   if (journal.state.rollbackStartedAt || ['succeeded', 'compensated', 'compensation-incomplete'].includes(journal.state.status)) {
@@ -296,11 +298,11 @@ function refuseIfStillRunning(journal: Journal): void {
 /** `homelab k8s rollback [id]`: the compensations of a failed, stopped or interrupted run, from its journal. */
 export async function runRollback(deps: RunnerDeps, id: string | undefined): Promise<UpgradeResult> {
   const started = Date.now()
-  const journal = id ? await deps.journals.load(id) : await deps.journals.loadLatest({saga: K3S_UPGRADE_SAGA, status: ['failed', 'interrupted', 'running', 'compensation-incomplete']})
+  const journal = id ? await deps.journals.load(id) : await deps.journals.loadLatest({saga: BINARY_UPGRADE_SAGA, status: ['failed', 'interrupted', 'running', 'compensation-incomplete']})
   if (!journal) throw new HomelabError('there is no run to roll back', {exitCode: ExitCode.usage, hint: 'name one: homelab k8s rollback <run id> (ids are in ~/.local/state/homelab/runs)'})
   refuseIfStillRunning(journal)
   const input = journal.state.input as UpgradeInput
-  const result: UpgradeResult = {outcome: 'compensated', exitCode: ExitCode.ok, target: input.finalTarget, hops: [input.target], runIds: [journal.id], nodes: [], backups: [], plans: [input.plan], warnings: [], durationMs: 0, manualSteps: []}
+  const result: UpgradeResult = {outcome: 'compensated', exitCode: ExitCode.ok, distribution: input.distribution, target: input.finalTarget, hops: [input.target], runIds: [journal.id], nodes: [], backups: [], plans: [input.plan], warnings: [], durationMs: 0, manualSteps: []}
   recordBefore(result, input.plan)
   const lockLost = new AbortController()
   const lock = runLock(deps, journal.id, lockLost)
@@ -313,7 +315,7 @@ export async function runRollback(deps: RunnerDeps, id: string | undefined): Pro
   try {
     const inventory = await deps.loadInventory()
     const signal = AbortSignal.any([deps.signal, lockLost.signal])
-    const saga = await rollbackRun(k3sUpgradeSaga({...deps, inventory}, deps.timings), journal, {signal, onEvent: deps.onEvent})
+    const saga = await rollbackRun(binaryUpgradeSaga({...deps, inventory}, deps.timings), journal, {signal, onEvent: deps.onEvent})
     result.outcome = saga.outcome
     result.exitCode = saga.outcome === 'compensated' ? ExitCode.ok : exitCodeFor(saga)
     if (lockLost.signal.aborted) result.error = errorInfo(lockLost.signal.reason)

@@ -1,15 +1,16 @@
 import type {HomelabConfig} from '../config/schema.js'
 import type {Inventory, InventoryNode} from '../inventory.js'
-import type {ReleaseSource} from '../k3s/release.js'
-import type {Arch} from '../k3s/release.js'
-import type {ServiceManager} from '../k3s/node-ops.js'
+import type {Arch, DistributionDescriptor, ServerKind, ServiceManager} from '../distributions/index.js'
 import type {KubeClients} from '../kube/client.js'
+import type {ReleaseSource} from '../release/release-source.js'
 import type {Transport} from '../transport/types.js'
 
 /** Everything the upgrade touches, passed in so tests can use the real transports or the simulation. */
 export interface UpgradeDeps {
   kube: KubeClients
   config: HomelabConfig
+  /** The cluster's distribution (configured or detected): every name, path and command comes from it. */
+  distribution: DistributionDescriptor
   inventory: Inventory
   /** Opens (or reuses) the node's transport. */
   connect: (node: InventoryNode) => Promise<Transport>
@@ -21,6 +22,8 @@ export interface UpgradeDeps {
 export interface PlannedNode {
   name: string
   role: 'server' | 'agent'
+  /** Servers: etcd-only ones go first. */
+  serverKind?: ServerKind
   host: string
   arch: Arch
   binDir: string
@@ -51,6 +54,8 @@ export interface UpgradePlan {
   /** Nodes left alone, with why (already at the target, not selected by --nodes). */
   skipped: Array<{node: string; reason: string}>
   backup: {velero: boolean; etcdSnapshotNode?: string}
+  /** Packaged components every server leaves alone (`<manifest>.skip`), which this upgrade does not touch. */
+  skippedComponents: string[]
   drain: DrainReport[]
   warnings: string[]
 }

@@ -57,11 +57,11 @@ describe('pre-flight refuses, exit 3, nothing written', () => {
   })
 })
 
-test('the SSH upgrade refuses rke2 with exit 2 and points at the SUC plans, writing nothing', async (t) => {
+test('homelab.yaml saying rke2 on a k3s cluster is refused with exit 2, naming what the nodes run, writing nothing', async (t) => {
   const homelab = await lab(t, {servers: 1, agents: 0})
   await homelab.writeConfig({distribution: 'rke2'})
   const run = await homelab.cli(['k8s', 'upgrade', '--to', 'v1.31.5+rke2r1', '--yes'])
   assert.equal(run.exitCode, 2, run.stderr)
-  assert.match(run.stderr, /supports k3s only.*distribution: rke2.*fix: .*homelab k8s plan generate --distribution rke2/)
+  assert.match(run.stderr, /says distribution: rke2, but the cluster runs k3s \(kubelet v1\.31\.4\+k3s1 on every node\).*fix: set distribution: k3s/)
   assert.deepEqual(writes(homelab), [])
 })

@@ -1,10 +1,11 @@
 import {randomBytes} from 'node:crypto'
 import path from 'node:path'
 
+import type {Arch, DistributionDescriptor, ServiceManager} from '../distributions/index.js'
 import {CommandError, HomelabError, PreflightError} from '../errors.js'
+import {normaliseArch} from '../release/release-source.js'
 import type {Transport} from '../transport/types.js'
-import {type Arch, normaliseArch} from './release.js'
-import {k3sBinaryPath} from './installed-version.js'
+import {binaryPath} from './installed-version.js'
 
 /**
  * What the upgrade does on a node, as fixed shell scripts whose every variable part is a
@@ -15,28 +16,41 @@ function script(transport: Transport, text: string, args: readonly string[], opt
   return transport.run(['sh', '-c', text, 'homelab', ...args], options)
 }
 
-export type ServiceManager = 'systemd' | 'openrc'
+export type {ServiceManager} from '../distributions/index.js'
 
 export async function detectArch(transport: Transport, signal?: AbortSignal): Promise<Arch> {
   return normaliseArch(await transport.run(['uname', '-m'], {signal}))
 }
 
+const PROBES: Record<ServiceManager, string> = {
+  openrc: 'command -v rc-service >/dev/null 2>&1',
+  systemd: 'systemctl --version >/dev/null 2>&1',
+}
+
 /**
- * OpenRC (Alpine) when rc-service is there, else systemd when systemctl answers; k3s's installer
- * supports only these. OpenRC first: a systemctl binary can exist where systemd does not run.
+ * The first of the distribution's service managers that the node has, in the descriptor's order
+ * (k3s: OpenRC first, since a systemctl binary can exist where systemd does not run).
  */
-export async function detectServiceManager(transport: Transport, setting: 'auto' | ServiceManager, signal?: AbortSignal): Promise<ServiceManager> {
-  if (setting !== 'auto') return setting
-  const found = (await script(transport, 'if command -v rc-service >/dev/null 2>&1; then echo openrc; elif systemctl --version >/dev/null 2>&1; then echo systemd; fi', [], {signal})).trim()
-  if (found === 'systemd' || found === 'openrc') return found
-  throw new PreflightError(`${transport.node}: neither systemd nor OpenRC found`, {
-    hint: 'k3s runs under systemd or OpenRC; set install.service in homelab.yaml if detection is wrong',
+export async function detectServiceManager(transport: Transport, distribution: DistributionDescriptor, setting: 'auto' | ServiceManager, signal?: AbortSignal): Promise<ServiceManager> {
+  const supported = distribution.serviceManagers
+  if (setting !== 'auto') {
+    if (supported.includes(setting)) return setting
+    throw new PreflightError(`${transport.node}: install.service is ${setting}, but ${distribution.name} runs under ${supported.join(' or ')} only`, {
+      hint: `set install.service to auto or ${supported[0]}`,
+    })
+  }
+  const text = supported.map((manager, i) => `${i === 0 ? 'if' : 'elif'} ${PROBES[manager]}; then echo ${manager};`).join(' ') + ' fi'
+  const found = (await script(transport, text, [], {signal})).trim() as ServiceManager
+  if (supported.includes(found)) return found
+  const names = supported.map((m) => (m === 'systemd' ? 'systemd' : 'OpenRC'))
+  throw new PreflightError(`${transport.node}: ${names.length === 1 ? `${names[0]} not` : `neither ${names.join(' nor ')}`} found`, {
+    hint: `${distribution.name} runs under ${names.join(' or ')}; set install.service in homelab.yaml if detection is wrong`,
   })
 }
 
-/** The installer's service names: `k3s` for servers, `k3s-agent` for agents. */
-export function serviceName(role: 'server' | 'agent'): string {
-  return role === 'server' ? 'k3s' : 'k3s-agent'
+/** The installer's service name for the node's role (`k3s` / `k3s-agent`, `rke2-server` / `rke2-agent`). */
+export function serviceName(distribution: DistributionDescriptor, role: 'server' | 'agent'): string {
+  return distribution.services[role]
 }
 
 export async function restartService(transport: Transport, manager: ServiceManager, service: string, signal?: AbortSignal): Promise<void> {
@@ -85,12 +99,12 @@ export interface StageResult {
  */
 export async function stageBinary(
   transport: Transport,
-  options: {binDir: string; sha256: string; source: {localPath: string} | {url: string}; signal?: AbortSignal},
+  options: {binary: string; binDir: string; sha256: string; source: {localPath: string} | {url: string}; signal?: AbortSignal},
 ): Promise<StageResult> {
-  const {binDir, sha256, signal} = options
-  const stagedPath = path.posix.join(binDir, '.k3s.homelab-new')
+  const {binary, binDir, sha256, signal} = options
+  const stagedPath = path.posix.join(binDir, `.${binary}.homelab-new`)
   // Unique per node and attempt: nothing else may ever read or remove this file half-way.
-  const upload = `/tmp/.homelab-k3s-${transport.node}-${randomBytes(6).toString('hex')}`
+  const upload = `/tmp/.homelab-${binary}-${transport.node}-${randomBytes(6).toString('hex')}`
   if ('localPath' in options.source) {
     await transport.putFile(options.source.localPath, upload, {mode: 0o755, signal})
   } else {
@@ -108,7 +122,7 @@ export async function stageBinary(
     {privileged: true, signal},
   ).catch((error: unknown) => {
     if (error instanceof CommandError && error.exitStatus === 3) {
-      throw new HomelabError(`${transport.node}: the copied k3s binary's sha256 does not match (${error.stderr.trim()})`, {
+      throw new HomelabError(`${transport.node}: the copied ${binary} binary's sha256 does not match (${error.stderr.trim()})`, {
         cause: error,
         hint: 'the copy was damaged on the way; nothing was swapped. Run again',
       })
@@ -119,12 +133,11 @@ export async function stageBinary(
 }
 
 /**
- * Keeps the live binary as k3s.prev (unless it already is the new one) and renames the staged
- * binary over it: one rename, so the node never has a half-written k3s. The old process keeps
- * running its old inode until the service restarts.
+ * Keeps the live binary as <binary>.prev (unless it already is the new one) and renames the
+ * staged binary over it: one rename, so the node never has a half-written binary. The old
+ * process keeps running its old inode until the service restarts.
  */
-export async function swapBinary(transport: Transport, binDir: string, stagedPath: string, signal?: AbortSignal): Promise<void> {
-  const live = k3sBinaryPath(binDir)
+export async function swapBinary(transport: Transport, live: string, stagedPath: string, signal?: AbortSignal): Promise<void> {
   await script(
     transport,
     'set -e; if [ -f "$1" ]; then cp -p "$1" "$1.prev.tmp"; mv -f "$1.prev.tmp" "$1.prev"; fi; mv -f "$2" "$1"',
@@ -133,25 +146,28 @@ export async function swapBinary(transport: Transport, binDir: string, stagedPat
   )
 }
 
-/** Puts k3s.prev back as the live binary, when the live one has not that sha256 already. */
-export async function restorePreviousBinary(transport: Transport, binDir: string, previousSha256: string, signal?: AbortSignal): Promise<'restored' | 'already'> {
-  const live = k3sBinaryPath(binDir)
+/** Puts <binary>.prev back as the live binary, when the live one has not that sha256 already. */
+export async function restorePreviousBinary(transport: Transport, live: string, previousSha256: string, signal?: AbortSignal): Promise<'restored' | 'already'> {
   const out = await script(
     transport,
-    'set -e; now=$(sha256sum "$1" 2>/dev/null | cut -d" " -f1 || true); if [ "$now" = "$3" ]; then echo already; exit 0; fi; prev=$(sha256sum "$2" | cut -d" " -f1); if [ "$prev" != "$3" ]; then echo "k3s.prev is not the previous binary (sha256 $prev, expected $3)" >&2; exit 3; fi; cp -p "$2" "$1.restore.tmp"; mv -f "$1.restore.tmp" "$1"; echo restored',
+    'set -e; now=$(sha256sum "$1" 2>/dev/null | cut -d" " -f1 || true); if [ "$now" = "$3" ]; then echo already; exit 0; fi; prev=$(sha256sum "$2" | cut -d" " -f1); if [ "$prev" != "$3" ]; then echo "$2 is not the previous binary (sha256 $prev, expected $3)" >&2; exit 3; fi; cp -p "$2" "$1.restore.tmp"; mv -f "$1.restore.tmp" "$1"; echo restored',
     [live, `${live}.prev`, previousSha256],
     {privileged: true, signal},
   )
   return out.trim() === 'already' ? 'already' : 'restored'
 }
 
-/** `k3s etcd-snapshot save`; returns the snapshot's file name as k3s logged it (on stderr), or the name base. */
-export async function saveEtcdSnapshot(transport: Transport, options: {binDir: string; dataDir: string; name: string; signal?: AbortSignal}): Promise<string> {
-  const argv = [k3sBinaryPath(options.binDir), 'etcd-snapshot', 'save', '--data-dir', options.dataDir, '--name', options.name]
+/** `<binary> etcd-snapshot save`; returns the snapshot's file name as the binary logged it (on stderr), or the name base. */
+export async function saveEtcdSnapshot(
+  transport: Transport,
+  distribution: DistributionDescriptor,
+  options: {binDir: string; dataDir: string; name: string; signal?: AbortSignal},
+): Promise<string> {
+  const argv = [binaryPath(distribution, options.binDir), ...distribution.etcd.snapshotArgs(options.name, options.dataDir)]
   const result = await transport.exec(argv, {privileged: true, signal: options.signal, timeoutMs: 300_000})
   if (result.exitCode !== 0) {
-    throw new CommandError(`${transport.node}: k3s etcd-snapshot save failed: ${lastLine(result.stderr)}`, result.exitCode, result.stderr, {
-      hint: 'check that the server runs embedded etcd and k3s is running; or set upgrade.backup.etcdSnapshot: never',
+    throw new CommandError(`${transport.node}: ${distribution.binary} etcd-snapshot save failed: ${lastLine(result.stderr)}`, result.exitCode, result.stderr, {
+      hint: `check that the server runs embedded etcd and ${distribution.services.server} is running; or set upgrade.backup.etcdSnapshot: never`,
     })
   }
   const escaped = options.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')

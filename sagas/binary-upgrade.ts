@@ -1,16 +1,19 @@
 /**
- * The k3s upgrade, as a compensating saga: back up, upgrade the servers one at a time, then the
- * agents a few at a time. Every change registers its undo first; a failure undoes them in
- * reverse (agents, then servers, then a Velero restore). Pre-flight runs before this saga
- * (src/upgrade/preflight.ts) and its plan is the saga's input.
+ * The upgrade of a single-binary distribution (k3s, rke2) over SSH, as a compensating saga: back
+ * up, upgrade the servers one at a time (etcd-only ones first), then the agents a few at a time,
+ * each by swapping in the verified binary and restarting its service. Every change registers its
+ * undo first; a failure undoes them in reverse (agents, then servers, then a Velero restore).
+ * Pre-flight runs before this saga (src/upgrade/preflight.ts) and its plan is the saga's input.
+ * What differs between distributions comes from the descriptor named in the input.
  */
 import type {V1Node} from '@kubernetes/client-node'
 
 import {AbortedError, HomelabError} from '../src/errors.js'
 import type {InventoryNode} from '../src/inventory.js'
-import {restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/k3s/node-ops.js'
-import {artifactName, artifactUrl} from '../src/k3s/release.js'
-import {k3sBinaryPath} from '../src/k3s/installed-version.js'
+import {distributionOf, type DistributionDescriptor} from '../src/distributions/index.js'
+import {binaryPath} from '../src/node/installed-version.js'
+import {restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
+import {artifactName, artifactUrl} from '../src/release/release-source.js'
 import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
 import {waitForApiReady} from '../src/kube/health.js'
@@ -20,11 +23,13 @@ import {skip, nothingToDo} from '../src/saga/engine.js'
 import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
 import type {PlannedNode, UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
 import {createBackup, restoreBackup, type VeleroSettings} from '../src/velero.js'
-import {parseVersion} from '../src/versions/release-version.js'
+import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
-export const K3S_UPGRADE_SAGA = 'k3s-upgrade'
+export const BINARY_UPGRADE_SAGA = 'binary-upgrade'
 
 export interface UpgradeInput {
+  /** Which descriptor's names, paths and commands this run uses; kept in the journal for resume and rollback. */
+  distribution: Distribution
   target: string
   /** Where the whole command is going; `target` is one hop on the way. */
   finalTarget: string
@@ -63,23 +68,25 @@ export function backupName(target: string, at: Date): string {
   return `pre-upgrade-${version}-${stamp}`
 }
 
+/** The command a person runs to restart a service under the node's service manager. */
+export function restartCommand(manager: ServiceManager, service: string): string {
+  return manager === 'systemd' ? `systemctl restart ${service}` : `rc-service ${service} restart`
+}
+
 /** The undo of a binary swap, with the commands a person runs if it cannot run itself. */
-function restoreBinarySpec(node: PlannedNode) {
-  const binary = k3sBinaryPath(node.binDir)
-  const service = serviceName(node.role)
+function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNode) {
+  const binary = binaryPath(distribution, node.binDir)
+  const service = serviceName(distribution, node.role)
   return {
     id: `restore-binary:${node.name}`,
     handler: 'restoreBinary' as const,
     params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
-    description: `put k3s ${node.fromVersion} back on ${node.name}`,
-    manual: [
-      `ssh ${node.host} sudo cp -p ${binary}.prev ${binary}`,
-      node.serviceManager === 'systemd' ? `ssh ${node.host} sudo systemctl restart ${service}` : `ssh ${node.host} sudo rc-service ${service} restart`,
-    ],
+    description: `put ${distribution.name} ${node.fromVersion} back on ${node.name}`,
+    manual: [`ssh ${node.host} sudo cp -p ${binary}.prev ${binary}`, `ssh ${node.host} sudo ${restartCommand(node.serviceManager, service)}`],
   }
 }
 
-export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
+export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
   const {kube} = deps
   const now = deps.now ?? (() => new Date())
 
@@ -92,7 +99,7 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
   const readNode = (name: string) => kube.core.readNode({name})
 
   /** Waits by watch until `name` is Ready with kubeletVersion = version. */
-  const waitNodeAt = (name: string, version: string, timeoutMs: number, signal?: AbortSignal) =>
+  const waitNodeAt = (distribution: DistributionDescriptor, name: string, version: string, timeoutMs: number, signal?: AbortSignal) =>
     waitFor<V1Node, true>({
       kube,
       path: '/api/v1/nodes',
@@ -104,7 +111,7 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
       },
       timeoutMs,
       description: `node ${name} to be Ready at ${version}`,
-      hint: `check k3s on ${name} (journalctl -u k3s or k3s-agent), or raise upgrade.timeouts.nodeReady`,
+      hint: `check ${distribution.name} on ${name} (journalctl -u ${distribution.services.server} or ${distribution.services.agent}), or raise upgrade.timeouts.nodeReady`,
       signal,
     })
 
@@ -125,19 +132,21 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
     })
 
   async function restartAndWait(target: {name: string; role: 'server' | 'agent'; serviceManager: ServiceManager}, version: string, input: UpgradeInput, signal?: AbortSignal) {
+    const distribution = distributionOf(input.distribution)
     const transport = await deps.connect(inventoryNode(target.name))
-    await restartService(transport, target.serviceManager, serviceName(target.role), signal)
-    if (target.role === 'server') await waitForApiReady(kube, input.timeouts.apiReadyMs, signal)
-    await waitNodeAt(target.name, version, input.timeouts.nodeReadyMs, signal)
+    await restartService(transport, target.serviceManager, serviceName(distribution, target.role), signal)
+    if (target.role === 'server') await waitForApiReady(kube, input.timeouts.apiReadyMs, {service: distribution.services.server, signal})
+    await waitNodeAt(distribution, target.name, version, input.timeouts.nodeReadyMs, signal)
   }
 
   /** One node, start to finish. Idempotent: a resumed run picks up where the node is. */
   async function upgradeNode(ctx: Ctx, node: PlannedNode, withDrain: boolean): Promise<void | {skipped: string}> {
     const {input} = ctx
     const target = input.target
+    const distribution = distributionOf(input.distribution)
     const transport = await deps.connect(inventoryNode(node.name))
     const live = await readNode(node.name)
-    const liveSha = await sha256OnNode(transport, k3sBinaryPath(node.binDir), ctx.signal)
+    const liveSha = await sha256OnNode(transport, binaryPath(distribution, node.binDir), ctx.signal)
     const running = live.status?.nodeInfo?.kubeletVersion
     if (running === target && liveSha === node.newSha256 && isNodeReady(live) && !live.spec?.unschedulable) {
       return skip(`already Ready at ${target}`)
@@ -179,22 +188,22 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
       const {stagedPath} = await beforeSwap(async () => {
         const source = input.install.source === 'cli'
           ? {localPath: (await deps.release.binary(parseVersion(target), node.arch, ctx.signal)).path}
-          : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(node.arch))}
-        ctx.log('info', `copying k3s ${target} (${node.arch}) to the node`)
-        return stageBinary(transport, {binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
+          : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(distribution, node.arch))}
+        ctx.log('info', `copying ${distribution.name} ${target} (${node.arch}) to the node`)
+        return stageBinary(transport, {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
       })
       if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped; it was uncordoned again`)
-      await ctx.registerCompensation(restoreBinarySpec(node))
-      await swapBinary(transport, node.binDir, stagedPath)
-      ctx.log('info', `binary swapped (previous kept as k3s.prev)`)
+      await ctx.registerCompensation(restoreBinarySpec(distribution, node))
+      await swapBinary(transport, binaryPath(distribution, node.binDir), stagedPath)
+      ctx.log('info', `binary swapped (previous kept as ${distribution.binary}.prev)`)
     } else {
       // Swapped by an earlier attempt: its undo must still be on record.
-      await ctx.registerCompensation(restoreBinarySpec(node))
+      await ctx.registerCompensation(restoreBinarySpec(distribution, node))
     }
 
     // From the swap on, the action finishes even under Ctrl-C: a node left between versions is worse.
     if (running !== target || !isNodeReady(live)) {
-      ctx.log('info', 'restarting k3s')
+      ctx.log('info', `restarting ${serviceName(distribution, node.role)}`)
       await restartAndWait(node, target, input)
     }
     ctx.log('info', `Ready at ${target}`)
@@ -210,7 +219,7 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
   }
 
   return {
-    name: K3S_UPGRADE_SAGA,
+    name: BINARY_UPGRADE_SAGA,
     steps: [
       {
         name: 'backup',
@@ -239,7 +248,7 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
           if (snapshotNode && !ctx.data.etcdSnapshot) {
             const server = inventoryNode(snapshotNode)
             const transport = await deps.connect(server)
-            const name = await saveEtcdSnapshot(transport, {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
+            const name = await saveEtcdSnapshot(transport, distributionOf(ctx.input.distribution), {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
             await ctx.updateData((data) => {
               data.etcdSnapshot = {node: snapshotNode, name}
             })
@@ -278,7 +287,7 @@ export function k3sUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): Sa
       },
       async restoreBinary(params, ctx) {
         const transport = await deps.connect(inventoryNode(params.node))
-        const result = await restorePreviousBinary(transport, params.binDir, params.previousSha256)
+        const result = await restorePreviousBinary(transport, binaryPath(distributionOf(ctx.input.distribution), params.binDir), params.previousSha256)
         const live = await readNode(params.node).catch(() => undefined)
         if (result === 'restored' || live?.status?.nodeInfo?.kubeletVersion !== params.previousVersion || !live || !isNodeReady(live)) {
           await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input)

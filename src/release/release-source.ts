@@ -5,20 +5,20 @@ import path from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import type {Arch, DistributionDescriptor} from '../distributions/index.js'
 import {ConnectionError, HomelabError, PreflightError} from '../errors.js'
 import type {ReleaseVersion} from '../versions/release-version.js'
 
-/** Architectures k3s publishes binaries for, by their Kubernetes/GOARCH names. */
-export type Arch = 'amd64' | 'arm64' | 'arm' | 's390x'
+export type {Arch} from '../distributions/index.js'
 
-const ARTIFACTS: Record<Arch, string> = {amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf', s390x: 'k3s-s390x'}
-
-export function artifactName(arch: Arch): string {
-  return ARTIFACTS[arch]
-}
-
-export function checksumFileName(arch: Arch): string {
-  return `sha256sum-${arch}.txt`
+/** The release asset holding the bare binary for `arch`; refuses an arch the distribution does not publish. */
+export function artifactName(distribution: DistributionDescriptor, arch: Arch): string {
+  const name = distribution.binaryArtifacts[arch]
+  if (!name) {
+    const published = Object.keys(distribution.binaryArtifacts).join(', ')
+    throw new PreflightError(`${distribution.name} publishes no binary for ${arch}`, {hint: `${distribution.name} runs on ${published} only`})
+  }
+  return name
 }
 
 /** `uname -m` (or a Node's status.nodeInfo.architecture) to the release's arch name. */
@@ -26,10 +26,10 @@ export function normaliseArch(machine: string): Arch {
   const m = machine.trim()
   if (m === 'x86_64' || m === 'amd64') return 'amd64'
   if (m === 'aarch64' || m === 'arm64') return 'arm64'
-  // Like install.sh: every other arm* (incl. armv8l, a 32-bit userland) takes the armhf binary.
+  // Like the installers: every other arm* (incl. armv8l, a 32-bit userland) takes the armhf binary.
   if (m.startsWith('arm')) return 'arm'
   if (m === 's390x') return 's390x'
-  throw new PreflightError(`unsupported machine architecture "${m}"`, {hint: 'k3s publishes binaries for amd64, arm64, arm (armhf) and s390x only'})
+  throw new PreflightError(`unsupported machine architecture "${m}"`, {hint: 'releases are published for amd64, arm64, arm (armhf) and s390x only'})
 }
 
 export function artifactUrl(releaseUrl: string, version: ReleaseVersion, file: string): string {
@@ -46,6 +46,7 @@ export interface VerifiedBinary {
 }
 
 export interface ReleaseSourceOptions {
+  distribution: DistributionDescriptor
   releaseUrl: string
   cacheDir: string
   fetch?: typeof fetch
@@ -53,7 +54,7 @@ export interface ReleaseSourceOptions {
 }
 
 /**
- * Downloads k3s binaries once per version and architecture into a cache, and only ever hands
+ * Downloads a distribution's binaries once per version and architecture into a cache, and only ever hands
  * out files whose sha256 equals the release's sha256sum-<arch>.txt — checked on download and
  * again when a cached file is reused.
  */
@@ -67,10 +68,10 @@ export class ReleaseSource {
 
   /** The sha256 the release publishes for this architecture's binary. */
   async expectedSha256(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<string> {
-    const url = artifactUrl(this.options.releaseUrl, version, checksumFileName(arch))
+    const url = artifactUrl(this.options.releaseUrl, version, this.options.distribution.checksumFile(arch))
     const response = await this.get(url, signal)
     const text = await response.text()
-    const file = artifactName(arch)
+    const file = artifactName(this.options.distribution, arch)
     for (const line of text.split('\n')) {
       const [hash, name] = line.trim().split(/\s+\*?/)
       if (name === file && /^[0-9a-f]{64}$/i.test(hash)) return hash.toLowerCase()
@@ -94,7 +95,7 @@ export class ReleaseSource {
 
   private async fetchBinary(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
     const expected = await this.expectedSha256(version, arch, signal)
-    const file = artifactName(arch)
+    const file = artifactName(this.options.distribution, arch)
     const dir = path.join(this.options.cacheDir, version.format(), arch)
     const target = path.join(dir, file)
     const cached = await sha256File(target).catch(() => undefined)

@@ -1,0 +1,32 @@
+import {ConfigError} from '../errors.js'
+import type {ClusterNode} from '../kube/nodes.js'
+import type {Distribution} from '../versions/release-version.js'
+import {DISTRIBUTIONS} from './index.js'
+
+export interface DetectedDistribution {
+  name: Distribution
+  /** The nodes whose kubelet version said so, for the message. */
+  evidence: string
+}
+
+/**
+ * The distribution the nodes' kubelet versions name (`+k3sN`, `+rke2rN`). A cluster whose nodes
+ * disagree is refused: no single set of names, paths and binaries fits it.
+ */
+export function detectDistribution(nodes: readonly ClusterNode[]): DetectedDistribution | undefined {
+  const byName = new Map<Distribution, string[]>()
+  for (const node of nodes) {
+    const found = Object.values(DISTRIBUTIONS).find((d) => new RegExp(`[+-]${d.versionSuffix}\\d+$`).test(node.kubeletVersion))
+    if (found) byName.set(found.name, [...(byName.get(found.name) ?? []), node.name])
+  }
+  if (byName.size > 1) {
+    const parts = [...byName].map(([name, list]) => `${name} on ${list.join(', ')}`)
+    throw new ConfigError(`the cluster mixes distributions (${parts.join('; ')}); homelab upgrades one distribution at a time`, {
+      hint: 'move every node to one distribution first, or limit homelab.yaml to the nodes of one',
+    })
+  }
+  const [entry] = byName
+  if (!entry) return undefined
+  const [name, list] = entry
+  return {name, evidence: `kubelet ${nodes.find((n) => n.name === list[0])?.kubeletVersion} on ${list.length === nodes.length ? 'every node' : list.join(', ')}`}
+}
