@@ -1,13 +1,11 @@
+import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS, type DistributionDescriptor} from './distributions/index.js'
 import {AbortedError, ConnectionError, VersionError} from './errors.js'
 import {formatDuration} from './duration.js'
 import {type Distribution, isVersionString, ReleaseVersion, parseVersion} from './versions/release-version.js'
 
-/** Where each distribution publishes its channels (the installers' defaults). */
-export const DEFAULT_CHANNEL_URLS: Record<Distribution, string> = {
-  k3s: 'https://update.k3s.io/v1-release/channels',
-  rke2: 'https://update.rke2.io/v1-release/channels',
+function descriptorOf(distribution: Distribution | undefined): DistributionDescriptor {
+  return DISTRIBUTIONS[distribution ?? DEFAULT_DISTRIBUTION]
 }
-export const DEFAULT_CHANNEL_URL = DEFAULT_CHANNEL_URLS.k3s
 
 const DEFAULT_TIMEOUT_MS = 15_000
 
@@ -33,8 +31,9 @@ export function normalizeChannelName(name: string): string {
   return /^\d+\.\d+(?:-[a-z]+)?$/.test(name) ? `v${name}` : name
 }
 
-const UNREACHABLE_HINT =
-  'check install.channelUrl in homelab.yaml and the network, or pass an exact version such as v1.32.0+k3s1'
+function unreachableHint(distribution: Distribution | undefined): string {
+  return `check install.channelUrl in homelab.yaml and the network, or pass an exact version such as ${descriptorOf(distribution).exampleVersion}`
+}
 
 /**
  * The version a channel points at now. Asks the channel server for `<base>/<id>` and reads the
@@ -57,12 +56,12 @@ export async function resolveChannel(name: string, options: ChannelOptions = {})
   }
   if (response.status >= 500) {
     throw new ConnectionError(`the channel server at ${base} answered ${response.status} ${response.statusText} for channel ${id}`, {
-      hint: `try again later; ${UNREACHABLE_HINT}`,
+      hint: `try again later; ${unreachableHint(options.distribution)}`,
     })
   }
   const channels = await listChannels(options)
   const entry = channels.find((c) => c.id === id || c.name === id)
-  if (!entry) throw unknownChannel(id, base, channels)
+  if (!entry) throw unknownChannel(id, base, channels, options.distribution)
   return parseReported(entry.latest, id, base, options.distribution)
 }
 
@@ -73,7 +72,7 @@ export async function listChannels(options: ChannelOptions = {}): Promise<Channe
   if (!response.ok) {
     await response.body?.cancel().catch(() => undefined)
     throw new ConnectionError(`the channel server at ${base} answered ${response.status} ${response.statusText} to the channel listing`, {
-      hint: response.status >= 500 ? `try again later; ${UNREACHABLE_HINT}` : UNREACHABLE_HINT,
+      hint: response.status >= 500 ? `try again later; ${unreachableHint(options.distribution)}` : unreachableHint(options.distribution),
     })
   }
   let body: unknown
@@ -81,11 +80,11 @@ export async function listChannels(options: ChannelOptions = {}): Promise<Channe
     body = await response.json()
   } catch (error) {
     if (options.signal?.aborted) throw new AbortedError('cancelled while reading the channel listing', {cause: error})
-    throw new ConnectionError(`the channel listing at ${base} is not JSON`, {cause: error, hint: UNREACHABLE_HINT})
+    throw new ConnectionError(`the channel listing at ${base} is not JSON`, {cause: error, hint: unreachableHint(options.distribution)})
   }
   const data = (body as {data?: unknown})?.data
   if (!Array.isArray(data)) {
-    throw new ConnectionError(`the channel listing at ${base} has no "data" list; is this a k3s channel server?`, {hint: UNREACHABLE_HINT})
+    throw new ConnectionError(`the channel listing at ${base} has no "data" list; is this a ${descriptorOf(options.distribution).name} channel server?`, {hint: unreachableHint(options.distribution)})
   }
   return data
     .filter((c): c is Record<string, unknown> => typeof c === 'object' && c !== null && typeof c.id === 'string')
@@ -97,7 +96,7 @@ export async function listChannels(options: ChannelOptions = {}): Promise<Channe
 }
 
 function baseOf(options: ChannelOptions): string {
-  return (options.baseUrl ?? DEFAULT_CHANNEL_URLS[options.distribution ?? 'k3s']).replace(/\/+$/, '')
+  return (options.baseUrl ?? descriptorOf(options.distribution).channelUrl).replace(/\/+$/, '')
 }
 
 async function request(url: string, options: ChannelOptions, init: RequestInit): Promise<Response> {
@@ -112,12 +111,12 @@ async function request(url: string, options: ChannelOptions, init: RequestInit):
     if (timeout.aborted) {
       throw new ConnectionError(`the channel server at ${url} did not answer within ${formatDuration(timeoutMs)}`, {
         cause: error,
-        hint: UNREACHABLE_HINT,
+        hint: unreachableHint(options.distribution),
       })
     }
     throw new ConnectionError(`cannot reach the channel server at ${url}: ${describeNetworkError(error)}`, {
       cause: error,
-      hint: UNREACHABLE_HINT,
+      hint: unreachableHint(options.distribution),
     })
   }
 }
@@ -146,7 +145,7 @@ function versionFromLocation(location: string, requestUrl: string, id: string, d
   } catch (error) {
     throw new ConnectionError(`the channel server redirected channel ${id} to ${JSON.stringify(location)}, which is not a URL`, {
       cause: error,
-      hint: UNREACHABLE_HINT,
+      hint: unreachableHint(distribution),
     })
   }
   return parseReported(segment, id, requestUrl, distribution)
@@ -156,18 +155,19 @@ function parseReported(reported: string, id: string, where: string, distribution
   try {
     return parseVersion(reported, distribution)
   } catch (error) {
-    throw new VersionError(`the channel server at ${where} says channel ${id} is ${JSON.stringify(reported)}, which is not a ${distribution ?? 'k3s'} version`, {
+    throw new VersionError(`the channel server at ${where} says channel ${id} is ${JSON.stringify(reported)}, which is not a ${descriptorOf(distribution).name} version`, {
       cause: error,
-      hint: `check that install.channelUrl points at the ${distribution ?? 'k3s'} channel server, or pass an exact version`,
+      hint: `check that install.channelUrl points at the ${descriptorOf(distribution).name} channel server, or pass an exact version`,
     })
   }
 }
 
-function unknownChannel(id: string, base: string, channels: readonly ChannelInfo[]): VersionError {
+function unknownChannel(id: string, base: string, channels: readonly ChannelInfo[], distribution?: Distribution): VersionError {
   const known = channels.map((c) => c.id)
+  const example = descriptorOf(distribution).exampleVersion
   return new VersionError(`the channel server at ${base} has no channel ${JSON.stringify(id)}`, {
     hint: known.length
-      ? `use one of: ${known.join(', ')}; or pass an exact version such as v1.32.0+k3s1`
-      : 'the server lists no channels; pass an exact version such as v1.32.0+k3s1',
+      ? `use one of: ${known.join(', ')}; or pass an exact version such as ${example}`
+      : `the server lists no channels; pass an exact version such as ${example}`,
   })
 }

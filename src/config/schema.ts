@@ -2,7 +2,7 @@ import {isAbsolute, posix, resolve} from 'node:path'
 
 import {z} from 'zod'
 
-import {DISTRIBUTIONS} from '../distributions/index.js'
+import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS} from '../distributions/index.js'
 import {DURATION_FORMS, durationMs} from '../duration.js'
 import type {Distribution} from '../versions/release-version.js'
 
@@ -30,7 +30,7 @@ export function distributionDefaults(name: Distribution): {binDir: string; dataD
 }
 
 export interface SchemaOptions {
-  /** The distribution when the file names none (detected from the cluster); else k3s. */
+  /** The distribution when the file names none (detected from the cluster); else DEFAULT_DISTRIBUTION. */
   defaultDistribution?: Distribution
 }
 
@@ -261,7 +261,7 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
 
   return z
     .strictObject({
-      distribution: z.enum(['k3s', 'rke2']).optional(),
+      distribution: z.enum(Object.keys(DISTRIBUTIONS) as [Distribution, ...Distribution[]]).optional(),
       kubernetes: kubernetes.prefault({}),
       ssh: ssh.prefault({}),
       nodes: z.array(node).default([]),
@@ -272,7 +272,7 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
     })
     .superRefine(crossFieldChecks, {when: () => true})
     .transform((config) => {
-      const distribution: Distribution = config.distribution ?? options.defaultDistribution ?? 'k3s'
+      const distribution: Distribution = config.distribution ?? options.defaultDistribution ?? DEFAULT_DISTRIBUTION
       const defaults = distributionDefaults(distribution)
       return {
         ...config,
@@ -369,7 +369,7 @@ function crossFieldChecks(config: unknown, ctx: Ctx): void {
         code: 'custom',
         path: ['nodes'],
         message: 'no node has role: server',
-        params: {hint: 'mark the node(s) running the k3s server (the API) with role: server, or set discover: true'} satisfies ProblemParams,
+        params: {hint: 'mark the node(s) running the server (the API, or etcd) with role: server, or set discover: true'} satisfies ProblemParams,
       })
     }
   }

@@ -10,3 +10,11 @@ export const DISTRIBUTIONS: Readonly<Record<Distribution, DistributionDescriptor
 export function distributionOf(name: Distribution): DistributionDescriptor {
   return DISTRIBUTIONS[name]
 }
+
+/** The distribution assumed where nothing says otherwise (no config, no cluster to detect from). */
+export const DEFAULT_DISTRIBUTION: Distribution = 'k3s'
+
+/** Where each distribution's server writes its kubeconfig, for hints: `k3s: /etc/rancher/k3s/k3s.yaml, rke2: …`. */
+export function kubeconfigPaths(): string {
+  return Object.values(DISTRIBUTIONS).map((d) => `${d.name}: ${d.kubeconfigPath}`).join(', ')
+}

@@ -14,6 +14,7 @@ import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {ConfigError} from '../errors.js'
+import {kubeconfigPaths} from '../distributions/index.js'
 
 export interface KubeConfigSource {
   /** --kubeconfig flag. */
@@ -41,7 +42,7 @@ export function loadKubeConfig(source: KubeConfigSource = {}): {kubeConfig: Kube
   if (explicit) {
     if (!existsSync(explicit)) {
       throw new ConfigError(`kubeconfig ${explicit} does not exist`, {
-        hint: 'pass --kubeconfig with the path of your cluster\'s kubeconfig (k3s writes it to /etc/rancher/k3s/k3s.yaml on a server)',
+        hint: `pass --kubeconfig with the path of your cluster's kubeconfig (a server writes it to ${kubeconfigPaths()})`,
       })
     }
     kubeConfig.loadFromFile(explicit)
@@ -64,7 +65,7 @@ export function loadKubeConfig(source: KubeConfigSource = {}): {kubeConfig: Kube
     const fallback = path.join(home, '.kube', 'config')
     if (!existsSync(fallback)) {
       throw new ConfigError('no kubeconfig found (no --kubeconfig, no KUBECONFIG, no ~/.kube/config)', {
-        hint: 'copy /etc/rancher/k3s/k3s.yaml from a server to ~/.kube/config (set its server: address), or pass --kubeconfig',
+        hint: `copy the kubeconfig from a server (${kubeconfigPaths()}) to ~/.kube/config (set its server: address), or pass --kubeconfig`,
       })
     }
     kubeConfig.loadFromFile(fallback)
@@ -89,7 +90,7 @@ export function loadKubeConfig(source: KubeConfigSource = {}): {kubeConfig: Kube
   }
   if (cluster.skipTLSVerify) {
     throw new ConfigError(`cluster "${cluster.name}" in ${origin} sets insecure-skip-tls-verify`, {
-      hint: 'put the cluster CA in certificate-authority-data (k3s: the one in /etc/rancher/k3s/k3s.yaml) and remove insecure-skip-tls-verify',
+      hint: `put the cluster CA in certificate-authority-data (the one in the server's kubeconfig, ${kubeconfigPaths()}) and remove insecure-skip-tls-verify`,
     })
   }
   return {kubeConfig, origin}

@@ -1,18 +1,23 @@
 import semver, {type SemVer} from 'semver'
 
+import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS} from '../distributions/index.js'
 import {VersionError} from '../errors.js'
 
 /** The Kubernetes distributions we upgrade. They share the version scheme but not the suffix. */
 export type Distribution = 'k3s' | 'rke2'
 
-const SUFFIX: Record<Distribution, string> = {k3s: 'k3s', rke2: 'rke2r'}
+// The suffixes and examples are the descriptors' data; this module only knows the shape around them.
+const SUFFIX = Object.fromEntries(Object.values(DISTRIBUTIONS).map((d) => [d.name, d.versionSuffix])) as Record<Distribution, string>
+const BY_SUFFIX = new Map(Object.values(DISTRIBUTIONS).map((d) => [d.versionSuffix, d.name]))
 
 /**
  * The release part at the end of `v1.32.0+k3s1`, `v1.32.0-k3s1` (image tags and SUC's
  * latestVersion write `+` as `-`) and `v1.31.3+rke2r1`. What stands before it is the Kubernetes
  * part, which semver validates (see parseCore).
  */
-const RELEASE_RE = /[+-](k3s|rke2r)([1-9]\d*)$/
+const RELEASE_RE = new RegExp(`[+-](${[...BY_SUFFIX.keys()].join('|')})([1-9]\\d*)$`)
+/** Any distribution suffix at all, even a broken one (parseVersion explains those best). */
+const HAS_SUFFIX_RE = new RegExp(`[+-](?:${[...BY_SUFFIX.keys()].join('|')})`)
 
 /**
  * The pre-releases we read: k3s and rke2 publish them undotted in their testing channels
@@ -111,7 +116,7 @@ export class ReleaseVersion {
 }
 
 function expected(distribution: Distribution | undefined): string {
-  return distribution === 'rke2' ? 'v1.31.3+rke2r1' : 'v1.32.0+k3s1'
+  return DISTRIBUTIONS[distribution ?? DEFAULT_DISTRIBUTION].exampleVersion
 }
 
 /** The Kubernetes part of a version: x.y.z and an optional alpha/beta/rc pre-release. */
@@ -151,7 +156,7 @@ function matchVersion(input: string): {core: Core; release: number; distribution
   const m = RELEASE_RE.exec(input)
   const core = m ? parseCore(input.slice(0, m.index)) : undefined
   if (!m || !core) return undefined
-  return {core, release: Number(m[2]), distribution: m[1] === 'k3s' ? 'k3s' : 'rke2'}
+  return {core, release: Number(m[2]), distribution: BY_SUFFIX.get(m[1]) as Distribution}
 }
 
 /** A spelling slip that `accepts` forgives once fixed: surrounding spaces, a missing "v". */
@@ -165,31 +170,31 @@ function spellingSlip(input: string, accepts: (fixed: string) => boolean): {prob
 /** Explains what is wrong with a string that is not a version, in terms of the fix. */
 function rejection(input: string, distribution: Distribution | undefined): VersionError {
   const example = expected(distribution)
-  const suffix = SUFFIX[distribution ?? 'k3s']
+  const suffix = SUFFIX[distribution ?? DEFAULT_DISTRIBUTION]
   const shown = JSON.stringify(input)
   const slip = spellingSlip(input, (fixed) => matchVersion(fixed) !== undefined)
   if (slip) {
-    return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version: ${slip.problem}`, {
+    return new VersionError(`${shown} is not a ${distribution ?? DEFAULT_DISTRIBUTION} version: ${slip.problem}`, {
       hint: `use ${slip.fixed}`,
     })
   }
   if (/^v?\d+\.\d+\.\d+(?:-(?:alpha|beta|rc)\d+)?$/.test(input)) {
     const v = input.startsWith('v') ? input : `v${input}`
-    return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version: the release number is missing`, {
+    return new VersionError(`${shown} is not a ${distribution ?? DEFAULT_DISTRIBUTION} version: the release number is missing`, {
       hint: `use the full release name such as ${v}+${suffix}1 (see the project's releases page), or a channel such as ${v.replace(/\.\d+(?:-.*)?$/, '')}`,
     })
   }
   if (new RegExp(`[+-]${suffix}$`).test(input)) {
-    return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version: "${suffix}" must be followed by the release number`, {
+    return new VersionError(`${shown} is not a ${distribution ?? DEFAULT_DISTRIBUTION} version: "${suffix}" must be followed by the release number`, {
       hint: `use the full release name such as ${input}1`,
     })
   }
   if (looksLikeChannel(input)) {
-    return new VersionError(`${shown} is a channel name, not a ${distribution ?? 'k3s'} version`, {
+    return new VersionError(`${shown} is a channel name, not a ${distribution ?? DEFAULT_DISTRIBUTION} version`, {
       hint: `resolve it through the channel server (pass it as a channel), or give an exact version such as ${example}`,
     })
   }
-  return new VersionError(`${shown} is not a ${distribution ?? 'k3s'} version`, {
+  return new VersionError(`${shown} is not a ${distribution ?? DEFAULT_DISTRIBUTION} version`, {
     hint: `use the form ${example} (or ${example.replace('+', '-')})`,
   })
 }
@@ -304,5 +309,5 @@ function kubernetesPart(version: string | ReleaseVersion | SemVer): SemVer {
   if (version instanceof ReleaseVersion) return version.toSemVer()
   if (typeof version !== 'string') return version
   // A suffix makes it a k3s/rke2 release, and parseVersion explains a broken one best.
-  return /[+-](?:k3s|rke2r)/.test(version) ? parseVersion(version).toSemVer() : parseKubernetesVersion(version)
+  return HAS_SUFFIX_RE.test(version) ? parseVersion(version).toSemVer() : parseKubernetesVersion(version)
 }
