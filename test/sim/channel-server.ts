@@ -1,17 +1,27 @@
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
+import {distributionOf, type Distribution} from './k3s-fake.js'
+
+/** Where each distribution's channel server points its 302s; the version is appended. */
+export const RELEASE_TAG_BASE: Readonly<Record<Distribution, string>> = {
+  k3s: 'https://github.com/k3s-io/k3s/releases/tag/',
+  rke2: 'https://github.com/rancher/rke2/releases/tag/',
+}
+
 /**
- * A stand-in for the k3s channel server (update.k3s.io) on loopback: `GET <base>` lists the
- * channels as JSON, `GET <base>/<id>` answers 302 with the release page as Location, whose last
- * segment is the version. Anything else is 404, like the real one.
+ * A stand-in for the k3s and rke2 channel servers (update.k3s.io, update.rke2.io: the same JSON
+ * and 302 shape) on loopback: `GET <base>` lists the channels as JSON, `GET <base>/<id>` answers
+ * 302 with the release page as Location, whose last segment is the version: on
+ * github.com/rancher/rke2 for an rke2 version, github.com/k3s-io/k3s otherwise. Anything else
+ * is 404, like the real one.
  */
 export interface ChannelServerOptions {
   /** Channel id → version, e.g. `{stable: 'v1.31.4+k3s1', 'v1.30': 'v1.30.8+k3s1'}`. */
   channels: Record<string, string>
   /** Path the listing lives at; the real one is `/v1-release/channels`. */
   basePath?: string
-  /** Where the 302s point; the version is appended. */
+  /** Where the 302s point; the version is appended. Default: the version's own repository (RELEASE_TAG_BASE). */
   releaseTagBase?: string
   host?: string
 }
@@ -31,7 +41,7 @@ export interface ChannelServer {
 
 export async function startChannelServer(options: ChannelServerOptions): Promise<ChannelServer> {
   const basePath = (options.basePath ?? '/v1-release/channels').replace(/\/+$/, '')
-  const releaseTagBase = options.releaseTagBase ?? 'https://github.com/k3s-io/k3s/releases/tag/'
+  const tagUrl = (version: string) => `${options.releaseTagBase ?? RELEASE_TAG_BASE[distributionOf(version) ?? 'k3s']}${version}`
   const host = options.host ?? '127.0.0.1'
   let channels = {...options.channels}
   let delayMs = 0
@@ -63,7 +73,7 @@ export async function startChannelServer(options: ChannelServerOptions): Promise
       const id = decodeURIComponent(path.slice(basePath.length + 1))
       const version = Object.hasOwn(channels, id) ? channels[id] : undefined
       if (version !== undefined) {
-        res.writeHead(302, {location: `${releaseTagBase}${version}`, 'content-length': '0'})
+        res.writeHead(302, {location: tagUrl(version), 'content-length': '0'})
         return res.end()
       }
     }

@@ -1,17 +1,24 @@
 /**
- * Fake k3s binaries for the simulated homelab: one executable script per version and
- * architecture, so each has a true, distinct sha256 that the release server can publish and
- * the product can verify, push, swap and run exactly as it would the real 70 MB binary.
+ * Fake k3s and rke2 binaries for the simulated homelab: one executable script per distribution,
+ * version and architecture, so each has a true, distinct sha256 that the release server can
+ * publish and the product can verify, push, swap and run exactly as it would the real binary.
+ * The distribution is the version's: `v1.31.4+k3s1` is k3s, `v1.31.3+rke2r1` is rke2.
  *
  * The script is run by node (`#!/usr/bin/env node`; the node's PATH holds node's own dir) and
- * behaves like k3s where the product touches it:
- * - `--version` / `-v`: the two lines real k3s prints.
+ * behaves like k3s / rke2 where the product touches it:
+ * - `--version` / `-v`: the two lines the real binary prints. k3s: `k3s version v1.31.4+k3s1
+ *   (abcdef12)` / `go version go1.22.5`. rke2 (rancher/rke2 pkg/cli/cmds/root.go; built from the
+ *   full `git rev-parse HEAD` with GOEXPERIMENT=boringcrypto, scripts/build-binary):
+ *   `rke2 version v1.31.3+rke2r1 (<40 hex>)` / `go version go1.22.4 X:boringcrypto`.
  * - `server` / `agent`: what "the service came up" means here: POST
  *   `{"version","arch","role"}` to `$HOMELAB_SIM_CONTROL/nodes/<node>/k3s-started`, record
  *   `state/k3s.running`, exit 0 (the simulated API then turns the Node Ready at this version).
+ *   A server first re-extracts its packaged manifests into `<data-dir>/server/manifests`, except
+ *   those with a `<file>.skip` beside them, as both distributions do on every start.
+ *   `server --cluster-reset [--cluster-reset-restore-path=<file>]` is journalled and exits.
  * - `etcd-snapshot save|ls|list|delete|prune`: on the node's data dir, failing the way k3s fails
- *   on an agent (no server token), with the service down (connection refused) or on SQLite
- *   ("etcd datastore disabled").
+ *   on an agent (no server token), with the service down (connection refused) or without etcd
+ *   ("etcd datastore disabled": k3s on SQLite, a control-plane-only server).
  * A binary built for another architecture than the node's (`state/arch`) refuses to run with
  * "Exec format error", as the kernel would.
  */
@@ -19,8 +26,13 @@ import {createHash} from 'node:crypto'
 
 export type K3sArch = 'amd64' | 'arm64' | 'arm' | 's390x'
 export type Distribution = 'k3s' | 'rke2'
+/** What a server runs: everything (the default), or only etcd, or only the control plane. */
+export type ServerKind = 'all' | 'etcd' | 'control-plane'
 
 export const K3S_ARCHES: readonly K3sArch[] = ['amd64', 'arm64', 'arm', 's390x']
+/** rke2 publishes no 32-bit arm build. */
+export const RKE2_ARCHES: readonly K3sArch[] = ['amd64', 'arm64', 's390x']
+export const ARCHES: Readonly<Record<Distribution, readonly K3sArch[]>> = {k3s: K3S_ARCHES, rke2: RKE2_ARCHES}
 
 /** What `uname -m` prints on a node of each architecture. */
 export const UNAME_MACHINE: Readonly<Record<K3sArch, string>> = {
@@ -34,6 +46,7 @@ export interface FakeBinaryOptions {
   /** `v1.31.4+k3s1` (or `v1.31.3+rke2r1` for rke2); the `-k3s1` spelling is accepted. */
   version: string
   arch: K3sArch
+  /** Default: the version's (k3s when it names neither). */
   distribution?: Distribution
 }
 
@@ -42,49 +55,175 @@ const VERSION_RE = {
   rke2: /^v(\d+)\.(\d+)\.(\d+)[+-]rke2r(\d+)$/,
 } as const
 
-/** The `+` spelling of a version, after checking its shape for the distribution. */
-export function canonicalVersion(version: string, distribution: Distribution = 'k3s'): string {
-  const m = VERSION_RE[distribution].exec(version)
-  if (!m) {
-    const example = distribution === 'k3s' ? 'v1.31.4+k3s1' : 'v1.31.3+rke2r1'
-    throw new Error(`fake ${distribution} binary: "${version}" is not a ${distribution} version like ${example}`)
+const EXAMPLE_VERSION: Record<Distribution, string> = {k3s: 'v1.31.4+k3s1', rke2: 'v1.31.3+rke2r1'}
+
+/** The distribution a version string names (`+k3sN` or `+rke2rN`), or undefined. */
+export function distributionOf(version: string): Distribution | undefined {
+  if (VERSION_RE.k3s.test(version)) return 'k3s'
+  if (VERSION_RE.rke2.test(version)) return 'rke2'
+  return undefined
+}
+
+/** The distribution of a version, or the one asked for, or else k3s. */
+function resolveDistribution(version: string, distribution?: Distribution): Distribution {
+  return distribution ?? distributionOf(version) ?? 'k3s'
+}
+
+/** The `+` spelling of a version, after checking its shape for the distribution (default: its own, else k3s). */
+export function canonicalVersion(version: string, distribution?: Distribution): string {
+  const d = resolveDistribution(version, distribution)
+  if (!VERSION_RE[d].test(version)) {
+    throw new Error(`fake ${d} binary: "${version}" is not a ${d} version like ${EXAMPLE_VERSION[d]}`)
   }
   return version.replace(/-(k3s|rke2r)(\d+)$/, '+$1$2')
 }
 
-/** The 8-hex "git commit" a fake release reports, stable per distribution and version. */
-export function fakeCommit(version: string, distribution: Distribution = 'k3s'): string {
-  return createHash('sha256').update(`${distribution} ${canonicalVersion(version, distribution)}`).digest('hex').slice(0, 8)
+/**
+ * The "git commit" a fake release reports, stable per distribution and version: k3s prints 8
+ * hex digits, rke2 the whole 40.
+ */
+export function fakeCommit(version: string, distribution?: Distribution): string {
+  const d = resolveDistribution(version, distribution)
+  const hex = createHash('sha256').update(`${d} ${canonicalVersion(version, d)}`).digest('hex')
+  return hex.slice(0, d === 'rke2' ? 40 : 8)
 }
 
-/** A plausible Go toolchain for the Kubernetes minor (real k3s prints it on the second line). */
-export function fakeGoVersion(version: string, distribution: Distribution = 'k3s'): string {
-  const m = VERSION_RE[distribution].exec(version)
-  if (!m) throw new Error(`fake ${distribution} binary: "${version}" is not a ${distribution} version`)
+/**
+ * Go's runtime.Version() for a plausible toolchain of the Kubernetes minor, as the second line
+ * of `--version` prints it; rke2 is built with GOEXPERIMENT=boringcrypto, which Go appends.
+ */
+export function fakeGoVersion(version: string, distribution?: Distribution): string {
+  const d = resolveDistribution(version, distribution)
+  const m = VERSION_RE[d].exec(version)
+  if (!m) throw new Error(`fake ${d} binary: "${version}" is not a ${d} version`)
   const minor = Number(m[2])
   const patch = Number(m[3])
   const goMinor = minor >= 33 ? 24 : minor === 32 ? 23 : minor >= 30 ? 22 : minor === 29 ? 21 : 20
-  return `go1.${goMinor}.${(patch % 9) + 1}`
+  return `go1.${goMinor}.${(patch % 9) + 1}${d === 'rke2' ? ' X:boringcrypto' : ''}`
 }
 
-/** The first line of `k3s --version` for this release: `k3s version v1.31.4+k3s1 (abcdef12)`. */
+/** The first line of `--version` for this release: `k3s version v1.31.4+k3s1 (abcdef12)`. */
 export function versionLine(options: FakeBinaryOptions): string {
-  const distribution = options.distribution ?? 'k3s'
+  const distribution = resolveDistribution(options.version, options.distribution)
   const version = canonicalVersion(options.version, distribution)
   return `${distribution} version ${version} (${fakeCommit(version, distribution)})`
 }
 
+/**
+ * The manifests a server of this release extracts into `<data-dir>/server/manifests` (paths
+ * relative to it), as a real one does on every start: k3s's bundled ones (`metrics-server/` is
+ * a directory), rke2's HelmCharts of its packaged components.
+ */
+export function packagedManifests(version: string, distribution?: Distribution): Record<string, string> {
+  const d = resolveDistribution(version, distribution)
+  const v = canonicalVersion(version, d)
+  const header = `# homelab simulation: packaged with ${d} ${v}. Not the real manifest.\n`
+  const helmChart = (name: string, chartVersion: string, bootstrap: boolean) =>
+    `${header}apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: ${name}\n  namespace: kube-system\n` +
+    `  annotations:\n    helm.cattle.io/chart-url: https://${d === 'rke2' ? 'rke2-charts.rancher.io' : 'k3s.io'}/assets/${name}/${name}-${chartVersion}.tgz\n` +
+    `spec:\n  bootstrap: ${bootstrap}\n  chartContent: ${Buffer.from(`${name}-${chartVersion} for ${v}`).toString('base64')}\n`
+  const plain = (kind: string, name: string) =>
+    `${header}apiVersion: v1\nkind: ${kind}\nmetadata:\n  name: ${name}\n  namespace: kube-system\n  labels:\n    objectset.rio.cattle.io/hash: ${createHash('sha1').update(`${name} ${v}`).digest('hex')}\n`
+  if (d === 'rke2') {
+    return {
+      'rke2-canal.yaml': helmChart('rke2-canal', 'v3.29.0-build2024110400', true),
+      'rke2-coredns.yaml': helmChart('rke2-coredns', '1.36.102', true),
+      'rke2-ingress-nginx.yaml': helmChart('rke2-ingress-nginx', '4.10.503', false),
+      'rke2-metrics-server.yaml': helmChart('rke2-metrics-server', '3.12.004', false),
+      'rke2-runtimeclasses.yaml': helmChart('rke2-runtimeclasses', '0.1.000', false),
+      'rke2-snapshot-controller.yaml': helmChart('rke2-snapshot-controller', '3.0.601', false),
+      'rke2-snapshot-controller-crd.yaml': helmChart('rke2-snapshot-controller-crd', '3.0.601', false),
+    }
+  }
+  return {
+    'ccm.yaml': plain('ServiceAccount', 'cloud-controller-manager'),
+    'coredns.yaml': plain('ConfigMap', 'coredns'),
+    'local-storage.yaml': plain('ConfigMap', 'local-path-config'),
+    'metrics-server/aggregated-metrics-reader.yaml': plain('ClusterRole', 'system:aggregated-metrics-reader'),
+    'metrics-server/auth-delegator.yaml': plain('ClusterRoleBinding', 'metrics-server:system:auth-delegator'),
+    'metrics-server/metrics-server-deployment.yaml': plain('Deployment', 'metrics-server'),
+    'metrics-server/metrics-server-service.yaml': plain('Service', 'metrics-server'),
+    'rolebindings.yaml': plain('ClusterRoleBinding', 'kube-apiserver-kubelet-admin'),
+    'runtimes.yaml': plain('RuntimeClass', 'nvidia'),
+    'traefik.yaml': helmChart('traefik', '27.0.201', false),
+  }
+}
+
+/**
+ * A systemd unit as installed with the distribution: k3s's as its install.sh writes it to
+ * /etc/systemd/system, rke2's as its tarball ships it (bundle/lib/systemd/system). `bin` is the
+ * binary ExecStart runs.
+ */
+export function systemdUnit(distribution: Distribution, role: 'server' | 'agent', bin: string): string {
+  const head = `[Unit]
+Description=${UNIT_DESCRIPTION[distribution][role]}
+Documentation=${UNIT_DOCS[distribution]}
+Wants=network-online.target
+After=network-online.target
+`
+  if (distribution === 'rke2') {
+    const unit = `rke2-${role}`
+    const other = role === 'server' ? 'rke2-agent' : 'rke2-server'
+    return `${head}Conflicts=${other}.service
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+EnvironmentFile=-/etc/default/${unit}
+EnvironmentFile=-/etc/sysconfig/${unit}
+EnvironmentFile=-/usr/local/lib/systemd/system/${unit}.env
+KillMode=process
+Delegate=yes
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=${bin} ${role}
+ExecStopPost=-/bin/sh -c "systemd-cgls /system.slice/${unit}.service | grep -Eo '[0-9]+ (containerd|kubelet)' | awk '{print $1}' | xargs -r kill"
+`
+  }
+  const unit = role === 'server' ? 'k3s' : 'k3s-agent'
+  return `${head}
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/${unit}.service.env
+KillMode=process
+Delegate=yes
+Restart=always
+RestartSec=5s
+ExecStart=${bin} ${role}
+`
+}
+
+export const UNIT_DESCRIPTION: Readonly<Record<Distribution, Record<'server' | 'agent', string>>> = {
+  k3s: {server: 'Lightweight Kubernetes', agent: 'Lightweight Kubernetes'},
+  rke2: {server: 'Rancher Kubernetes Engine v2 (server)', agent: 'Rancher Kubernetes Engine v2 (agent)'},
+}
+export const UNIT_DOCS: Readonly<Record<Distribution, string>> = {k3s: 'https://k3s.io', rke2: 'https://github.com/rancher/rke2#readme'}
+
 /** The bytes of a fake k3s (or rke2) binary: an executable node script. */
 export function fakeK3sBinary(options: FakeBinaryOptions): Buffer {
-  const distribution = options.distribution ?? 'k3s'
+  const distribution = resolveDistribution(options.version, options.distribution)
   const version = canonicalVersion(options.version, distribution)
-  if (!K3S_ARCHES.includes(options.arch)) throw new Error(`fake ${distribution} binary: unknown architecture "${options.arch}"`)
+  if (!ARCHES[distribution].includes(options.arch)) throw new Error(`fake ${distribution} binary: no ${distribution} build for architecture "${options.arch}"`)
   const release = {
     distribution,
     version,
     arch: options.arch,
     commit: fakeCommit(version, distribution),
     go: fakeGoVersion(version, distribution),
+    usage: distribution === 'rke2' ? 'Rancher Kubernetes Engine 2' : 'Kubernetes, but small and simple',
+    // The etcd-snapshot CLI asks the local supervisor: k3s's on 6443, rke2's on 9345.
+    supervisor: distribution === 'rke2' ? 'https://127.0.0.1:9345' : 'https://127.0.0.1:6443',
+    manifests: packagedManifests(version, distribution),
   }
   const header =
     '#!/usr/bin/env node\n' +
@@ -133,7 +272,7 @@ const BINARY_BODY = String.raw`
 
   function usage(out) {
     out.write(
-      'NAME:\n   ' + NAME + ' - Kubernetes, but small and simple (homelab simulation)\n\n' +
+      'NAME:\n   ' + NAME + ' - ' + RELEASE.usage + ' (homelab simulation)\n\n' +
       'USAGE:\n   ' + NAME + ' [global options] command [command options] [arguments...]\n\n' +
       'VERSION:\n   ' + RELEASE.version + ' (' + RELEASE.commit + ')\n\n' +
       'COMMANDS:\n   server         Run management server\n   agent          Run node agent\n' +
@@ -212,6 +351,16 @@ const BINARY_BODY = String.raw`
     return rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] + 1))).join('')).join('\n') + '\n';
   }
 
+  // Every start writes the packaged manifests again; a <file>.skip beside one leaves it alone.
+  function stageManifests(dir) {
+    for (const [rel, content] of Object.entries(RELEASE.manifests)) {
+      const file = path.join(dir, rel);
+      if (fs.existsSync(file + '.skip')) continue;
+      fs.mkdirSync(path.dirname(file), {recursive: true});
+      fs.writeFileSync(file, content, {mode: 0o600});
+    }
+  }
+
   async function runService(role, rest) {
     const spec = flagSpec([
       {names: ['data-dir', 'd'], type: 'string'},
@@ -234,6 +383,7 @@ const BINARY_BODY = String.raw`
       journal(['start-failed', RELEASE.version, failure || 'simulated start failure']);
       fatal(failure || 'simulated start failure');
     }
+    if (role === 'server') stageManifests(path.join(dataDir, 'server', 'manifests'));
     const control = (env.HOMELAB_SIM_CONTROL || '').replace(/\/+$/, '');
     const node = env.HOMELAB_SIM_NODE || '';
     if (!control || !node) fatal('HOMELAB_SIM_CONTROL and HOMELAB_SIM_NODE must be set: run inside a simulated node');
@@ -260,6 +410,8 @@ const BINARY_BODY = String.raw`
       {names: ['config', 'c'], type: 'string'},
       {names: ['token', 't'], type: 'string'},
       {names: ['server', 's'], type: 'string'},
+      {names: ['etcd-token'], type: 'string'},
+      {names: ['etcd-server'], type: 'string'},
       {names: ['log', 'l'], type: 'string'},
       {names: ['debug'], type: 'bool'},
       {names: ['etcd-snapshot-compress', 'snapshot-compress'], type: 'bool'},
@@ -275,11 +427,13 @@ const BINARY_BODY = String.raw`
     const dataDir = resolveDataDir(flags);
     // The CLI talks to the local server with the server token: agents have none.
     const tokenFile = path.join(dataDir, 'server', 'token');
-    if (!flags.token && !fs.existsSync(tokenFile)) fatal('open ' + tokenFile + ': no such file or directory');
+    const token = flags.token || flags['etcd-token'];
+    if (!token && !fs.existsSync(tokenFile)) fatal('open ' + tokenFile + ': no such file or directory');
     // The token is root's (0600): without sudo the real CLI cannot read it.
-    if (!flags.token && stateDir && env.HOMELAB_SIM_PRIVILEGED !== '1') fatal('open ' + tokenFile + ': permission denied');
+    if (!token && stateDir && env.HOMELAB_SIM_PRIVILEGED !== '1') fatal('open ' + tokenFile + ': permission denied');
     if (stateDir && readState('service.state') !== 'active') {
-      fatal('Error: see server log for details: Post "https://127.0.0.1:6443/db/snapshot": dial tcp 127.0.0.1:6443: connect: connection refused');
+      const supervisor = RELEASE.supervisor.replace(/^https:\/\//, '');
+      fatal('Error: see server log for details: Post "' + RELEASE.supervisor + '/db/snapshot": dial tcp ' + supervisor + ': connect: connection refused');
     }
     if (stateDir && readState('etcd') === null) fatal('Error: see server log for details: etcd datastore disabled');
     const dir = flags['etcd-snapshot-dir'] ? path.resolve(flags['etcd-snapshot-dir']) : path.join(dataDir, 'server', 'db', 'snapshots');

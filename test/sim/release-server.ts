@@ -1,8 +1,16 @@
 /**
- * A loopback stand-in for `https://github.com/k3s-io/k3s/releases/download`: for each version
- * it serves the fake binaries (`k3s`, `k3s-arm64`, `k3s-armhf`, `k3s-s390x`) and
- * `sha256sum-<arch>.txt` files with their true hashes, plus small airgap "tarballs" so the
- * checksum files list what real ones list. Versions are accepted as `%2B` or `+` in the path.
+ * A loopback stand-in for `https://github.com/k3s-io/k3s/releases/download` and
+ * `https://github.com/rancher/rke2/releases/download`; each version is served as its
+ * distribution publishes it (the version says which: `+k3sN` or `+rke2rN`), at
+ * `<url>/<version>/<file>` with the version as `%2B` or `+`:
+ * - k3s: the fake binaries (`k3s`, `k3s-arm64`, `k3s-armhf`, `k3s-s390x`) and small airgap
+ *   "tarballs", so the checksum files list what real ones list.
+ * - rke2 (amd64, arm64, s390x): the bare binary `rke2.linux-<arch>`, the install tarball
+ *   `rke2.linux-<arch>.tar.gz` (a real gzipped tar as scripts/package-bundle makes it: `bin/rke2`,
+ *   the same bytes as the bare binary, the killall/uninstall scripts, and
+ *   `lib/systemd/system/rke2-{server,agent}.{service,env}`), and image tarball placeholders.
+ * - both: `sha256sum-<arch>.txt`, `<hex>  <file>` for every asset of that arch, sorted by name
+ *   (rke2's scripts/checksum lists `ls` of the artifacts).
  *
  * Like GitHub, a download answers 302 to an object URL (here on the same server), so a client
  * that does not follow redirects fails here as it would there; `redirect: false` serves the
@@ -11,11 +19,18 @@
 import {createHash} from 'node:crypto'
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
-import {canonicalVersion, fakeK3sBinary, K3S_ARCHES, type K3sArch} from './k3s-fake.js'
+import {gzipSync} from 'node:zlib'
+import {ARCHES, canonicalVersion, distributionOf, fakeK3sBinary, K3S_ARCHES, systemdUnit, type Distribution, type K3sArch} from './k3s-fake.js'
 
-/** The release asset holding the k3s binary for an architecture. */
-export function releaseAssetName(arch: K3sArch): string {
+/** The release asset holding the bare binary for an architecture. */
+export function releaseAssetName(arch: K3sArch, distribution: Distribution = 'k3s'): string {
+  if (distribution === 'rke2') return `rke2.linux-${arch}`
   return {amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf', s390x: 'k3s-s390x'}[arch]
+}
+
+/** rke2's install tarball for an architecture (`bin/rke2` and the unit files). */
+export function tarballAssetName(arch: K3sArch): string {
+  return `rke2.linux-${arch}.tar.gz`
 }
 
 /** The checksum file covering an architecture's assets. */
@@ -25,7 +40,7 @@ export function checksumFileName(arch: K3sArch): string {
 
 export interface ReleaseServerOptions {
   versions: readonly string[]
-  /** Architectures published per version (default all: amd64, arm64, arm, s390x). */
+  /** Architectures published per version (default all: amd64, arm64, arm, s390x; rke2 has no arm). */
   arches?: readonly K3sArch[]
   /** Answer `/download/...` with a 302 to `/objects/...` as GitHub does (default true). */
   redirect?: boolean
@@ -84,19 +99,72 @@ function sha256(bytes: Buffer): string {
 }
 
 function buildRelease(version: string, arches: readonly K3sArch[]): Release {
+  const distribution = distributionOf(version) ?? 'k3s'
   const assets = new Map<string, Buffer>()
-  for (const arch of arches) {
-    const binary = releaseAssetName(arch)
+  for (const arch of arches.filter((a) => ARCHES[distribution].includes(a))) {
+    const binary = releaseAssetName(arch, distribution)
     const files = new Map<string, Buffer>()
-    files.set(binary, fakeK3sBinary({version, arch}))
-    for (const ext of ['tar.gz', 'tar.zst']) {
-      files.set(`k3s-airgap-images-${arch}.${ext}`, Buffer.from(`homelab simulation: airgap images ${version} ${arch} (${ext})\n`))
+    const bytes = fakeK3sBinary({version, arch, distribution})
+    files.set(binary, bytes)
+    const images = distribution === 'rke2' ? [`rke2-images.linux-${arch}`, `rke2-images-core.linux-${arch}`] : [`k3s-airgap-images-${arch}`]
+    for (const base of images) {
+      for (const ext of ['tar.gz', 'tar.zst']) files.set(`${base}.${ext}`, Buffer.from(`homelab simulation: ${base} ${version} (${ext})\n`))
     }
+    if (distribution === 'rke2') files.set(tarballAssetName(arch), rke2Tarball(version, bytes))
     const lines = [...files.keys()].sort().map((name) => `${sha256(files.get(name)!)}  ${name}\n`)
     for (const [name, bytes] of files) assets.set(name, bytes)
     assets.set(checksumFileName(arch), Buffer.from(lines.join('')))
   }
   return {assets}
+}
+
+/** The entries of rke2.linux-<arch>.tar.gz: path → [mode, content]; directories end in `/`. */
+function rke2Bundle(version: string, binary: Buffer): Array<[string, number, Buffer]> {
+  const script = (name: string) => Buffer.from(`#!/bin/sh\n# homelab simulation: stand-in for ${name} of rke2 ${version}. Does nothing.\nexit 0\n`)
+  const entries: Array<[string, number, Buffer]> = [
+    ['bin/', 0o755, Buffer.alloc(0)],
+    ['bin/rke2', 0o755, binary],
+    ['bin/rke2-killall.sh', 0o755, script('rke2-killall.sh')],
+    ['bin/rke2-uninstall.sh', 0o755, script('rke2-uninstall.sh')],
+    ['lib/', 0o755, Buffer.alloc(0)],
+    ['lib/systemd/', 0o755, Buffer.alloc(0)],
+    ['lib/systemd/system/', 0o755, Buffer.alloc(0)],
+  ]
+  for (const role of ['agent', 'server'] as const) {
+    entries.push([`lib/systemd/system/rke2-${role}.env`, 0o644, Buffer.from('HOME=/root\n')])
+    entries.push([`lib/systemd/system/rke2-${role}.service`, 0o644, Buffer.from(systemdUnit('rke2', role, '/usr/local/bin/rke2'))])
+  }
+  entries.push(['share/', 0o755, Buffer.alloc(0)], ['share/rke2/', 0o755, Buffer.alloc(0)])
+  entries.push(['share/rke2/LICENSE.txt', 0o644, Buffer.from('homelab simulation: the rke2 license would be here (Apache-2.0).\n')])
+  return entries
+}
+
+/** A gzipped POSIX ustar archive with fixed owner and time, so its sha256 is stable per version. */
+function rke2Tarball(version: string, binary: Buffer): Buffer {
+  const mtime = 1_731_974_400 // 2024-11-19, a fixed build time
+  const blocks: Buffer[] = []
+  for (const [name, mode, content] of rke2Bundle(version, binary)) {
+    const header = Buffer.alloc(512)
+    const field = (offset: number, length: number, value: string) => header.write(value, offset, length, 'ascii')
+    const octal = (offset: number, length: number, value: number) => field(offset, length, `${value.toString(8).padStart(length - 1, '0')}\0`)
+    field(0, 100, name)
+    octal(100, 8, mode)
+    octal(108, 8, 0)
+    octal(116, 8, 0)
+    octal(124, 12, content.length)
+    octal(136, 12, mtime)
+    field(148, 8, '        ')
+    field(156, 1, name.endsWith('/') ? '5' : '0')
+    field(257, 8, 'ustar\u000000')
+    field(265, 32, 'root')
+    field(297, 32, 'root')
+    let sum = 0
+    for (const byte of header) sum += byte
+    field(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `)
+    blocks.push(header, content, Buffer.alloc((512 - (content.length % 512)) % 512))
+  }
+  blocks.push(Buffer.alloc(1024))
+  return gzipSync(Buffer.concat(blocks), {level: 9})
 }
 
 /** Different bytes for the same asset: binaries get a trailer, checksum files wrong hashes. */

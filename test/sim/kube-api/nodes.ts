@@ -1,9 +1,15 @@
 /**
- * k3s nodes as the apiserver sees them: realistic Node objects, and their lifecycle driven by
- * the fake k3s binaries through the control server (`k3s-started` → NotReady, then Ready at the
- * reported version after the node's delay; `k3s-stopped` → status Unknown).
+ * k3s and rke2 nodes as the apiserver sees them: realistic Node objects, and their lifecycle
+ * driven by the fake binaries through the control server (`k3s-started` → NotReady, then Ready
+ * at the reported version after the node's delay; `k3s-stopped` → status Unknown).
+ *
+ * Role labels as both distributions set them: a server running everything has
+ * `node-role.kubernetes.io/control-plane`, `…/master` and (with etcd) `…/etcd`, all `true`; an
+ * etcd-only server only `…/etcd`; a control-plane-only server control-plane and master only.
+ * Annotations are `k3s.io/…` or `rke2.io/…` after the distribution.
  */
 import {randomUUID} from 'node:crypto'
+import {distributionOf, type Distribution, type ServerKind} from '../k3s-fake.js'
 import {setCondition} from './objects.js'
 import type {ObjectStore} from './store.js'
 import type {Timers} from './timers.js'
@@ -11,7 +17,7 @@ import type {Taint} from './objects.js'
 import {type Dict, type KubeObject, type StoredObject, nowIso} from './types.js'
 
 export type NodeRole = 'server' | 'agent'
-export type Arch = 'amd64' | 'arm64' | 'arm'
+export type Arch = 'amd64' | 'arm64' | 'arm' | 's390x'
 
 export interface AddNodeOptions {
   name: string
@@ -31,6 +37,10 @@ export interface AddNodeOptions {
   taints?: Taint[]
   /** Servers run embedded etcd by default (`node-role.kubernetes.io/etcd`); false for a SQLite server. */
   etcd?: boolean
+  /** Servers only: `all` (default), `etcd` (etcd-only) or `control-plane` (no etcd). */
+  serverKind?: ServerKind
+  /** Default: the version's (`+rke2rN` is rke2), else k3s. Decides labels, annotations, providerID. */
+  distribution?: Distribution
   /** Per-node behaviour, as `nodes.behave()`. */
   readyDelayMs?: number
   neverReady?: boolean
@@ -62,27 +72,51 @@ export interface K3sEvent {
   role?: NodeRole
 }
 
-const goArch: Record<string, Arch> = {amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64', arm: 'arm', armhf: 'arm', armv7l: 'arm'}
+const goArch: Record<string, Arch> = {amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64', arm: 'arm', armhf: 'arm', armv7l: 'arm', s390x: 's390x'}
+const KERNEL: Record<Arch, string> = {amd64: '6.1.0-28-amd64', arm64: '6.6.51+rpt-rpi-v8', arm: '6.6.51+rpt-rpi-v8', s390x: '6.1.0-28-s390x'}
+
+/** The role labels of a node (see the file comment). */
+function roleLabels(role: NodeRole, kind: ServerKind, etcd: boolean): Record<string, string> {
+  if (role !== 'server') return {}
+  const labels: Record<string, string> = {}
+  if (kind !== 'etcd') {
+    labels['node-role.kubernetes.io/control-plane'] = 'true'
+    labels['node-role.kubernetes.io/master'] = 'true'
+  }
+  if (kind !== 'control-plane' && etcd) labels['node-role.kubernetes.io/etcd'] = 'true'
+  return labels
+}
+
+/** The node-args annotation: what the server was started with. */
+function nodeArgs(distribution: Distribution, role: NodeRole, kind: ServerKind, etcd: boolean): string[] {
+  if (role !== 'server') return ['agent']
+  const init = distribution === 'k3s' && etcd && kind !== 'control-plane' ? ['--cluster-init'] : []
+  if (kind === 'etcd') return ['server', ...init, '--disable-apiserver', '--disable-controller-manager', '--disable-scheduler']
+  if (kind === 'control-plane') return ['server', '--disable-etcd']
+  return ['server', ...init]
+}
 
 export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: string): KubeObject {
   const role = opts.role ?? 'agent'
   const arch = opts.arch ?? 'amd64'
   const version = opts.version ?? defaultVersion
   const ip = opts.internalIP ?? '127.0.0.1'
+  const distribution = opts.distribution ?? distributionOf(version) ?? 'k3s'
+  const kind = opts.serverKind ?? 'all'
+  if (role !== 'server' && opts.serverKind !== undefined) throw new Error(`node ${opts.name}: serverKind is for servers`)
+  if (kind === 'etcd' && opts.etcd === false) throw new Error(`node ${opts.name}: an etcd-only server runs etcd`)
+  const etcd = kind === 'control-plane' ? false : opts.etcd !== false
   const labels: Record<string, string> = {
     'beta.kubernetes.io/arch': arch,
-    'beta.kubernetes.io/instance-type': 'k3s',
+    'beta.kubernetes.io/instance-type': distribution,
     'beta.kubernetes.io/os': 'linux',
     'kubernetes.io/arch': arch,
     'kubernetes.io/hostname': opts.name,
     'kubernetes.io/os': 'linux',
-    'node.kubernetes.io/instance-type': 'k3s',
+    'node.kubernetes.io/instance-type': distribution,
+    ...roleLabels(role, kind, etcd),
   }
-  if (role === 'server') {
-    labels['node-role.kubernetes.io/control-plane'] = 'true'
-    labels['node-role.kubernetes.io/master'] = 'true'
-    if (opts.etcd !== false) labels['node-role.kubernetes.io/etcd'] = 'true'
-  }
+  const prefix = `${distribution}.io`
   const now = nowIso()
   const cond = (type: string, status: string, reason: string, message: string): Dict => ({type, status, reason, message, lastHeartbeatTime: now, lastTransitionTime: now})
   const ready = opts.ready !== false
@@ -95,10 +129,10 @@ export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: s
       labels: {...labels, ...(opts.labels ?? {})},
       annotations: {
         'alpha.kubernetes.io/provided-node-ip': ip,
-        'k3s.io/hostname': opts.name,
-        'k3s.io/internal-ip': ip,
-        'k3s.io/node-args': JSON.stringify(role === 'server' ? ['server', ...(opts.etcd !== false ? ['--cluster-init'] : [])] : ['agent']),
-        'k3s.io/node-config-hash': randomUUID().replace(/-/g, '').slice(0, 52).toUpperCase(),
+        [`${prefix}/hostname`]: opts.name,
+        [`${prefix}/internal-ip`]: ip,
+        [`${prefix}/node-args`]: JSON.stringify(nodeArgs(distribution, role, kind, etcd)),
+        [`${prefix}/node-config-hash`]: randomUUID().replace(/-/g, '').slice(0, 52).toUpperCase(),
         'node.alpha.kubernetes.io/ttl': '0',
         'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
         ...(opts.annotations ?? {}),
@@ -107,7 +141,7 @@ export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: s
     spec: {
       podCIDR: `10.42.${index}.0/24`,
       podCIDRs: [`10.42.${index}.0/24`],
-      providerID: `k3s://${opts.name}`,
+      providerID: `${distribution}://${opts.name}`,
       ...(opts.unschedulable ? {unschedulable: true} : {}),
       ...(opts.taints?.length ? {taints: opts.taints} : {}),
     },
@@ -129,7 +163,7 @@ export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: s
         machineID: randomUUID().replace(/-/g, ''),
         systemUUID: randomUUID(),
         bootID: randomUUID(),
-        kernelVersion: arch === 'amd64' ? '6.1.0-28-amd64' : '6.6.51+rpt-rpi-v8',
+        kernelVersion: KERNEL[arch],
         osImage: 'Debian GNU/Linux 12 (bookworm)',
         containerRuntimeVersion: 'containerd://1.7.23-k3s2',
         kubeletVersion: version,
