@@ -9,9 +9,10 @@
  *   the hash), applying nodes first, the rest in upstream's hash order, up to `concurrency`;
  *   one Job per node, named by SafeConcatName(apply, plan, on, node, with, hash);
  *   Complete = nothing left to apply and concurrency > 0;
- * - jobs: prepare (the k3s-upgrade image's `prepare <server plan>` waits until that plan applies
- *   nowhere and every node it selects runs the version), cordon or drain, then the upgrade
- *   container, which restarts k3s at the new version; on success the node gets
+ * - jobs: prepare (see `prepareDone`: the upgrade images' `prepare <plan>`, which waits until that
+ *   plan applies nowhere and every control-plane node runs the version, and homelab's
+ *   wait-for-plan step, which waits for the nodes of the plan it names), cordon or drain, then
+ *   the upgrade container, which restarts k3s at the new version; on success the node gets
  *   `plan.upgrade.cattle.io/<plan>=<hash>` and is uncordoned, on failure the plan's Complete
  *   condition says JobFailed and the node stays cordoned.
  *
@@ -31,7 +32,7 @@ import {sucPlanCrd} from './kube-api/crds.js'
 import {deleteObject} from './kube-api/deletion.js'
 import type {SimKubeApi} from './kube-api/index.js'
 import {controllerRef, getCondition, isNodeReady, ownerReferenceTo, setCondition} from './kube-api/objects.js'
-import {fromLabelSelector, matchesLabels} from './kube-api/selectors.js'
+import {fromLabelSelector, matchesLabels, parseLabelSelector} from './kube-api/selectors.js'
 import type {StoreEvent} from './kube-api/store.js'
 import {Timers} from './kube-api/timers.js'
 import {type Dict, type StoredObject, nowIso, randomSuffix} from './kube-api/types.js'
@@ -423,7 +424,7 @@ export class SimSucController extends Controller {
         return
       }
       case 'prepare': {
-        if (!this.serverPlanDone(plan)) return // checked again on every change
+        if (!this.prepareDone(plan)) return // checked again on every change
         this.setContainer(run.pod, 'prepare', {terminated: {exitCode: 0, reason: 'Completed'}}, true)
         run.step = spec.drain ? 'drain' : spec.cordon ? 'cordon' : 'upgrade'
         return
@@ -481,16 +482,40 @@ export class SimSucController extends Controller {
     }, {source: this.source})
   }
 
-  /** k3s-upgrade's prepare: the server plan applies nowhere and its nodes run this version. */
-  private serverPlanDone(plan: StoredObject): boolean {
-    const args = (plan.spec?.prepare?.args ?? []) as string[]
-    if (args[0] !== 'prepare') return true
-    const server = this.store.get('plans.upgrade.cattle.io', this.options.namespace, args[1] ?? '')
-    if (!server) return false
-    if (((server.status?.applying ?? []) as string[]).length > 0) return false
+  /**
+   * Has the Job's prepare container finished? As the images run it, with `want` the preparing
+   * plan's SYSTEM_UPGRADE_PLAN_LATEST_VERSION:
+   * - `prepare <plan>` (k3s-io/k3s-upgrade, rancher/rke2-upgrade: scripts/upgrade.sh): that plan
+   *   exists and `status.applying` is empty, then the kubelet versions of ALL nodes labelled
+   *   `node-role.kubernetes.io/control-plane` (rke2-upgrade: `…/master`), `sort -u`, equal `want`;
+   *   none such node means waiting. The nodes the named plan selects play no part.
+   * - homelab's wait-for-plan script (`sh -c <script> homelab-wait-for-plan <plan> <namespace>
+   *   <selector>`): that plan has resolved `want` and applies nowhere, and every node the selector
+   *   picks is Ready at `want` (none at all: done).
+   * Any other prepare container exits 0 at once.
+   */
+  private prepareDone(plan: StoredObject): boolean {
+    const prepare = plan.spec?.prepare
+    if (!prepare) return true
+    const args = (prepare.args ?? []) as string[]
     const want = String(plan.status?.latestVersion)
-    const nodes = this.store.listIn(this.type('nodes')).filter((n) => selects(server, n))
-    return nodes.length > 0 && nodes.every((n) => munge(String(n.status?.nodeInfo?.kubeletVersion ?? '')) === want && isNodeReady(n))
+    const version = (n: StoredObject) => munge(String(n.status?.nodeInfo?.kubeletVersion ?? ''))
+    const applying = (p: StoredObject) => ((p.status?.applying ?? []) as string[]).length
+    const nodes = this.store.listIn(this.type('nodes'))
+    if (!prepare.command && args[0] === 'prepare') {
+      const other = this.store.get('plans.upgrade.cattle.io', this.options.namespace, args[1] ?? '')
+      if (!other || applying(other) > 0) return false
+      const label = String(prepare.image).includes('rke2-upgrade') ? 'node-role.kubernetes.io/master' : 'node-role.kubernetes.io/control-plane'
+      const versions = new Set(nodes.filter((n) => label in (n.metadata.labels ?? {})).map(version))
+      return versions.size === 1 && versions.has(want)
+    }
+    if (args[1] === 'homelab-wait-for-plan') {
+      const other = this.store.get('plans.upgrade.cattle.io', args[3] || this.options.namespace, args[2] ?? '')
+      if (!other || other.status?.latestVersion !== want || applying(other) > 0) return false
+      const selector = parseLabelSelector(args[4])
+      return nodes.filter((n) => matchesLabels(selector, n.metadata.labels)).every((n) => version(n) === want && isNodeReady(n))
+    }
+    return true
   }
 
   /** Evicts what kubectl drain would (not DaemonSet pods, not mirror pods, not ours); true once they are gone. */
