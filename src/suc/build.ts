@@ -1,17 +1,20 @@
 /**
- * Builds the pair of Plans the k3s and rke2 docs recommend, from the cluster file's settings and
- * the flags of `plan generate`: a server plan (control-plane nodes, one at a time, cordoned) and
- * an agent plan (the rest, drained with the same settings the SSH upgrade uses) whose `prepare`
- * step waits for the server plan. Both name the same version or the same channel, which is what
- * `prepare` needs to see the servers finished.
+ * Builds the Plans from the cluster file's settings and the flags of `plan generate`, in the
+ * order they upgrade: when the cluster has etcd-only servers, an etcd plan (those, one at a
+ * time, cordoned); the server plan (control-plane nodes, one at a time, cordoned, behind the
+ * etcd plan if there is one); the agent plan (nodes with no server label, drained with the same
+ * settings the SSH upgrade uses) whose `prepare` step waits for the server plan. Without etcd-only
+ * servers that is the pair the k3s and rke2 docs recommend. All name the same version or the
+ * same channel, which is what each `prepare` needs to see the plan before it finished.
  */
 import {stringify} from 'yaml'
 
 import type {DrainOptions} from '../config/schema.js'
 import {formatDuration} from '../duration.js'
 import {UsageError} from '../errors.js'
-import {CONTROL_PLANE_LABEL} from '../kube/nodes.js'
 import type {Distribution, ReleaseVersion} from '../versions/release-version.js'
+import {upstreamPrepare, waitForPlanPrepare} from './prepare.js'
+import {CONTROL_PLANE_LABEL, ETCD_LABEL, MASTER_LABEL} from './roles.js'
 import {parseLabelSelector} from './syntax.js'
 import {
   type ContainerSpec,
@@ -25,13 +28,12 @@ import {
   PLAN_API_VERSION,
   PLAN_KIND,
   PLAN_ROLE_LABEL,
+  PLAN_ROLES,
   type PlanRole,
   type PlanSpec,
   type TimeWindowSpec,
   type Toleration,
 } from './types.js'
-
-export const ETCD_LABEL = 'node-role.kubernetes.io/etcd'
 
 /** The upgrade images; the controller adds the version (with `-`) as the tag. */
 export const UPGRADE_IMAGES: Record<Distribution, string> = {
@@ -52,8 +54,12 @@ export interface PlanBuildOptions {
   target: PlanTarget
   namespace?: string
   serviceAccountName?: string
-  /** Plan names are `<prefix>server` and `<prefix>agent`; default `<distribution>-`. */
+  /** Plan names are `<prefix>etcd`, `<prefix>server` and `<prefix>agent`; default `<distribution>-`. */
   namePrefix?: string
+  /** Write the etcd plan and put the server plan behind it: the cluster has etcd-only servers. */
+  etcdPlan?: boolean
+  /** Keep nodes labelled only `node-role.kubernetes.io/master` out of the agent plan. */
+  excludeMaster?: boolean
   agentConcurrency: number
   /** The cluster file's `upgrade.drain`. */
   drain: DrainOptions
@@ -69,27 +75,36 @@ export interface PlanBuildOptions {
 }
 
 export interface BuiltPlans {
+  /** In upgrade order: [etcd,] server, agent. */
+  plans: Plan[]
+  etcd?: Plan
   server: Plan
   agent: Plan
   /** Things the user should know but that do not stop generation. */
   warnings: string[]
 }
 
-export function planNames(distribution: Distribution, namePrefix?: string): {server: string; agent: string} {
+export function planNames(distribution: Distribution, namePrefix?: string): Record<PlanRole, string> {
   const prefix = namePrefix ?? `${distribution}-`
-  return {server: `${prefix}server`, agent: `${prefix}agent`}
+  return Object.fromEntries(PLAN_ROLES.map((role) => [role, `${prefix}${role}`])) as Record<PlanRole, string>
 }
 
 // Plan names become part of Job names and of the node label `plan.upgrade.cattle.io/<name>`,
 // whose name part may be at most 63 characters.
 const PLAN_NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/
 
-/** The docs' selectors. For rke2 an etcd-only server must not be mistaken for an agent. */
-export function defaultSelectors(distribution: Distribution): Record<PlanRole, LabelSelector> {
+/**
+ * The docs' server selector, and disjoint ones around it: the etcd plan takes etcd nodes without
+ * the control-plane label, the agent plan nodes with neither label (so an etcd-only server is
+ * never upgraded as an agent, even when no etcd plan is written), and, when asked, without the
+ * master label either.
+ */
+export function defaultSelectors(options: {excludeMaster?: boolean} = {}): Record<PlanRole, LabelSelector> {
+  const etcd: LabelSelector = {matchExpressions: [{key: ETCD_LABEL, operator: 'In', values: ['true']}, {key: CONTROL_PLANE_LABEL, operator: 'DoesNotExist'}]}
   const server: LabelSelector = {matchExpressions: [{key: CONTROL_PLANE_LABEL, operator: 'In', values: ['true']}]}
-  const agent: LabelSelector = {matchExpressions: [{key: CONTROL_PLANE_LABEL, operator: 'DoesNotExist'}]}
-  if (distribution === 'rke2') agent.matchExpressions!.push({key: ETCD_LABEL, operator: 'DoesNotExist'})
-  return {server, agent}
+  const agent: LabelSelector = {matchExpressions: [{key: CONTROL_PLANE_LABEL, operator: 'DoesNotExist'}, {key: ETCD_LABEL, operator: 'DoesNotExist'}]}
+  if (options.excludeMaster) agent.matchExpressions!.push({key: MASTER_LABEL, operator: 'DoesNotExist'})
+  return {etcd, server, agent}
 }
 
 /** `--image` must name a repository: a tag there would pin one version whatever the plan says. */
@@ -120,12 +135,10 @@ function drainSpec(drain: DrainOptions): DrainSpec {
   return spec
 }
 
-export function buildPlans(options: PlanBuildOptions): BuiltPlans {
+/** The refusals of buildPlans (UsageError), on their own: generate runs them before it asks the cluster anything. */
+export function checkPlanOptions(options: PlanBuildOptions): void {
   const {distribution, target} = options
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE
-  const serviceAccountName = options.serviceAccountName ?? DEFAULT_SERVICE_ACCOUNT
-  const names = planNames(distribution, options.namePrefix)
-  for (const name of [names.server, names.agent]) {
+  for (const name of Object.values(planNames(distribution, options.namePrefix))) {
     if (!PLAN_NAME_RE.test(name)) {
       throw new UsageError(`plan name ${JSON.stringify(name)} is not a valid name`, {
         hint: '--name-prefix may use lowercase letters, digits and "-", and the name must stay within 63 characters',
@@ -137,16 +150,25 @@ export function buildPlans(options: PlanBuildOptions): BuiltPlans {
       hint: 'with 0 the controller never upgrades anything; pass --agent-concurrency 1 or more',
     })
   }
-  const image = options.image ?? UPGRADE_IMAGES[distribution]
-  checkImage(image)
+  checkImage(options.image ?? UPGRADE_IMAGES[distribution])
   const version = target.kind === 'version' ? target.version : target.resolved
   if (version.distribution !== distribution) {
     throw new UsageError(`${version.format()} is a ${version.distribution} version, but the plans are for ${distribution}`, {
       hint: `pass a ${distribution} version, or --distribution ${version.distribution}`,
     })
   }
+}
 
-  const selectors = defaultSelectors(distribution)
+export function buildPlans(options: PlanBuildOptions): BuiltPlans {
+  checkPlanOptions(options)
+  const {distribution, target} = options
+  const namespace = options.namespace ?? DEFAULT_NAMESPACE
+  const serviceAccountName = options.serviceAccountName ?? DEFAULT_SERVICE_ACCOUNT
+  const names = planNames(distribution, options.namePrefix)
+  const roles: PlanRole[] = options.etcdPlan ? ['etcd', 'server', 'agent'] : ['server', 'agent']
+  const image = options.image ?? UPGRADE_IMAGES[distribution]
+
+  const selectors = defaultSelectors({excludeMaster: options.excludeMaster})
   const warnings: string[] = []
   const upgrade: ContainerSpec = {image}
 
@@ -166,13 +188,24 @@ export function buildPlans(options: PlanBuildOptions): BuiltPlans {
     }
   }
 
+  let etcd: ReturnType<typeof common> | undefined
+  if (options.etcdPlan) {
+    etcd = common('etcd', 1, selectors.etcd)
+    etcd.spec.cordon = true
+    etcd.spec.upgrade = {...upgrade}
+  }
+
   const server = common('server', 1, options.serverSelector ?? selectors.server)
+  // Upstream's `prepare <etcd plan>` would wait for every control-plane node, i.e. for this
+  // plan's own nodes, for ever: the server plan waits for the etcd plan with our own step
+  // instead (prepare.ts says what each checks).
+  if (etcd) server.spec.prepare = waitForPlanPrepare(image, {name: names.etcd, namespace, nodeSelector: etcd.spec.nodeSelector})
   server.spec.cordon = true
   server.spec.upgrade = {...upgrade}
 
   const agent = common('agent', options.agentConcurrency, options.agentSelector ?? selectors.agent)
   // prepare's image takes the plan's version as its tag too, so it runs the same release.
-  agent.spec.prepare = {image, args: ['prepare', names.server]}
+  agent.spec.prepare = upstreamPrepare(image, names.server)
   if (options.cordonOnly) {
     agent.spec.cordon = true
   } else {
@@ -191,15 +224,13 @@ export function buildPlans(options: PlanBuildOptions): BuiltPlans {
       `the plans follow ${target.url}: the controller upgrades whenever that channel moves (today ${target.resolved.format()}), and no version check runs then`,
     )
   }
-  return {
-    server: {apiVersion: PLAN_API_VERSION, kind: PLAN_KIND, ...server},
-    agent: {apiVersion: PLAN_API_VERSION, kind: PLAN_KIND, ...agent},
-    warnings,
-  }
+  const plan = (parts: ReturnType<typeof common>): Plan => ({apiVersion: PLAN_API_VERSION, kind: PLAN_KIND, ...parts})
+  const built = {etcd: etcd && plan(etcd), server: plan(server), agent: plan(agent)}
+  return {...built, plans: roles.map((role) => built[role] as Plan), warnings}
 }
 
 /**
- * Multi-document YAML, server plan first, as `kubectl apply -f` takes it. Written for YAML 1.1
+ * Multi-document YAML, in upgrade order, as `kubectl apply -f` takes it. Written for YAML 1.1
  * readers, which kubectl is: there `startTime: 01:00` would be the number 60 and `on` a
  * boolean, so such strings are quoted.
  */

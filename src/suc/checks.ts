@@ -8,8 +8,9 @@ import type {ClusterNode} from '../kube/nodes.js'
 import {selectorMatches} from '../kube/selectors.js'
 import {classifyUpgrade, clusterSkew} from '../versions/skew.js'
 import {type ReleaseVersion, parseVersion} from '../versions/release-version.js'
+import {isEtcdOnly, isServerNode} from './roles.js'
 import {formatLabelSelector} from './syntax.js'
-import type {Plan} from './types.js'
+import {type Plan, PLAN_ROLE_LABEL} from './types.js'
 
 export interface PlanCheckResult {
   /** Nodes each plan selects, by plan name. */
@@ -22,13 +23,14 @@ export interface PlanCheckResult {
 export interface PlanCheckOptions {
   /** The version each plan installs (a channel's current answer for a channel plan); undefined skips the plan. */
   targetOf: (plan: Plan) => ReleaseVersion | undefined
-  /** Every node must be selected by exactly one plan (our server/agent pair). */
+  /** Every node must be selected by exactly one plan (our etcd/server/agent set). */
   exclusive?: boolean
 }
 
 /**
  * Judges each plan's target against the live nodes it selects. Refuses (PreflightError, exit 3)
- * a downgrade, including `+k3s2` → `+k3s1`, and a skipped minor, listing every node at once.
+ * a downgrade, including `+k3s2` → `+k3s1`, a skipped minor, and a server (any of the
+ * control-plane, master and etcd labels) in an agent plan, listing every node at once.
  */
 export function checkPlansAgainstNodes(plans: readonly Plan[], nodes: readonly ClusterNode[], options: PlanCheckOptions): PlanCheckResult {
   const problems: string[] = []
@@ -48,6 +50,14 @@ export function checkPlansAgainstNodes(plans: readonly Plan[], nodes: readonly C
     if (options.exclusive && mine.length > 1) {
       problems.push(`node ${node.name} is selected by ${mine.map((p) => p.metadata.name).join(' and ')}`)
       fixes.add(`make the selectors exclusive (${mine.map((p) => `${p.metadata.name}: ${formatLabelSelector(p.spec.nodeSelector)}`).join('; ')})`)
+      continue
+    }
+    const asAgent = mine.find((plan) => plan.metadata.labels?.[PLAN_ROLE_LABEL] === 'agent')
+    if (asAgent && isServerNode(node.labels)) {
+      // Agents are drained several at a time after the servers: an etcd member or an API server
+      // among them breaks the order (and etcd's quorum with it).
+      problems.push(`node ${node.name} is ${isEtcdOnly(node.labels) ? 'an etcd-only server' : 'a server'}, but the agent plan ${asAgent.metadata.name} selects it`)
+      fixes.add(`leave servers out of ${asAgent.metadata.name} (its selector: ${formatLabelSelector(asAgent.spec.nodeSelector)}), e.g. with !node-role.kubernetes.io/control-plane,!node-role.kubernetes.io/etcd`)
       continue
     }
     for (const plan of mine) judge(node, plan, options.targetOf(plan) as ReleaseVersion)

@@ -1,17 +1,19 @@
 /**
  * `plan generate` (and `plan apply` without --file) from request to checked Plans: parse the
  * flag syntaxes, resolve the target (a channel is resolved now and pinned unless the plans
- * follow it), build the pair, and judge it against the live nodes when a cluster is at hand.
+ * follow it), read the live nodes when a cluster is at hand, build the plans their roles need
+ * (an etcd plan when there are etcd-only servers), and judge them against those nodes.
  */
 import {resolveChannel, normalizeChannelName} from '../channels.js'
 import type {HomelabConfig} from '../config/schema.js'
 import {ConfigError, ConnectionError, isHomelabError, UsageError} from '../errors.js'
 import {apiFailure} from '../kube/api-errors.js'
 import type {KubeClients} from '../kube/client.js'
-import {listClusterNodes} from '../kube/nodes.js'
+import {type ClusterNode, listClusterNodes} from '../kube/nodes.js'
 import {type Distribution, isVersionString, looksLikeChannel, parseVersion} from '../versions/release-version.js'
-import {buildPlans, type PlanTarget, renderPlans} from './build.js'
+import {buildPlans, checkPlanOptions, type PlanBuildOptions, type PlanTarget, renderPlans} from './build.js'
 import {checkPlansAgainstNodes, type PlanCheckResult} from './checks.js'
+import {CONTROL_PLANE_LABEL, ETCD_LABEL, isEtcdOnly, isMasterOnly, MASTER_LABEL} from './roles.js'
 import {parseLabelSelector, parseTolerations, parseWindow} from './syntax.js'
 import type {Plan} from './types.js'
 
@@ -49,6 +51,10 @@ export interface GenerateDeps {
 }
 
 export interface GeneratedPlans {
+  /** In upgrade order: [etcd,] server, agent. */
+  plans: Plan[]
+  /** Only when the cluster has etcd-only servers. */
+  etcd?: Plan
   server: Plan
   agent: Plan
   target: PlanTarget
@@ -88,7 +94,8 @@ export async function generatePlans(deps: GenerateDeps, request: GenerateRequest
   const tolerations = (request.tolerations ?? []).flatMap((t) => parseTolerations(t))
 
   const target = await resolvePlanTarget(deps, request)
-  const built = buildPlans({
+  const version = target.kind === 'version' ? target.version : target.resolved
+  const options: PlanBuildOptions = {
     distribution,
     target,
     namespace: request.namespace,
@@ -102,28 +109,55 @@ export async function generatePlans(deps: GenerateDeps, request: GenerateRequest
     serverSelector,
     agentSelector,
     tolerations,
-  })
-  const warnings = [...built.warnings]
-  const version = target.kind === 'version' ? target.version : target.resolved
+  }
+  checkPlanOptions(options)
 
-  let check: PlanCheckResult | undefined
+  let nodes: ClusterNode[] | undefined
   let clusterSkipped: string | undefined
   if (request.cluster === 'offline') {
     clusterSkipped = '--offline: the plans were not checked against the cluster\'s versions'
   } else {
-    const nodes = await readNodes(deps, request.cluster)
-    if (typeof nodes === 'string') clusterSkipped = nodes
-    else check = checkPlansAgainstNodes([built.server, built.agent], nodes, {targetOf: () => version, exclusive: true})
+    const read = await readNodes(deps, request.cluster)
+    if (typeof read === 'string') clusterSkipped = read
+    else nodes = read
   }
+  // Which plans the cluster needs comes from its node labels; without them, the two plans of the
+  // docs, whose agent plan leaves etcd nodes alone all the same.
+  const etcdOnly = (nodes ?? []).filter((n) => isEtcdOnly(n.labels)).map((n) => n.name)
+  const masterOnly = (nodes ?? []).filter((n) => isMasterOnly(n.labels)).map((n) => n.name)
+
+  const built = buildPlans({...options, etcdPlan: etcdOnly.length > 0, excludeMaster: masterOnly.length > 0})
+  const warnings = [...built.warnings]
+  const check = nodes ? checkPlansAgainstNodes(built.plans, nodes, {targetOf: () => version, exclusive: true}) : undefined
   if (check) warnings.push(...check.warnings)
   if (clusterSkipped) warnings.push(clusterSkipped)
+  const header: string[] = []
+  if (!nodes) {
+    // The default agent selector leaves etcd nodes out, so a missing etcd plan can only leave an
+    // etcd-only server behind, never upgrade it as an agent; one of the user's may not.
+    const fate = agentSelector ? 'by the agent plan if --agent-selector selects it' : 'by no plan (the agent plan leaves etcd nodes alone)'
+    header.push(`Written without the cluster's node labels, so without an etcd plan: an etcd-only server would be upgraded ${fate}.`)
+    warnings.push(`the plans were written without the cluster's node labels, so without an etcd plan: an etcd-only server (${ETCD_LABEL}, no control-plane label) would be upgraded ${fate}; generate against the cluster to add the etcd plan`)
+  }
+  if (built.etcd) {
+    header.push(`Order: ${built.plans.map((p) => p.metadata.name).join(', then ')}; each waits in its prepare step for the one before. ${built.etcd.metadata.name} is for the etcd-only servers (${etcdOnly.join(', ')}).`)
+  }
+  if (masterOnly.length > 0) {
+    // Servers labelled the old way: upgrading them as agents would put kubelets ahead of their API server.
+    const [carry, them] = masterOnly.length === 1 ? ['carries', 'it'] : ['carry', 'them']
+    warnings.push(
+      `${masterOnly.join(', ')} ${carry} ${MASTER_LABEL} but neither ${CONTROL_PLANE_LABEL} nor ${ETCD_LABEL}: no plan upgrades ${them} ` +
+        `(label ${them} ${CONTROL_PLANE_LABEL}=true for the server plan to take ${them})`,
+    )
+  }
 
   const what = target.kind === 'version' ? `${version.format()}${target.channel ? ` (channel ${target.channel} today)` : ''}` : `channel ${target.url} (today ${version.format()})`
-  const yaml = renderPlans([built.server, built.agent], [
+  const yaml = renderPlans(built.plans, [
     `system-upgrade-controller plans for ${distribution} ${what}, written by homelab k8s plan generate.`,
+    ...header,
     `Apply: homelab k8s plan apply --file <this file>    Follow: homelab k8s plan status --wait`,
   ])
-  return {server: built.server, agent: built.agent, target, check, clusterSkipped, warnings, yaml}
+  return {plans: built.plans, etcd: built.etcd, server: built.server, agent: built.agent, target, check, clusterSkipped, warnings, yaml}
 }
 
 /** The live nodes, or (in auto mode) why they could not be read. */

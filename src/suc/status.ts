@@ -2,7 +2,7 @@
  * What the controller is doing with our plans, and when it is stuck, why: read from the Plans'
  * status, the nodes' `plan.upgrade.cattle.io/<plan>` labels, the Jobs the controller made and
  * their pods (a terminated container's message, an image that cannot be pulled, a `prepare`
- * step still waiting for the server plan). `diagnosePlans` is pure; `readPlansStatus` and
+ * step still waiting for the plan before it). `diagnosePlans` is pure; `readPlansStatus` and
  * `waitForPlans` add the API.
  */
 import {BatchV1Api, type V1ContainerStatus, type V1Job, type V1Node, type V1Pod} from '@kubernetes/client-node'
@@ -15,6 +15,9 @@ import {selectorMatches} from '../kube/selectors.js'
 import {waitFor} from '../kube/wait.js'
 import {sleep} from '../sleep.js'
 import {isVersionString, parseVersion} from '../versions/release-version.js'
+import {parseLabelSelector} from './syntax.js'
+import {prepareWaitOf} from './prepare.js'
+import {CONTROL_PLANE_LABEL} from './roles.js'
 import {
   type ConditionStatus,
   DEFAULT_NAMESPACE,
@@ -27,7 +30,9 @@ import {
   PLAN_GROUP,
   PLAN_PLURAL,
   PLAN_ROLE_LABEL,
+  PLAN_ROLES,
   PLAN_VERSION,
+  isPlanRole,
   type PlanRole,
   planNodeLabel,
 } from './types.js'
@@ -54,7 +59,7 @@ export interface NodeProgress {
  * - failed: the Job gave up (backoff limit, deadline); the controller will not retry it;
  * - stuck: it cannot make progress by itself (image pull, unschedulable, bad config);
  * - retrying: its container failed and the Job is about to try again;
- * - waiting: `prepare` waits for the server plan (expected while servers upgrade).
+ * - waiting: `prepare` waits for the plan before (expected while that one upgrades).
  */
 export interface JobProblem {
   plan: string
@@ -223,28 +228,38 @@ function diagnoseJob(plan: Plan, job: V1Job, pods: readonly V1Pod[], input: Diag
     }
   }
   const prepare = (latest.status?.initContainerStatuses ?? []).find((s) => s.name === 'prepare')
-  const prepareArgs = plan.spec.prepare?.args ?? []
-  if (prepare?.state?.running && prepareArgs[0] === 'prepare') {
-    return {...base, state: 'waiting', reason: 'PrepareWaiting', message: waitingFor(prepareArgs[1] ?? '?', input), since}
+  const wait = prepareWaitOf(plan.spec)
+  if (prepare?.state?.running && wait) {
+    return {...base, state: 'waiting', reason: 'PrepareWaiting', message: waitingFor(wait, input), since}
   }
   const detail = mine.length > 1 || latest.status?.phase === 'Failed' ? failureDetail([...mine].reverse().find((pod) => failureDetail(pod) !== undefined)) : undefined
   if (detail) return {...base, state: 'retrying', reason: 'ContainerFailed', message: `${detail}; the Job tries again (${mine.length} attempt${mine.length === 1 ? '' : 's'} so far)`, since}
   return undefined
 }
 
-/** Says what `prepare <server plan>` waits for, from that plan's own state. */
-function waitingFor(serverPlan: string, input: DiagnoseInput): string {
-  const plan = input.plans.find((p) => p.metadata.name === serverPlan)
-  if (!plan) return `prepare waits for plan ${serverPlan}, which does not exist in ${input.namespace}`
+/**
+ * Says what a prepare step waits for, from the state of the plan it names: upstream's waits for
+ * every control-plane node, ours for the nodes its selector picks (prepare.ts).
+ */
+function waitingFor(wait: NonNullable<ReturnType<typeof prepareWaitOf>>, input: DiagnoseInput): string {
+  const plan = input.plans.find((p) => p.metadata.name === wait.plan)
+  if (!plan) return `prepare waits for plan ${wait.plan}, which does not exist in ${input.namespace}`
   const applying = plan.status?.applying ?? []
-  if (applying.length > 0) return `prepare waits for plan ${serverPlan} (still applying on ${applying.join(', ')})`
+  if (applying.length > 0) return `prepare waits for plan ${wait.plan} (still applying on ${applying.join(', ')})`
   const want = plan.status?.latestVersion
+  let selector
+  try {
+    selector = wait.kind === 'selector' ? parseLabelSelector(wait.selector) : {matchExpressions: [{key: CONTROL_PLANE_LABEL, operator: 'Exists' as const}]}
+  } catch {
+    return `prepare waits for plan ${wait.plan}`
+  }
   const behind = input.nodes
-    .filter((n) => selectorMatches(plan.spec.nodeSelector, n.metadata?.labels ?? {}))
+    .filter((n) => selectorMatches(selector, n.metadata?.labels ?? {}))
     .filter((n) => want && munge(n.status?.nodeInfo?.kubeletVersion ?? '') !== want)
     .map((n) => `${n.metadata?.name} at ${n.status?.nodeInfo?.kubeletVersion}`)
-  if (behind.length > 0) return `prepare waits for the control-plane nodes to run ${displayVersion(want)} (${behind.join(', ')})`
-  return `prepare waits for plan ${serverPlan}`
+  const whose = wait.kind === 'selector' ? `the nodes of plan ${wait.plan}` : 'the control-plane nodes'
+  if (behind.length > 0) return `prepare waits for ${whose} to run ${displayVersion(want)} (${behind.join(', ')})`
+  return `prepare waits for plan ${wait.plan}`
 }
 
 function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
@@ -282,7 +297,7 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
   const role = plan.metadata.labels?.[PLAN_ROLE_LABEL]
   return {
     name: plan.metadata.name,
-    role: role === 'server' || role === 'agent' ? role : undefined,
+    role: isPlanRole(role) ? role : undefined,
     target: plan.spec.version ? (displayVersion(plan.spec.version) ?? plan.spec.version) : `channel ${plan.spec.channel ?? '?'}`,
     latestVersion: stale ? undefined : displayVersion(status.latestVersion),
     latestHash: hash,
@@ -300,8 +315,9 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
 
 /** The verdict over all plans, from already-read objects. */
 export function diagnosePlans(input: DiagnoseInput): PlansReport {
-  // Servers first, as the controller runs them.
-  const ordered = [...input.plans].sort((a, b) => rank(a) - rank(b) || a.metadata.name.localeCompare(b.metadata.name))
+  // In upgrade order (etcd-only servers, control-plane servers, agents), as the prepare steps run them.
+  const depth = chainDepths(input.plans)
+  const ordered = [...input.plans].sort((a, b) => depth(a) - depth(b) || rank(a) - rank(b) || a.metadata.name.localeCompare(b.metadata.name))
   const plans = ordered.map((plan) => reportPlan(plan, input))
   const cordoned = new Set(input.nodes.filter((n) => n.spec?.unschedulable === true).map((n) => n.metadata?.name))
   const leftCordoned: CordonedNode[] = []
@@ -324,9 +340,26 @@ export function diagnosePlans(input: DiagnoseInput): PlansReport {
   }
 }
 
+/** How many plans wait before this one, following the prepare steps (a plan named but absent counts as one). */
+function chainDepths(plans: readonly Plan[]): (plan: Plan) => number {
+  const byName = new Map(plans.map((p) => [p.metadata.name, p]))
+  const memo = new Map<string, number>()
+  const depth = (plan: Plan, seen: Set<string>): number => {
+    const name = plan.metadata.name
+    const known = memo.get(name)
+    if (known !== undefined) return known
+    const wait = prepareWaitOf(plan.spec)
+    const before = wait ? byName.get(wait.plan) : undefined
+    const value = !wait ? 0 : !before || seen.has(before.metadata.name) ? 1 : depth(before, new Set([...seen, name])) + 1
+    memo.set(name, value)
+    return value
+  }
+  return (plan) => depth(plan, new Set([plan.metadata.name]))
+}
+
 function rank(plan: Plan): number {
   const role = plan.metadata.labels?.[PLAN_ROLE_LABEL]
-  return role === 'server' ? 0 : role === 'agent' ? 1 : 2
+  return isPlanRole(role) ? PLAN_ROLES.indexOf(role) : PLAN_ROLES.length
 }
 
 function summarize(plans: readonly PlanReport[], state: PlansState): string {

@@ -34,7 +34,13 @@ export const PLAN_DISABLED = 'disabled'
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 export const MANAGED_BY = 'homelab'
 export const PLAN_ROLE_LABEL = 'homelab.dev/plan-role'
-export type PlanRole = 'server' | 'agent'
+/** The plans we write, in the order they upgrade: etcd-only servers, control-plane servers, agents. */
+export const PLAN_ROLES = ['etcd', 'server', 'agent'] as const
+export type PlanRole = (typeof PLAN_ROLES)[number]
+
+export function isPlanRole(value: unknown): value is PlanRole {
+  return (PLAN_ROLES as readonly unknown[]).includes(value)
+}
 
 export type SelectorOperator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'
 

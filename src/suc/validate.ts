@@ -1,13 +1,14 @@
 /**
  * Checks Plans read from a file (`plan apply --file`) for the mistakes the API server lets
  * through: the CRD's schema quietly drops `env` (the field is `envs`), accepts `concurrency: 0`
- * (then nothing ever runs), and cannot know that an agent plan's `prepare` waits for a server
- * plan that names another version and so waits forever.
+ * (then nothing ever runs), and cannot know that a plan's `prepare` waits for another plan
+ * (agent for server, server for etcd) that names another version and so waits forever.
  */
 import {parseAllDocuments} from 'yaml'
 
 import {UsageError} from '../errors.js'
 import {isVersionString} from '../versions/release-version.js'
+import {prepareWaitOf} from './prepare.js'
 import {type Plan, PLAN_API_VERSION, PLAN_KIND} from './types.js'
 
 const NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/
@@ -98,13 +99,13 @@ export function parsePlanFile(text: string, source: string): PlanFileCheck {
   })
   if (problems.length === 0 && plans.length === 0) problems.push(`${source} holds no Plan`)
 
-  // prepare [prepare, <server plan>] waits until the servers run *this* plan's version.
+  // Both prepare steps (upstream's and ours) wait until the nodes run *this* plan's version.
   for (const plan of plans) {
-    const args = plan.spec.prepare?.args ?? []
-    if (args[0] !== 'prepare' || !args[1]) continue
-    const server = plans.find((p) => p.metadata.name === args[1])
+    const wait = prepareWaitOf(plan.spec)
+    if (!wait) continue
+    const server = plans.find((p) => p.metadata.name === wait.plan)
     if (!server) {
-      warnings.push(`plan ${plan.metadata.name} waits for plan ${args[1]}, which is not in ${source}; it must exist in the cluster`)
+      warnings.push(`plan ${plan.metadata.name} waits for plan ${wait.plan}, which is not in ${source}; it must exist in the cluster`)
       continue
     }
     const a = plan.spec.version ?? plan.spec.channel

@@ -88,7 +88,7 @@ EXIT CODES
     } else {
       const request = generateRequest(flags, flags.to as string)
       const generated = await generatePlans({config: context.config, kube: context.kube}, {...request, cluster: flags.offline ? 'offline' : 'required'})
-      plans = [generated.server, generated.agent]
+      plans = generated.plans
       warnings.push(...generated.warnings)
     }
 

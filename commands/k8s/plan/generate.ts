@@ -26,9 +26,9 @@ export interface GenerateResult {
 
 export default class PlanGenerate extends HomelabCommand<typeof PlanGenerate> {
   static override summary = 'Write system-upgrade-controller Plans for a k3s or rke2 upgrade'
-  static override description = `Writes two upgrade.cattle.io/v1 Plans as YAML: a server plan (control-plane nodes, one at a time, cordoned) and an agent plan (the other nodes, drained with the drain settings of homelab.yaml, after the servers). A channel is resolved now and pinned unless --follow-channel.
+  static override description = `Writes upgrade.cattle.io/v1 Plans as YAML, in upgrade order: a server plan (control-plane nodes, one at a time, cordoned) and an agent plan (nodes with no server label, drained with the drain settings of homelab.yaml, after the servers). When the cluster has etcd-only servers (etcd label, no control-plane label), an etcd plan comes first (those, one at a time, cordoned) and the server plan waits for it. A channel is resolved now and pinned unless --follow-channel.
 
-When a kubeconfig is reachable (or with --check-cluster), the live node versions are checked first: a downgrade, a skipped minor or an older +k3sN build is refused. --offline skips the cluster.
+When a kubeconfig is reachable (or with --check-cluster), the live nodes are read first: their labels decide whether an etcd plan is needed, and a downgrade, a skipped minor or an older +k3sN build is refused. --offline skips the cluster: then there is no etcd plan, and the agent plan still leaves etcd nodes alone.
 
 ${PLAN_EXIT_CODES_HELP}`
   static override examples = [
@@ -54,7 +54,7 @@ ${PLAN_EXIT_CODES_HELP}`
       } catch (error) {
         throw new UsageError(`cannot write ${flags.out}: ${(error as Error).message}`, {cause: error, hint: 'pass --out a writable path, or leave it out to print to stdout'})
       }
-      if (!this.jsonEnabled()) this.logToStderr(`wrote ${generated.server.metadata.name} and ${generated.agent.metadata.name} to ${flags.out}`)
+      if (!this.jsonEnabled()) this.logToStderr(`wrote ${listNames(generated.plans.map((p) => p.metadata.name))} to ${flags.out}`)
     } else if (!this.jsonEnabled()) {
       process.stdout.write(generated.yaml)
     }
@@ -62,10 +62,15 @@ ${PLAN_EXIT_CODES_HELP}`
   }
 }
 
+/** `a and b`, `a, b and c`. */
+function listNames(names: readonly string[]): string {
+  return names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`
+}
+
 function toResult(generated: GeneratedPlans, out?: string): GenerateResult {
   const {target} = generated
   return {
-    plans: [generated.server, generated.agent],
+    plans: generated.plans,
     target: (target.kind === 'version' ? target.version : target.resolved).format(),
     channel: target.kind === 'channel' ? target.url : target.channel,
     followsChannel: target.kind === 'channel',

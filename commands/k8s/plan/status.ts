@@ -24,9 +24,9 @@ export interface StatusResult extends PlansReport {
 
 export default class PlanStatus extends HomelabCommand<typeof PlanStatus> {
   static override summary = 'Show how the controller is getting on with our Plans, and why it is stuck'
-  static override description = `For each plan homelab applied: its target, the controller's latestVersion and latestHash, the Complete condition, the nodes done (their plan.upgrade.cattle.io/<plan> label equals the hash), applying now, and still to go; for each failed or stuck Job the reason (the pod's termination message, an image that cannot be pulled, a prepare step waiting for the server plan), and the nodes it left cordoned with the command to uncordon them.
+  static override description = `For each plan homelab applied: its target, the controller's latestVersion and latestHash, the Complete condition, the nodes done (their plan.upgrade.cattle.io/<plan> label equals the hash), applying now, and still to go; for each failed or stuck Job the reason (the pod's termination message, an image that cannot be pulled, a prepare step waiting for the plan before it), and the nodes it left cordoned with the command to uncordon them.
 
---wait follows the plans by watch until both are complete, a Job fails for good (a stuck image pull counts after --stuck-after), or --timeout passes.
+--wait follows the plans by watch, in upgrade order (etcd plan, server plan, agent plan), until all are complete, a Job fails for good (a stuck image pull counts after --stuck-after), or --timeout passes.
 
 EXIT CODES
   0  complete (without --wait: also while still in progress)
@@ -36,7 +36,7 @@ EXIT CODES
   static override examples = ['<%= config.bin %> k8s plan status', '<%= config.bin %> k8s plan status --wait --timeout 45m', '<%= config.bin %> k8s plan status --json']
   static override flags = {
     namespace: Flags.string({description: 'the controller\'s namespace', default: 'system-upgrade'}),
-    'name-prefix': Flags.string({description: 'only the plans <prefix>server and <prefix>agent (default: every plan homelab applied)'}),
+    'name-prefix': Flags.string({description: 'only the plans <prefix>etcd, <prefix>server and <prefix>agent (default: every plan homelab applied)'}),
     wait: Flags.boolean({description: 'follow until complete, failed, or --timeout'}),
     timeout: Flags.string({description: 'bound of --wait', default: '30m'}),
     'stuck-after': Flags.string({description: 'a Job that cannot pull its image (or be scheduled) this long counts as failed', default: `${DEFAULT_STUCK_AFTER_MS / 60_000}m`}),
