@@ -13,7 +13,7 @@ import {fileURLToPath} from 'node:url'
 
 import {makeConfigSchema, type HomelabConfig} from '../src/config/schema.js'
 import {KubeClients, loadKubeConfig} from '../src/kube/client.js'
-import {SimKubeApi, type SimKubeApiOptions} from './sim/kube-api/index.js'
+import {type AddNodeOptions, SimKubeApi, type SimKubeApiOptions} from './sim/kube-api/index.js'
 import {SimSucController, type SimSucOptions} from './sim/suc-controller.js'
 
 export interface SucCluster {
@@ -32,6 +32,8 @@ export interface SucClusterOptions {
   version?: string
   /** Per-node versions (name → version) over `version`. */
   versions?: Record<string, string>
+  /** More nodes, after `servers` and `agents` (custom labels: split roles); version as above. */
+  nodes?: AddNodeOptions[]
   /** Namespace and ServiceAccount present (default true). The CRD follows `api.crds.suc`. */
   installed?: boolean
   api?: SimKubeApiOptions
@@ -51,6 +53,7 @@ export async function startSucCluster(options: SucClusterOptions = {}): Promise<
   const agents = Array.from({length: options.agents ?? 2}, (_, i) => `agent-${i + 1}`)
   for (const name of servers) api.nodes.add({name, role: 'server', version: options.versions?.[name] ?? version})
   for (const name of agents) api.nodes.add({name, role: 'agent', version: options.versions?.[name] ?? version})
+  for (const node of options.nodes ?? []) api.nodes.add({version: options.versions?.[node.name] ?? version, ...node})
   if (options.installed !== false) {
     api.ensureNamespace('system-upgrade')
     api.store.create({apiVersion: 'v1', kind: 'ServiceAccount', metadata: {name: 'system-upgrade', namespace: 'system-upgrade'}})
