@@ -2,14 +2,28 @@
  * `npm run demo`: start the simulated homelab (3 servers with embedded etcd, 3 agents, a web app
  * under a PodDisruptionBudget, a DaemonSet, emptyDir pods), upgrade it with the real CLI, show
  * `homelab k8s status`, stop everything. `npm run demo -- --json` prints only the upgrade's JSON.
+ * `npm run demo -- --distribution rke2` does the same with an rke2 homelab (v1.31.3+rke2r1 →
+ * v1.31.4+rke2r1); the default is k3s (v1.31.4+k3s1 → v1.31.5+k3s1).
  */
 import {spawn} from 'node:child_process'
 import path from 'node:path'
 
 import {REPO_ROOT, startHomelab, type Homelab} from './homelab.js'
+import type {Distribution} from './k3s-fake.js'
 
-const FROM = 'v1.31.4+k3s1'
-const TO = 'v1.31.5+k3s1'
+const UPGRADES: Record<Distribution, {from: string; to: string}> = {
+  k3s: {from: 'v1.31.4+k3s1', to: 'v1.31.5+k3s1'},
+  rke2: {from: 'v1.31.3+rke2r1', to: 'v1.31.4+rke2r1'},
+}
+
+/** `--distribution rke2` or `--distribution=rke2`; default k3s. */
+function distributionArg(argv: readonly string[]): Distribution {
+  const at = argv.findIndex((a) => a === '--distribution' || a.startsWith('--distribution='))
+  if (at === -1) return 'k3s'
+  const value = argv[at]!.includes('=') ? argv[at]!.slice(argv[at]!.indexOf('=') + 1) : argv[at + 1]
+  if (value !== 'k3s' && value !== 'rke2') throw new Error(`--distribution must be k3s or rke2, not ${JSON.stringify(value ?? '')}`)
+  return value
+}
 
 function runCli(lab: Homelab, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -21,12 +35,14 @@ function runCli(lab: Homelab, args: string[]): Promise<number> {
 
 async function main(): Promise<number> {
   const json = process.argv.includes('--json')
+  const distribution = distributionArg(process.argv.slice(2))
+  const {from: FROM, to: TO} = UPGRADES[distribution]
   const say = (line: string) => {
     if (!json) process.stdout.write(`${line}\n`)
   }
-  say('Starting the simulated homelab (3 servers, 3 agents)…')
+  say(`Starting the simulated ${distribution} homelab (3 servers, 3 agents) at ${FROM}…`)
   const started = Date.now()
-  const lab = await startHomelab({workloads: true, version: FROM, releases: [TO], channels: {stable: TO, latest: TO, 'v1.31': TO}})
+  const lab = await startHomelab({distribution, workloads: true, version: FROM, releases: [TO], channels: {stable: TO, latest: TO, 'v1.31': TO}})
   let exitCode = 1
   const stop = async () => {
     await lab.stop()

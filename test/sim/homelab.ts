@@ -1,8 +1,14 @@
 /**
  * The simulated homelab: real SSH servers on loopback as nodes, the simulated Kubernetes API,
- * fake k3s binaries from a loopback release server, a channel server and Velero. The product
- * talks to it through exactly the code it uses against a real cluster; this file only builds
- * the other side of the wire and writes the cluster file a user would write.
+ * fake k3s or rke2 binaries from a loopback release server, a channel server and Velero. The
+ * product talks to it through exactly the code it uses against a real cluster; this file only
+ * builds the other side of the wire and writes the cluster file a user would write.
+ *
+ * `startHomelab({distribution: 'rke2', version: 'v1.31.3+rke2r1', releases: ['v1.31.4+rke2r1']})`
+ * builds an rke2 homelab (the distribution also follows from the version alone): `rke2` binaries,
+ * rke2-server / rke2-agent units, embedded etcd on every server, rke2's labels and annotations,
+ * rke2 release assets and channel 302s, and `distribution: rke2` in homelab.yaml unless
+ * `writeDistribution: false` (then only the nodes' kubeletVersion tells).
  */
 import {execFile} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
@@ -17,11 +23,11 @@ import {stringify} from 'yaml'
 import {startChannelServer, type ChannelServer} from './channel-server.js'
 import {startSshNode as startInprocSshNode} from './inproc-ssh-server.js'
 import {SimKubeApi, type SimKubeApiOptions} from './kube-api/index.js'
-import {createNodeFixture, type NodeFixture, type ServiceManager} from './node-fixture.js'
+import {createNodeFixture, type NodeFixture, type PackageManager, type ServiceManager} from './node-fixture.js'
 import {requireSshdInCi} from './require-sshd.js'
 import {startReleaseServer, type ReleaseServer} from './release-server.js'
 import {findSshd, startSshNode as startOpenSshNode, type SshNode} from './sshd.js'
-import type {K3sArch} from './k3s-fake.js'
+import {distributionOf, type Distribution, type K3sArch, type ServerKind} from './k3s-fake.js'
 
 const run = promisify(execFile)
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -34,20 +40,33 @@ export interface SimNodeSpec {
   serviceManager?: ServiceManager
   /** Cordoned by someone before the run. */
   cordoned?: boolean
+  /** Servers: `all` (default), `etcd` (etcd-only: only the etcd role label) or `control-plane` (no etcd). */
+  serverKind?: ServerKind
+  /** Servers: packaged manifests given a `<name>.skip` in server/manifests, e.g. `rke2-ingress-nginx.yaml`. */
+  skipManifests?: string[]
+  /** The binary was installed by a package: a fake `rpm -qf` / `dpkg -S` on the node names it. */
+  packageOwned?: PackageManager
 }
+
+const DEFAULT_VERSION: Record<Distribution, string> = {k3s: 'v1.31.4+k3s1', rke2: 'v1.31.3+rke2r1'}
 
 export interface HomelabOptions {
   servers?: number
   agents?: number
   /** Overrides servers/agents: the nodes exactly. */
   nodes?: SimNodeSpec[]
-  /** Version every node runs at start. */
+  /** k3s or rke2; default the version's, else k3s. */
+  distribution?: Distribution
+  /** Version every node runs at start (default v1.31.4+k3s1, or v1.31.3+rke2r1 for rke2). */
   version?: string
   /** Versions the release server offers (the start version is always added). */
   releases?: string[]
   /** Channel id → version, for the channel server. */
   channels?: Record<string, string>
+  /** Servers run embedded etcd (default true; rke2 always does). */
   embeddedEtcd?: boolean
+  /** Write `distribution:` into homelab.yaml (default: true for rke2, false for k3s). */
+  writeDistribution?: boolean
   /** openssh (real sshd), inproc (ssh2 server), auto: openssh where installed. */
   ssh?: 'openssh' | 'inproc' | 'auto'
   become?: 'sudo' | 'none'
@@ -63,7 +82,7 @@ export interface HomelabOptions {
 }
 
 export interface SimNode {
-  spec: Required<Omit<SimNodeSpec, 'cordoned'>> & {cordoned: boolean}
+  spec: SimNodeSpec & Required<Pick<SimNodeSpec, 'version' | 'arch' | 'serviceManager'>> & {cordoned: boolean}
   fixture: NodeFixture
   ssh: SshNode
   address: string
@@ -76,6 +95,7 @@ export interface CliResult {
 }
 
 export interface Homelab {
+  distribution: Distribution
   root: string
   configPath: string
   kubeconfigPath: string
@@ -122,7 +142,9 @@ function clientKeyPair(): {private: string; public: string} {
 }
 
 export async function startHomelab(options: HomelabOptions = {}): Promise<Homelab> {
-  const version = options.version ?? 'v1.31.4+k3s1'
+  const distribution = options.distribution ?? distributionOf(options.version ?? '') ?? 'k3s'
+  const version = options.version ?? DEFAULT_VERSION[distribution]
+  if (distributionOf(version) !== distribution) throw new Error(`homelab: ${version} is not a ${distribution} version`)
   const specs: SimNodeSpec[] =
     options.nodes ??
     [
@@ -156,6 +178,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     const releases = [...new Set([version, ...(options.releases ?? [])])]
     const release = await startReleaseServer({versions: releases})
     cleanups.push(() => release.stop())
+    // Each channel's 302 points at its version's own release page (k3s-io/k3s or rancher/rke2).
     const channels = await startChannelServer({channels: options.channels ?? {stable: version, latest: releases.at(-1) as string}})
     cleanups.push(() => channels.stop())
 
@@ -173,13 +196,18 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
       specs.map(async (spec, index) => {
         const full = {version, arch: 'amd64' as K3sArch, serviceManager: 'systemd' as ServiceManager, cordoned: false, ...spec}
         const address = `127.${subnet}.${instance % 250}.${index + 10}`
+        const etcd = spec.role === 'server' && spec.serverKind !== 'control-plane' ? options.embeddedEtcd ?? true : undefined
         const fixture = await createNodeFixture({
           root: path.join(root, 'nodes'),
           name: spec.name,
           role: spec.role,
           version: full.version,
           arch: full.arch,
-          embeddedEtcd: spec.role === 'server' ? options.embeddedEtcd ?? true : undefined,
+          distribution,
+          embeddedEtcd: etcd,
+          serverKind: spec.serverKind,
+          skipManifests: spec.skipManifests,
+          packageOwned: spec.packageOwned,
           controlUrl: api.controlUrl,
           serviceManager: full.serviceManager,
           loginAsRoot: become === 'none',
@@ -192,9 +220,11 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
           role: spec.role,
           internalIP: address,
           version: full.version,
-          arch: full.arch === 's390x' ? 'amd64' : full.arch,
+          arch: full.arch,
           unschedulable: full.cordoned,
-          etcd: spec.role === 'server' ? options.embeddedEtcd ?? true : undefined,
+          etcd,
+          distribution,
+          serverKind: spec.serverKind,
         })
         nodes[index] = {spec: full, fixture, ssh, address}
       }),
@@ -203,10 +233,12 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     const knownHostsPath = path.join(home, '.ssh', 'known_hosts')
     await writeFile(knownHostsPath, options.trustHostKeys === false ? '' : nodes.map((n) => n.ssh.knownHostsLine).join('\n') + '\n', {mode: 0o600})
 
-    if (options.workloads) addDemoWorkloads(api, nodes)
+    if (options.workloads) addDemoWorkloads(api, nodes, distribution)
 
     const configPath = path.join(root, 'homelab.yaml')
+    const writeDistribution = options.writeDistribution ?? distribution === 'rke2'
     const baseConfig: Record<string, unknown> = {
+      ...(writeDistribution ? {distribution} : {}),
       kubernetes: {kubeconfig: kubeconfigPath, context: 'homelab-sim'},
       ssh: {user: userInfo().username, identityFile: identityPath, knownHosts: knownHostsPath, become, connectTimeout: '5s'},
       nodes: nodes.map((n) => ({
@@ -239,6 +271,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     }
 
     return {
+      distribution,
       root,
       configPath,
       kubeconfigPath,
@@ -276,10 +309,13 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
   }
 }
 
-/** What a small homelab runs: a web app under a PDB, a cache with emptyDir, a DaemonSet on every node. */
-function addDemoWorkloads(api: SimKubeApi, nodes: SimNode[]): void {
+/**
+ * What a small homelab runs: a web app under a PDB, a cache with emptyDir, a DaemonSet on every
+ * node (k3s's ServiceLB for traefik, rke2's ingress-nginx controller).
+ */
+function addDemoWorkloads(api: SimKubeApi, nodes: SimNode[], distribution: Distribution): void {
   const agents = nodes.filter((n) => n.spec.role === 'agent').map((n) => n.spec.name)
-  api.workloads.addDaemonSet({name: 'svclb-traefik', namespace: 'kube-system'})
+  api.workloads.addDaemonSet({name: distribution === 'rke2' ? 'rke2-ingress-nginx-controller' : 'svclb-traefik', namespace: 'kube-system'})
   if (agents.length === 0) return
   api.workloads.addReplicaSet({name: 'web', namespace: 'default', podsOn: [...agents, ...agents].slice(0, Math.max(2, agents.length))})
   api.pdbs.add({name: 'web', namespace: 'default', selector: {app: 'web'}, minAvailable: 1})

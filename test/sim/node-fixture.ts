@@ -2,12 +2,27 @@
  * A simulated node's side of the wire: the directory an SSH session on that node lands in.
  *
  *   <root>/<name>/
- *     bin/k3s      the node's k3s (a fake from k3s-fake.ts, mode 0755); the product replaces it
- *                  by writing a sibling file and renaming it over this one
- *     data/        the k3s data dir (server token, db/etcd or db/state.db, db/snapshots/)
- *     fakebin/     first on PATH: systemctl or rc-service (+ openrc, rc-status), sudo, uname
+ *     bin/k3s      the node's k3s or rke2 (a fake from k3s-fake.ts, mode 0755); the product
+ *                  replaces it by writing a sibling file and renaming it over this one
+ *     data/        the data dir, laid out like /var/lib/rancher/k3s or /var/lib/rancher/rke2:
+ *                  servers have server/token, server/db/etcd (or server/db/state.db for k3s on
+ *                  SQLite), server/db/snapshots/ and server/manifests/ (the packaged manifests,
+ *                  plus any `<file>.skip` asked for); agents have agent/
+ *     fakebin/     first on PATH: systemctl or rc-service (+ openrc, rc-status), sudo, uname,
+ *                  and on a node whose binary a package owns, rpm or dpkg + dpkg-query
  *     state/       service state, arch, markers, and the journals service.log and sudo.log
  *     env          KEY=VALUE lines every session (and the service) runs with
+ *
+ * rke2 nodes (`distribution: 'rke2'`): binary `rke2`, units rke2-server / rke2-agent, systemd
+ * only, embedded etcd always, no 32-bit arm. Split roles (`serverKind`): an etcd-only server
+ * has etcd and no control plane; a control-plane-only one has no datastore at all, so
+ * `etcd-snapshot` there fails "etcd datastore disabled".
+ *
+ * A package-owned binary (`packageOwned`): `rpm -qf <bin>` names the package (rke2's RPMs put
+ * the binary in rke2-common), `dpkg -S <bin>` answers `<package>: <bin>`; for other paths they
+ * answer as the real tools do: `file <path> is not owned by any package` (stdout, exit 1) and
+ * `dpkg-query: no path found matching pattern <path>` (stderr, exit 1). Without the option no
+ * fake is installed: the host's dpkg (Debian) finds no owner for fixture paths by itself.
  *
  * The fake tools are POSIX sh and need only sh and coreutils (the fake k3s needs node, which
  * the env's PATH provides). They journal every call so tests can prove ordering.
@@ -30,11 +45,23 @@ import {createHash, randomBytes} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {chmod, mkdir, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
-import {fakeK3sBinary, UNAME_MACHINE, type Distribution, type K3sArch} from './k3s-fake.js'
+import {
+  canonicalVersion,
+  fakeK3sBinary,
+  packagedManifests,
+  systemdUnit,
+  UNAME_MACHINE,
+  UNIT_DESCRIPTION,
+  UNIT_DOCS,
+  type Distribution,
+  type K3sArch,
+  type ServerKind,
+} from './k3s-fake.js'
 
 export type NodeRole = 'server' | 'agent'
 export type ServiceManager = 'systemd' | 'openrc'
 export type ServiceState = 'active' | 'inactive' | 'failed'
+export type PackageManager = 'rpm' | 'dpkg'
 
 export interface NodeFixtureOptions {
   /** Parent directory; the node lives in `<root>/<name>` (which must not exist yet). */
@@ -57,6 +84,12 @@ export interface NodeFixtureOptions {
   distribution?: Distribution
   /** Whether the service counts as running at start (default true). No control call is made. */
   running?: boolean
+  /** Servers only: `all` (default), `etcd` (etcd-only) or `control-plane` (no datastore). */
+  serverKind?: ServerKind
+  /** Servers only: packaged manifests to leave alone, e.g. `rke2-ingress-nginx.yaml` (writes `<name>.skip`). */
+  skipManifests?: readonly string[]
+  /** The binary belongs to a package: a fake `rpm` (or `dpkg` and `dpkg-query`) on PATH says so. */
+  packageOwned?: PackageManager
   /**
    * Sessions log in as root (become: none). Default false: like a normal user, they must go
    * through `sudo` to change the service or read the server token.
@@ -77,6 +110,14 @@ export interface NodeFixture {
   /** `<binDir>/k3s` (or `rke2`). */
   readonly binaryPath: string
   readonly dataDir: string
+  /** `<dataDir>/server/manifests` (only servers have one). */
+  readonly manifestsDir: string
+  /** Servers: what they run; undefined for agents. */
+  readonly serverKind: ServerKind | undefined
+  /** Which package database owns the binary, if any. */
+  readonly packageOwned: PackageManager | undefined
+  /** The owning package as its tool prints it (`rke2-common-1.31.3~rke2r1-0.el9.x86_64`, `rke2-common`). */
+  readonly ownerPackage: string | undefined
   readonly fakebinDir: string
   readonly stateDir: string
   /** The env file; `env` below is its content. */
@@ -129,6 +170,10 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
   const distribution = options.distribution ?? 'k3s'
   const arch = options.arch ?? 'amd64'
   const serviceManager = options.serviceManager ?? 'systemd'
+  const serverKind = options.role === 'server' ? options.serverKind ?? 'all' : undefined
+  const problem = fixtureProblem(options, distribution, serverKind)
+  if (problem) throw new Error(`node fixture ${options.name}: ${problem}`)
+  const owner = options.packageOwned && ownerPackage(distribution, options.version, arch)
   const dir = join(options.root, options.name)
   const binDir = join(dir, 'bin')
   const fixture: NodeFixture = {
@@ -142,6 +187,10 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
     binDir,
     binaryPath: join(binDir, distribution),
     dataDir: join(dir, 'data'),
+    manifestsDir: join(dir, 'data', 'server', 'manifests'),
+    serverKind,
+    packageOwned: options.packageOwned,
+    ownerPackage: owner && options.packageOwned && owner[options.packageOwned],
     fakebinDir: join(dir, 'fakebin'),
     stateDir: join(dir, 'state'),
     envFile: join(dir, 'env'),
@@ -166,7 +215,9 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
     const token = `K10${randomBytes(32).toString('hex')}::server:${randomBytes(16).toString('hex')}`
     await mkdir(join(fixture.dataDir, 'server', 'db'), {recursive: true})
     await writeFile(join(fixture.dataDir, 'server', 'token'), `${token}\n`, {mode: 0o600})
-    await setEmbeddedEtcd(fixture, options.embeddedEtcd ?? true)
+    // A control-plane-only server keeps no datastore: neither etcd nor SQLite.
+    if (serverKind !== 'control-plane') await setEmbeddedEtcd(fixture, options.embeddedEtcd ?? true)
+    await writeManifests(fixture, options.version, options.skipManifests ?? [])
   } else {
     await mkdir(join(fixture.dataDir, 'agent'), {recursive: true})
   }
@@ -187,6 +238,11 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
     uname: unameScript(fixture, machine, realUname()),
     '.sim-notify': NOTIFY_SCRIPT,
   }
+  if (owner && options.packageOwned === 'rpm') scripts.rpm = rpmScript(fixture, owner)
+  if (owner && options.packageOwned === 'dpkg') {
+    scripts.dpkg = dpkgScript(fixture, owner, 'dpkg')
+    scripts['dpkg-query'] = dpkgScript(fixture, owner, 'dpkg-query')
+  }
   if (serviceManager === 'systemd') {
     scripts.systemctl = systemctlScript(fixture)
   } else {
@@ -199,6 +255,69 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
     await writeFile(join(fixture.fakebinDir, name), text, {mode: 0o755})
   }
   return fixture
+}
+
+/** Why these options make no node of this distribution, or undefined. */
+function fixtureProblem(options: NodeFixtureOptions, distribution: Distribution, serverKind: ServerKind | undefined): string | undefined {
+  if (options.role === 'agent' && options.serverKind !== undefined) return 'serverKind is for servers'
+  if (options.role === 'agent' && options.skipManifests?.length) return 'agents have no manifests directory'
+  if (serverKind === 'etcd' && options.embeddedEtcd === false) return 'an etcd-only server runs etcd'
+  if (serverKind === 'control-plane' && options.embeddedEtcd === true) return 'a control-plane-only server runs no etcd'
+  for (const name of options.skipManifests ?? []) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/.test(name)) return `"${name}" is not a manifest path inside server/manifests`
+  }
+  if (distribution !== 'rke2') return undefined
+  if ((options.serviceManager ?? 'systemd') !== 'systemd') return 'rke2 runs under systemd only'
+  if (serverKind !== 'control-plane' && options.embeddedEtcd === false) return 'rke2 always runs embedded etcd'
+  return undefined
+}
+
+/** The packaged manifests as the installed release last extracted them, and the `.skip` files asked for. */
+async function writeManifests(fixture: NodeFixture, version: string, skip: readonly string[]): Promise<void> {
+  const files: Array<[string, string]> = [
+    ...Object.entries(packagedManifests(version, fixture.distribution)),
+    ...skip.map((rel): [string, string] => [`${rel}.skip`, '']),
+  ]
+  for (const [rel, content] of files) {
+    const file = join(fixture.manifestsDir, rel)
+    await mkdir(dirname(file), {recursive: true})
+    await writeFile(file, content, {mode: 0o600})
+  }
+}
+
+interface OwnerPackage {
+  /** What `rpm -qf` prints (NEVRA) and its parts. */
+  rpm: string
+  name: string
+  version: string
+  release: string
+  rpmArch: string
+  /** What `dpkg -S` prints before the colon, and the deb's version and architecture. */
+  dpkg: string
+  debVersion: string
+  debArch: string
+}
+
+/**
+ * The package that installed the binary, named as the distribution's packages are: rke2's RPMs
+ * put it in rke2-common (`rke2-common-1.31.3~rke2r1-0.el9.x86_64`); k3s has no official
+ * package, so its stand-in is `k3s` in the same scheme.
+ */
+export function ownerPackage(distribution: Distribution, version: string, arch: K3sArch): OwnerPackage {
+  const m = /^v(\d+\.\d+\.\d+)\+(k3s|rke2r)(\d+)$/.exec(canonicalVersion(version, distribution))!
+  const name = distribution === 'rke2' ? 'rke2-common' : 'k3s'
+  const pkgVersion = `${m[1]}~${m[2]}${m[3]}`
+  const rpmArch = {amd64: 'x86_64', arm64: 'aarch64', arm: 'armv7hl', s390x: 's390x'}[arch]
+  return {
+    rpm: `${name}-${pkgVersion}-0.el9.${rpmArch}`,
+    name,
+    version: pkgVersion,
+    release: '0.el9',
+    rpmArch,
+    dpkg: name,
+    debVersion: `${pkgVersion}-0`,
+    debArch: arch === 'arm' ? 'armhf' : arch,
+  }
 }
 
 /** Replaces the node's binary at once (set-up, not the product's swap): temp file + rename. */
@@ -218,12 +337,14 @@ export async function setControlUrl(fixture: NodeFixture, url: string): Promise<
   await writeEnvFile(fixture)
 }
 
-/** Embedded etcd (marker state/etcd, data/server/db/etcd) or SQLite (data/server/db/state.db). */
+/** Embedded etcd (marker state/etcd, data/server/db/etcd, db/snapshots/) or SQLite (data/server/db/state.db). */
 export async function setEmbeddedEtcd(fixture: NodeFixture, on: boolean): Promise<void> {
   if (fixture.role !== 'server') throw new Error(`node fixture ${fixture.name}: agents have no datastore`)
+  if (!on && fixture.distribution === 'rke2') throw new Error(`node fixture ${fixture.name}: rke2 always runs embedded etcd`)
   const db = join(fixture.dataDir, 'server', 'db')
   if (on) {
     await mkdir(join(db, 'etcd', 'member'), {recursive: true})
+    await mkdir(join(db, 'snapshots'), {recursive: true, mode: 0o700})
     await rm(join(db, 'state.db'), {force: true})
     await writeFile(join(fixture.stateDir, 'etcd'), 'embedded\n')
   } else {
@@ -385,6 +506,9 @@ function shService(fixture: NodeFixture): string {
 UNIT=${q(fixture.serviceName)}
 SUBCOMMAND=${q(fixture.role)}
 BIN=${q(fixture.binaryPath)}
+DESC=${q(UNIT_DESCRIPTION[fixture.distribution][fixture.role])}
+DOCS=${q(UNIT_DOCS[fixture.distribution])}
+FRAGMENT=${q(unitFragmentPath(fixture))}
 
 sim_state() {
   if [ -f "$STATE_DIR/service.state" ]; then cat "$STATE_DIR/service.state"; else echo inactive; fi
@@ -490,7 +614,7 @@ sim_since() { cat "$STATE_DIR/service.since" 2>/dev/null; }
 sim_show() {
   if [ "$1" = "$UNIT" ]; then
     sim_st=$(sim_state); sim_load=loaded; sim_ufs=enabled
-    sim_frag="/etc/systemd/system/$UNIT.service"; sim_desc='Lightweight Kubernetes'; sim_start_ts=$(sim_since)
+    sim_frag=$FRAGMENT; sim_desc=$DESC; sim_start_ts=$(sim_since)
   else
     sim_st=inactive; sim_load=not-found; sim_ufs=''; sim_frag=''; sim_desc="$1.service"; sim_start_ts=''
   fi
@@ -526,10 +650,10 @@ sim_status() {
     failed) sim_dot='×'; sim_line="failed (Result: exit-code) since $(sim_since)" ;;
     *) sim_dot='○'; sim_line='inactive (dead)' ;;
   esac
-  printf '%s %s.service - Lightweight Kubernetes\\n' "$sim_dot" "$UNIT"
-  printf '     Loaded: loaded (/etc/systemd/system/%s.service; enabled; preset: enabled)\\n' "$UNIT"
+  printf '%s %s.service - %s\\n' "$sim_dot" "$UNIT" "$DESC"
+  printf '     Loaded: loaded (%s; enabled; preset: enabled)\\n' "$FRAGMENT"
   printf '     Active: %s\\n' "$sim_line"
-  printf '       Docs: https://k3s.io\\n\\n'
+  printf '       Docs: %s\\n\\n' "$DOCS"
   tail -n 5 "$STATE_DIR/k3s.log" 2>/dev/null
   [ "$sim_st" = active ]
 }
@@ -547,7 +671,7 @@ sim_need_units() {
 case $sim_verb in
   '')
     echo '  UNIT LOAD ACTIVE SUB DESCRIPTION'
-    echo "  $UNIT.service loaded $(sim_state) - Lightweight Kubernetes"
+    echo "  $UNIT.service loaded $(sim_state) - $DESC"
     exit 0 ;;
   daemon-reload|daemon-reexec)
     sim_require_root 'Failed to reload daemon: Interactive authentication required.'
@@ -622,25 +746,9 @@ See system logs and 'systemctl status $UNIT.service' for details."
     for sim_u in $sim_units; do
       if [ "$sim_u" != "$UNIT" ]; then echo "No files found for $sim_u.service." >&2; exit 1; fi
     done
-    cat <<EOF
-# /etc/systemd/system/$UNIT.service
-[Unit]
-Description=Lightweight Kubernetes
-Documentation=https://k3s.io
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/%N
-EnvironmentFile=-/etc/sysconfig/%N
-EnvironmentFile=-/etc/systemd/system/$UNIT.service.env
-KillMode=process
-Delegate=yes
-Restart=always
-RestartSec=5s
-ExecStart=$BIN $SUBCOMMAND
-EOF
+    printf '# %s\\n' "$FRAGMENT"
+    cat <<'SIM_UNIT_EOF'
+${systemdUnit(fixture.distribution, fixture.role, fixture.binaryPath)}SIM_UNIT_EOF
     exit 0 ;;
   enable|disable|reenable)
     sim_need_units
@@ -764,6 +872,154 @@ esac
 echo 'Runlevel: default'
 printf ' %-40s [  %s  ]\\n' ${q(fixture.serviceName)} "$sim_word"
 exit 0
+`
+}
+
+/** Where the unit file lives: install.sh's /etc/systemd/system (k3s), the tarball's /usr/local/lib or the RPM's /usr/lib (rke2). */
+function unitFragmentPath(fixture: NodeFixture): string {
+  if (fixture.distribution === 'k3s') return `/etc/systemd/system/${fixture.serviceName}.service`
+  return `${fixture.packageOwned === 'rpm' ? '/usr/lib' : '/usr/local/lib'}/systemd/system/${fixture.serviceName}.service`
+}
+
+// Shared by the package tools: is "$1" the binary the package owns (as given, or resolved)?
+function shOwned(fixture: NodeFixture): string {
+  return `
+OWNED=${q(fixture.binaryPath)}
+sim_owned() {
+  [ "$1" = "$OWNED" ] && return 0
+  sim_real=$(realpath -- "$1" 2>/dev/null) || return 1
+  [ "$sim_real" = "$(realpath -- "$OWNED" 2>/dev/null)" ]
+}
+`
+}
+
+/** rpm whose database holds one package, the one that installed the node's binary. */
+function rpmScript(fixture: NodeFixture, pkg: OwnerPackage): string {
+  return `${shPrelude(fixture, `rpm (its database knows one package, ${pkg.rpm}, owner of the ${fixture.distribution} binary)`)}${shOwned(fixture)}
+sim_log service.log rpm "$@"
+NAME=${q(pkg.name)}
+VERSION=${q(pkg.version)}
+RELEASE=${q(pkg.release)}
+ARCH=${q(pkg.rpmArch)}
+NEVRA="$NAME-$VERSION-$RELEASE.$ARCH"
+
+sim_query=0
+sim_file=0
+sim_qf=''
+sim_want=''
+sim_ops=''
+for sim_arg in "$@"; do
+  if [ "$sim_want" = qf ]; then sim_qf=$sim_arg; sim_want=''; continue; fi
+  case $sim_arg in
+    --version) echo 'RPM version 4.16.1.3'; exit 0 ;;
+    -q|--query) sim_query=1 ;;
+    -qf|-fq) sim_query=1; sim_file=1 ;;
+    -f|--file) sim_file=1 ;;
+    --qf|--queryformat) sim_want=qf ;;
+    --qf=*|--queryformat=*) sim_qf=\${sim_arg#*=} ;;
+    --quiet|--nosignature|--nodigest|--nofiles) ;;
+    -*) echo "rpm: $sim_arg: unknown option" >&2; exit 1 ;;
+    *) sim_ops="$sim_ops$sim_arg
+" ;;
+  esac
+done
+if [ "$sim_query" != 1 ]; then
+  echo 'rpm: homelab simulation: only queries (-q, -qf) are simulated' >&2
+  exit 1
+fi
+if [ -z "$sim_ops" ]; then echo 'rpm: no arguments given for query' >&2; exit 1; fi
+
+sim_print() {
+  if [ -z "$sim_qf" ]; then printf '%s\\n' "$NEVRA"; return; fi
+  sim_out=$(printf '%s' "$sim_qf" | sed -e "s/%{NAME}/$NAME/g" -e "s/%{VERSION}/$VERSION/g" -e "s/%{RELEASE}/$RELEASE/g" -e "s/%{ARCH}/$ARCH/g")
+  printf '%b' "$sim_out"
+}
+
+sim_rc=0
+set -f
+IFS='
+'
+for sim_op in $sim_ops; do
+  if [ "$sim_file" = 1 ]; then
+    if sim_owned "$sim_op"; then
+      sim_print
+    elif [ -e "$sim_op" ]; then
+      printf 'file %s is not owned by any package\\n' "$sim_op"; sim_rc=1
+    else
+      printf 'error: file %s: No such file or directory\\n' "$sim_op" >&2; sim_rc=1
+    fi
+  else
+    case $sim_op in
+      "$NAME"|"$NAME-$VERSION"|"$NAME-$VERSION-$RELEASE"|"$NEVRA") sim_print ;;
+      *) printf 'package %s is not installed\\n' "$sim_op"; sim_rc=1 ;;
+    esac
+  fi
+done
+exit "$sim_rc"
+`
+}
+
+/** dpkg or dpkg-query whose database holds the package that installed the node's binary; other verbs go to the host's dpkg. */
+function dpkgScript(fixture: NodeFixture, pkg: OwnerPackage, tool: 'dpkg' | 'dpkg-query'): string {
+  return `${shPrelude(fixture, `${tool} (it knows the package ${pkg.dpkg}, owner of the ${fixture.distribution} binary; anything else is the host's)`)}${shOwned(fixture)}
+sim_log service.log ${tool} "$@"
+PKG=${q(pkg.dpkg)}
+VERSION=${q(pkg.debVersion)}
+ARCH=${q(pkg.debArch)}
+
+sim_host() {
+  for sim_dir in /usr/bin /bin /usr/local/bin; do
+    [ -x "$sim_dir/${tool}" ] && exec "$sim_dir/${tool}" "$@"
+  done
+  echo "${tool}: homelab simulation: $1 is not simulated" >&2
+  exit 2
+}
+
+case $1 in
+  -S|--search)
+    shift
+    if [ $# -eq 0 ]; then echo 'dpkg-query: error: --search needs at least one file name pattern argument' >&2; exit 2; fi
+    sim_rc=0
+    for sim_p in "$@"; do
+      if sim_owned "$sim_p"; then
+        printf '%s: %s\\n' "$PKG" "$sim_p"
+      else
+        printf 'dpkg-query: no path found matching pattern %s\\n' "$sim_p" >&2; sim_rc=1
+      fi
+    done
+    exit "$sim_rc" ;;
+  -s|--status)
+    shift
+    sim_rc=0
+    for sim_p in "$@"; do
+      if [ "$sim_p" = "$PKG" ]; then
+        printf 'Package: %s\\nStatus: install ok installed\\nPriority: optional\\nSection: admin\\nArchitecture: %s\\nVersion: %s\\nDescription: homelab simulation: the package that installed %s\\n' "$PKG" "$ARCH" "$VERSION" "$OWNED"
+      else
+        printf "dpkg-query: package '%s' is not installed and no information is available\\n" "$sim_p" >&2; sim_rc=1
+      fi
+    done
+    [ "$sim_rc" = 0 ] || echo 'Use dpkg --info (= dpkg-deb --info) to examine archive files.' >&2
+    exit "$sim_rc" ;;
+  -W|--show)
+    shift
+    sim_fmt='\${Package}\\t\${Version}\\n'
+    case $1 in
+      -f|--showformat) sim_fmt=$2; shift 2 ;;
+      -f?*) sim_fmt=\${1#-f}; shift ;;
+      --showformat=*) sim_fmt=\${1#*=}; shift ;;
+    esac
+    sim_rc=0
+    for sim_p in "$@"; do
+      if [ "$sim_p" = "$PKG" ]; then
+        sim_out=$(printf '%s' "$sim_fmt" | sed -e "s/\\\${Package}/$PKG/g" -e "s/\\\${Version}/$VERSION/g" -e "s/\\\${Architecture}/$ARCH/g" -e 's/\\\${Status}/install ok installed/g' -e 's/\\\${db:Status-Abbrev}/ii /g')
+        printf '%b' "$sim_out"
+      else
+        printf 'dpkg-query: no packages found matching %s\\n' "$sim_p" >&2; sim_rc=1
+      fi
+    done
+    exit "$sim_rc" ;;
+  *) sim_host "$@" ;;
+esac
 `
 }
 
