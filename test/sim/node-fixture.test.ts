@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {existsSync} from 'node:fs'
+import {mkdtemp, readFile, readdir, rename, rm, writeFile} from 'node:fs/promises'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
-import {fakeCommit, fakeGoVersion, fakeK3sBinary} from './k3s-fake.js'
+import {fakeCommit, fakeGoVersion, fakeK3sBinary, packagedManifests, systemdUnit} from './k3s-fake.js'
 import {
   createNodeFixture,
   currentBinaryVersion,
@@ -64,6 +65,8 @@ async function deadUrl(): Promise<string> {
 
 const V1 = 'v1.31.4+k3s1'
 const V2 = 'v1.31.5+k3s1'
+const R1 = 'v1.31.3+rke2r1'
+const R2 = 'v1.31.4+rke2r1'
 
 describe('simulated node', () => {
   let root: string
@@ -453,5 +456,191 @@ describe('simulated node', () => {
     assert.equal(r.exitCode, 0, r.stderr)
     assert.equal(reportsFor('impostor').length, 0)
     assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server'})
+  })
+
+  // ---- rke2 nodes, manifests, split roles, package-owned binaries
+
+  test('fake rke2 answers --version as rke2 does: full commit, boringcrypto Go', async () => {
+    const n = await node({distribution: 'rke2', version: R1})
+    assert.equal(n.binaryPath, join(n.dir, 'bin', 'rke2'))
+    assert.equal(n.serviceName, 'rke2-server')
+    const r = await execOnNode(n, [n.binaryPath, '--version'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.match(r.stdout, /^rke2 version v1\.31\.3\+rke2r1 \([0-9a-f]{40}\)\ngo version go1\.22\.\d+ X:boringcrypto\n$/)
+    assert.equal(r.stdout, `rke2 version ${R1} (${fakeCommit(R1)})\ngo version ${fakeGoVersion(R1)}\n`)
+    assert.equal(await currentBinaryVersion(n), R1)
+    assert.notEqual(fakeCommit(R1), fakeCommit(R2))
+    assert.deepEqual(await readFile(n.binaryPath), fakeK3sBinary({version: R1, arch: 'amd64'}))
+    assert.throws(() => fakeK3sBinary({version: R1, arch: 'arm'}), /no rke2 build for architecture "arm"/)
+    await assert.rejects(node({distribution: 'rke2', version: V1}), /not a rke2 version/)
+  })
+
+  test('rke2 data dir: token, etcd, snapshots, packaged manifests and the .skip files asked for', async () => {
+    const n = await node({distribution: 'rke2', version: R1, skipManifests: ['rke2-ingress-nginx.yaml']})
+    const server = join(n.dataDir, 'server')
+    assert.equal(n.manifestsDir, join(server, 'manifests'))
+    assert.match(await readFile(join(server, 'token'), 'utf8'), /^K10[0-9a-f]{64}::server:[0-9a-f]{32}\n$/)
+    assert.ok(existsSync(join(server, 'db', 'etcd', 'member')))
+    assert.deepEqual(await readdir(join(server, 'db', 'snapshots')), [])
+    const manifests = (await readdir(n.manifestsDir)).sort()
+    for (const m of ['rke2-canal.yaml', 'rke2-coredns.yaml', 'rke2-ingress-nginx.yaml', 'rke2-ingress-nginx.yaml.skip', 'rke2-metrics-server.yaml']) {
+      assert.ok(manifests.includes(m), `${m} in ${manifests.join(' ')}`)
+    }
+    assert.deepEqual(manifests.filter((m) => m.endsWith('.skip')), ['rke2-ingress-nginx.yaml.skip'])
+    assert.match(await readFile(join(n.manifestsDir, 'rke2-coredns.yaml'), 'utf8'), /kind: HelmChart/)
+
+    // Every start extracts the manifests of the binary now in place, except the skipped one.
+    await installBinary(n, {version: R2})
+    const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'rke2-server'])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: R2, arch: 'amd64', role: 'server'})
+    assert.equal(await readFile(join(n.manifestsDir, 'rke2-coredns.yaml'), 'utf8'), packagedManifests(R2)['rke2-coredns.yaml'])
+    assert.equal(await readFile(join(n.manifestsDir, 'rke2-ingress-nginx.yaml'), 'utf8'), packagedManifests(R1)['rke2-ingress-nginx.yaml'])
+    assert.equal((await readServiceLog(n)).filter((e) => e.source === 'rke2').at(-1)!.args[0], 'started')
+
+    const agent = await node({distribution: 'rke2', version: R1, role: 'agent'})
+    assert.ok(existsSync(join(agent.dataDir, 'agent')))
+    assert.equal(existsSync(agent.manifestsDir), false)
+    await assert.rejects(node({role: 'agent', skipManifests: ['traefik.yaml']}), /agents have no manifests/)
+    await assert.rejects(node({skipManifests: ['../token']}), /not a manifest path/)
+  })
+
+  test('k3s servers have their packaged manifests too (metrics-server/ a directory); traefik.yaml.skip', async () => {
+    const n = await node({skipManifests: ['traefik.yaml', 'metrics-server/metrics-server-deployment.yaml']})
+    const top = (await readdir(n.manifestsDir)).sort()
+    for (const m of ['coredns.yaml', 'local-storage.yaml', 'metrics-server', 'traefik.yaml', 'traefik.yaml.skip']) assert.ok(top.includes(m), m)
+    assert.ok((await readdir(join(n.manifestsDir, 'metrics-server'))).includes('metrics-server-deployment.yaml.skip'))
+    await installBinary(n, {version: V2})
+    assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])).exitCode, 0)
+    assert.equal(await readFile(join(n.manifestsDir, 'coredns.yaml'), 'utf8'), packagedManifests(V2)['coredns.yaml'])
+    assert.equal(await readFile(join(n.manifestsDir, 'traefik.yaml'), 'utf8'), packagedManifests(V1)['traefik.yaml'])
+  })
+
+  test('rke2 etcd-snapshot save --name (with --data-dir), ls, and its refusals', async () => {
+    const n = await node({distribution: 'rke2', version: R1})
+    const before = Math.floor(Date.now() / 1000)
+    const save = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save', '--data-dir', n.dataDir, '--name', 'pre-upgrade'])
+    assert.equal(save.exitCode, 0, save.stderr)
+    const snaps = await listSnapshots(n)
+    assert.equal(snaps.length, 1)
+    const m = new RegExp(`^pre-upgrade-${n.name}-(\\d+)$`).exec(snaps[0]!)
+    assert.ok(m, snaps[0])
+    assert.ok(Number(m[1]) >= before && Number(m[1]) <= before + 5)
+    assert.match(save.stderr, new RegExp(`^time="[^"]+" level=info msg="Snapshot ${snaps[0]} saved\\."\n$`))
+    const plain = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save', '--name', 'again'])
+    assert.equal(plain.exitCode, 0, plain.stderr)
+    const ls = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'ls'])
+    assert.equal(ls.exitCode, 0, ls.stderr)
+    assert.match(ls.stdout, /^Name +Location +Size +Created\n/)
+    assert.equal(ls.stdout.trimEnd().split('\n').length, 3)
+    assert.deepEqual((await readServiceLog(n)).filter((e) => e.source === 'rke2').map((e) => e.args[0]), ['snapshot-saved', 'snapshot-saved'])
+
+    const agent = await node({distribution: 'rke2', version: R1, role: 'agent'})
+    assert.equal(agent.serviceName, 'rke2-agent')
+    const a = await execOnNode(agent, ['sudo', '-n', agent.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(a.exitCode, 1)
+    assert.match(a.stderr, /server\/token: no such file or directory/)
+    assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'stop', 'rke2-server'])).exitCode, 0)
+    const down = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save'])
+    assert.equal(down.exitCode, 1)
+    assert.match(down.stderr, /Post \\"https:\/\/127\.0\.0\.1:9345\/db\/snapshot\\": dial tcp 127\.0\.0\.1:9345: connect: connection refused/)
+  })
+
+  test('rke2 server --cluster-reset --cluster-reset-restore-path is journalled; agents run `rke2 agent`', async () => {
+    const n = await node({distribution: 'rke2', version: R1})
+    assert.equal((await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save', '--name', 'x'])).exitCode, 0)
+    const file = join(n.dataDir, 'server', 'db', 'snapshots', (await listSnapshots(n))[0]!)
+    const r = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'server', '--cluster-reset', `--cluster-reset-restore-path=${file}`])
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.match(r.stderr, /Managed etcd cluster membership has been reset, restart without --cluster-reset flag now/)
+    assert.deepEqual((await readServiceLog(n)).at(-1)!.args, ['cluster-reset', file])
+    assert.equal(reportsFor(n.name).length, 0, 'a cluster reset does not start the node')
+
+    const agent = await node({distribution: 'rke2', version: R1, role: 'agent', arch: 's390x'})
+    const start = await execOnNode(agent, ['sudo', '-n', 'systemctl', 'restart', 'rke2-agent.service'])
+    assert.equal(start.exitCode, 0, start.stderr)
+    assert.deepEqual(reportsFor(agent.name).at(-1)!.body, {version: R1, arch: 's390x', role: 'agent'})
+    assert.equal((await execOnNode(agent, ['uname', '-m'])).stdout, 's390x\n')
+  })
+
+  test('rke2 units: systemctl cat/status show rke2\'s unit; no OpenRC, no arm, no SQLite', async () => {
+    const n = await node({distribution: 'rke2', version: R1})
+    const cat = await execOnNode(n, ['systemctl', 'cat', 'rke2-server'])
+    assert.equal(cat.exitCode, 0)
+    assert.equal(cat.stdout, `# /usr/local/lib/systemd/system/rke2-server.service\n${systemdUnit('rke2', 'server', n.binaryPath)}`)
+    assert.match(cat.stdout, /^Description=Rancher Kubernetes Engine v2 \(server\)$/m)
+    const status = await execOnNode(n, ['systemctl', 'status', 'rke2-server'])
+    assert.match(status.stdout, /^● rke2-server\.service - Rancher Kubernetes Engine v2 \(server\)\n/)
+    assert.equal((await execOnNode(n, ['systemctl', 'show', '-p', 'FragmentPath', '--value', 'rke2-server'])).stdout, '/usr/local/lib/systemd/system/rke2-server.service\n')
+    assert.equal((await execOnNode(n, ['systemctl', 'restart', 'k3s'])).exitCode, 5)
+    // k3s units print as before.
+    const k = await node()
+    assert.match((await execOnNode(k, ['systemctl', 'cat', 'k3s'])).stdout, /^# \/etc\/systemd\/system\/k3s\.service\n\[Unit\]\nDescription=Lightweight Kubernetes\n[^]*\nExecStart=.*\/bin\/k3s server\n$/)
+
+    await assert.rejects(node({distribution: 'rke2', version: R1, serviceManager: 'openrc'}), /systemd only/)
+    await assert.rejects(node({distribution: 'rke2', version: R1, arch: 'arm'}), /no rke2 build/)
+    await assert.rejects(node({distribution: 'rke2', version: R1, embeddedEtcd: false}), /always runs embedded etcd/)
+  })
+
+  test('split roles: an etcd-only server snapshots; a control-plane-only one has no datastore', async () => {
+    for (const distribution of ['k3s', 'rke2'] as const) {
+      const version = distribution === 'rke2' ? R1 : V1
+      const etcd = await node({distribution, version, serverKind: 'etcd'})
+      assert.equal(etcd.serverKind, 'etcd')
+      assert.equal((await execOnNode(etcd, ['sudo', '-n', etcd.binaryPath, 'etcd-snapshot', 'save'])).exitCode, 0)
+      const cp = await node({distribution, version, serverKind: 'control-plane'})
+      const db = await readdir(join(cp.dataDir, 'server', 'db'))
+      assert.deepEqual(db, [], `${distribution}: neither etcd nor state.db`)
+      const s = await execOnNode(cp, ['sudo', '-n', cp.binaryPath, 'etcd-snapshot', 'save'])
+      assert.equal(s.exitCode, 1)
+      assert.match(s.stderr, /etcd datastore disabled/)
+    }
+    await assert.rejects(node({serverKind: 'etcd', embeddedEtcd: false}), /etcd-only server runs etcd/)
+    await assert.rejects(node({role: 'agent', serverKind: 'etcd'}), /serverKind is for servers/)
+  })
+
+  test('an RPM-owned binary: rpm -qf names rke2-common, other paths are not owned; the host dpkg knows nothing', async () => {
+    const n = await node({distribution: 'rke2', version: R1, packageOwned: 'rpm'})
+    assert.equal(n.ownerPackage, 'rke2-common-1.31.3~rke2r1-0.el9.x86_64')
+    const owned = await execOnNode(n, ['rpm', '-qf', n.binaryPath])
+    assert.deepEqual([owned.exitCode, owned.stdout, owned.stderr], [0, 'rke2-common-1.31.3~rke2r1-0.el9.x86_64\n', ''])
+    const other = await execOnNode(n, ['rpm', '-qf', n.envFile])
+    assert.deepEqual([other.exitCode, other.stdout], [1, `file ${n.envFile} is not owned by any package\n`])
+    const missing = await execOnNode(n, ['rpm', '-qf', '/no/such/file'])
+    assert.deepEqual([missing.exitCode, missing.stderr], [1, 'error: file /no/such/file: No such file or directory\n'])
+    const fmt = await execOnNode(n, ['rpm', '-q', '--queryformat', '%{NAME} %{VERSION}-%{RELEASE}\\n', '-f', n.binaryPath])
+    assert.equal(fmt.stdout, 'rke2-common 1.31.3~rke2r1-0.el9\n')
+    assert.equal((await execOnNode(n, ['rpm', '-q', 'rke2-common'])).stdout, 'rke2-common-1.31.3~rke2r1-0.el9.x86_64\n')
+    const notInstalled = await execOnNode(n, ['rpm', '-q', 'rke2-server'])
+    assert.deepEqual([notInstalled.exitCode, notInstalled.stdout], [1, 'package rke2-server is not installed\n'])
+    // The RPM's unit lives under /usr/lib.
+    assert.equal((await execOnNode(n, ['systemctl', 'show', '-p', 'FragmentPath', '--value', 'rke2-server'])).stdout, '/usr/lib/systemd/system/rke2-server.service\n')
+    // A swapped binary is still the package's path: rpm keeps naming the installed package.
+    await installBinary(n, {version: R2})
+    assert.equal((await execOnNode(n, ['rpm', '-qf', n.binaryPath])).exitCode, 0)
+    if (existsSync('/usr/bin/dpkg')) {
+      const d = await execOnNode(n, ['dpkg', '-S', n.binaryPath])
+      assert.deepEqual([d.exitCode, d.stderr], [1, `dpkg-query: no path found matching pattern ${n.binaryPath}\n`])
+    }
+    const plain = await node({distribution: 'rke2', version: R1})
+    assert.equal(plain.ownerPackage, undefined)
+    assert.equal(existsSync(join(plain.fakebinDir, 'rpm')), false)
+  })
+
+  test('a dpkg-owned binary: dpkg -S and dpkg-query answer for it, and as dpkg does for other paths', async () => {
+    const n = await node({distribution: 'rke2', version: R1, packageOwned: 'dpkg', arch: 'arm64'})
+    assert.equal(n.ownerPackage, 'rke2-common')
+    const owned = await execOnNode(n, ['dpkg', '-S', n.binaryPath])
+    assert.deepEqual([owned.exitCode, owned.stdout], [0, `rke2-common: ${n.binaryPath}\n`])
+    const both = await execOnNode(n, ['dpkg-query', '--search', n.binaryPath, n.envFile])
+    assert.equal(both.exitCode, 1)
+    assert.equal(both.stdout, `rke2-common: ${n.binaryPath}\n`)
+    assert.equal(both.stderr, `dpkg-query: no path found matching pattern ${n.envFile}\n`)
+    const show = await execOnNode(n, ['dpkg-query', '-W', '--showformat=${Package} ${Version} ${Architecture}\\n', 'rke2-common'])
+    assert.deepEqual([show.exitCode, show.stdout], [0, 'rke2-common 1.31.3~rke2r1-0 arm64\n'])
+    assert.match((await execOnNode(n, ['dpkg', '-s', 'rke2-common'])).stdout, /^Status: install ok installed$/m)
+    const k3s = await node({packageOwned: 'dpkg'})
+    assert.equal((await execOnNode(k3s, ['dpkg', '-S', k3s.binaryPath])).stdout, `k3s: ${k3s.binaryPath}\n`)
+    assert.equal((await readServiceLog(k3s)).at(-1)!.source, 'dpkg')
   })
 })

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
+import {mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {request} from 'node:http'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
-import {fakeK3sBinary, type K3sArch} from './k3s-fake.js'
-import {checksumFileName, releaseAssetName, startReleaseServer, type ReleaseServer} from './release-server.js'
+import {fakeK3sBinary, systemdUnit, type K3sArch} from './k3s-fake.js'
+import {checksumFileName, releaseAssetName, startReleaseServer, tarballAssetName, type ReleaseServer} from './release-server.js'
 
 const V1 = 'v1.31.4+k3s1'
 const V2 = 'v1.32.0+k3s1'
+const R1 = 'v1.31.3+rke2r1'
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex')
@@ -175,5 +180,70 @@ describe('release server', () => {
     const r = await get(`${server.url}/v1.33.1%2Bk3s1/k3s-armhf`)
     assert.equal(sha256(r.body), server.sha256('v1.33.1+k3s1', 'k3s-armhf'))
     assert.throws(() => server.addVersion('1.33'), /not a k3s version/)
+  })
+
+  test('rke2 versions: the bare binary and the tarball per arch, both in sha256sum-<arch>.txt; no arm', async () => {
+    const s = await startReleaseServer({versions: [R1, V1]})
+    try {
+      for (const arch of ['amd64', 'arm64', 's390x'] as const) {
+        const base = `${s.url}/${encodeURIComponent(R1)}`
+        assert.match(base, /\/v1\.31\.3%2Brke2r1$/)
+        const table = parseSums((await get(`${base}/${checksumFileName(arch)}`)).body.toString('utf8'))
+        const names = [...table.keys()]
+        assert.deepEqual(names, [...names].sort(), 'listed in ls order')
+        assert.ok(table.has(`rke2.linux-${arch}`) && table.has(`rke2.linux-${arch}.tar.gz`), names.join(' '))
+        assert.ok(names.every((n) => n.includes(arch)), 'a checksum file lists its own arch only')
+        for (const [name, hex] of table) {
+          const r = await get(`${base}/${name}`)
+          assert.equal(r.status, 200, name)
+          assert.equal(sha256(r.body), hex, name)
+        }
+        const bin = await get(`${base}/${releaseAssetName(arch, 'rke2')}`)
+        assert.deepEqual(bin.body, fakeK3sBinary({version: R1, arch}))
+        assert.match(bin.body.toString('utf8', 0, 200), /stand-in for rke2 v1\.31\.3\+rke2r1/)
+      }
+      assert.equal((await get(`${s.url}/${encodeURIComponent(R1)}/rke2.linux-arm`)).status, 404)
+      assert.equal((await get(`${s.url}/${encodeURIComponent(R1)}/sha256sum-arm.txt`)).status, 404)
+      assert.equal((await get(`${s.url}/${encodeURIComponent(R1)}/k3s`)).status, 404, 'an rke2 release has no k3s assets')
+      assert.equal((await get(`${s.url}/${encodeURIComponent(V1)}/k3s`)).status, 200, 'k3s versions beside it as before')
+      assert.equal((await get(`${s.url}/v1.31.3-rke2r1/rke2.linux-amd64`)).status, 404, 'the tag is spelled with +')
+      assert.equal(s.sha256('v1.31.3-rke2r1', 'rke2.linux-amd64'), sha256(fakeK3sBinary({version: R1, arch: 'amd64'})))
+    } finally {
+      await s.stop()
+    }
+  })
+
+  test('the rke2 tarball is a real gzipped tar: bin/rke2 is the bare binary, units beside it', async () => {
+    const s = await startReleaseServer({versions: [R1], arches: ['arm64']})
+    const dir = await mkdtemp(join(tmpdir(), 'homelab-rke2-tarball-'))
+    try {
+      const tarball = await get(`${s.url}/${encodeURIComponent(R1)}/${tarballAssetName('arm64')}`)
+      assert.equal(tarball.status, 200)
+      assert.deepEqual(tarball.body.subarray(0, 2), Buffer.from([0x1f, 0x8b]), 'gzip magic')
+      const file = join(dir, tarballAssetName('arm64'))
+      await writeFile(file, tarball.body)
+      const listing = execFileSync('tar', ['-tzf', file], {encoding: 'utf8'}).trim().split('\n')
+      for (const entry of ['bin/rke2', 'lib/systemd/system/rke2-server.service', 'lib/systemd/system/rke2-agent.service']) {
+        assert.ok(listing.includes(entry), `${entry} in ${listing.join(' ')}`)
+      }
+      execFileSync('tar', ['-xzf', file, '-C', dir])
+      const bin = await readFile(join(dir, 'bin', 'rke2'))
+      assert.deepEqual(bin, s.asset(R1, releaseAssetName('arm64', 'rke2')))
+      assert.equal((await stat(join(dir, 'bin', 'rke2'))).mode & 0o777, 0o755)
+      const unit = await readFile(join(dir, 'lib', 'systemd', 'system', 'rke2-server.service'), 'utf8')
+      assert.equal(unit, systemdUnit('rke2', 'server', '/usr/local/bin/rke2'))
+      assert.match(unit, /^ExecStart=\/usr\/local\/bin\/rke2 server$/m)
+      assert.match(await readFile(join(dir, 'lib', 'systemd', 'system', 'rke2-agent.service'), 'utf8'), /^ExecStart=\/usr\/local\/bin\/rke2 agent$/m)
+      // Rebuilt, the same version gives the same bytes, so its checksum line holds.
+      const again = await startReleaseServer({versions: [R1], arches: ['arm64']})
+      try {
+        assert.equal(again.sha256(R1, tarballAssetName('arm64')), sha256(tarball.body))
+      } finally {
+        await again.stop()
+      }
+    } finally {
+      await s.stop()
+      await rm(dir, {recursive: true, force: true})
+    }
   })
 })
