@@ -10,6 +10,7 @@
 import {stringify} from 'yaml'
 
 import type {DrainOptions} from '../config/schema.js'
+import {DISTRIBUTIONS} from '../distributions/index.js'
 import {formatDuration} from '../duration.js'
 import {UsageError} from '../errors.js'
 import type {Distribution, ReleaseVersion} from '../versions/release-version.js'
@@ -36,10 +37,7 @@ import {
 } from './types.js'
 
 /** The upgrade images; the controller adds the version (with `-`) as the tag. */
-export const UPGRADE_IMAGES: Record<Distribution, string> = {
-  k3s: 'rancher/k3s-upgrade',
-  rke2: 'rancher/rke2-upgrade',
-}
+export const UPGRADE_IMAGES = Object.fromEntries(Object.values(DISTRIBUTIONS).map((d) => [d.name, d.sucImage])) as Record<Distribution, string>
 
 /** The controller gives each Job this long unless SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS says otherwise. */
 export const DEFAULT_JOB_DEADLINE_MS = 600_000

@@ -3,11 +3,9 @@
  * control-plane, master or etcd label; it may run etcd only (etcd label, no control-plane label)
  * or the control plane only. Label selectors cannot say "or", so each kind gets its own plan.
  */
-import {CONTROL_PLANE_LABEL} from '../kube/nodes.js'
+import {CONTROL_PLANE_LABEL, ETCD_LABEL, MASTER_LABEL} from '../kube/nodes.js'
 
-export {CONTROL_PLANE_LABEL}
-export const ETCD_LABEL = 'node-role.kubernetes.io/etcd'
-export const MASTER_LABEL = 'node-role.kubernetes.io/master'
+export {CONTROL_PLANE_LABEL, ETCD_LABEL, MASTER_LABEL}
 
 type Labels = Readonly<Record<string, string>>
 const has = (labels: Labels, key: string) => Object.hasOwn(labels, key)
