@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 
-import {AGENTS, FROM, TO, cordonPatches, journals, lab, nodeStates, parseJson} from './helpers.js'
+import {AGENTS, FROM, TO, breakUntilCompensated, cordonPatches, journals, lab, nodeStates, parseJson} from './helpers.js'
 
 test('server-2 never becomes Ready at the target: every change undone, Velero restore, exit 4; a node cordoned before stays cordoned', async (t) => {
   const homelab = await lab(t, {
@@ -15,12 +15,7 @@ test('server-2 never becomes Ready at the target: every change undone, Velero re
   })
   const {api} = homelab
   // The new version is broken on server-2; the old one still works once it is put back.
-  api.nodes.behave('server-2', {neverReady: true})
-  const healed = (async () => {
-    const broken = await api.waitFor(() => api.k3sLog.find((e) => e.node === 'server-2' && e.event === 'k3s-started' && e.version === TO), {timeoutMs: 60_000, message: 'server-2 started at the target'})
-    await api.waitFor(() => api.k3sLog.find((e) => e.node === 'server-2' && e.event === 'k3s-stopped' && e.seq > broken.seq), {timeoutMs: 60_000, message: 'server-2 restarted by the compensation'})
-    api.nodes.behave('server-2', {neverReady: false})
-  })()
+  const healed = breakUntilCompensated(homelab, 'server-2', TO)
 
   const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--yes', '--json'])
   await healed

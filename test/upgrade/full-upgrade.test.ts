@@ -3,7 +3,7 @@ import {after, before, describe, test} from 'node:test'
 
 import type {Homelab} from '../sim/homelab.js'
 import {listSnapshots, readServiceLog} from '../sim/node-fixture.js'
-import {AGENTS, FROM, SERVERS, TO, cordonPatches, describeWrites, lab, nodeStates, parseJson, readyAtSeq, writes} from './helpers.js'
+import {AGENTS, FROM, SERVERS, TO, cordonPatches, describeWrites, lab, mostCordonedAtOnce, nodeStates, parseJson, readyAtSeq, writes} from './helpers.js'
 
 interface Result {
   outcome: string
@@ -121,15 +121,9 @@ describe('full upgrade of 3 servers and 3 agents', () => {
   })
 
   test('never more than --concurrency agents cordoned at once (from the node patches)', () => {
-    const cordoned = new Set<string>()
-    let most = 0
-    for (const patch of cordonPatches(homelab).filter((p) => AGENTS.includes(p.node))) {
-      if (patch.cordon) cordoned.add(patch.node)
-      else cordoned.delete(patch.node)
-      most = Math.max(most, cordoned.size)
-    }
+    const {most, left} = mostCordonedAtOnce(homelab, AGENTS)
     assert.equal(most, 2, 'agents were not upgraded two at a time')
-    assert.equal(cordoned.size, 0)
+    assert.equal(left, 0)
   })
 
   test('every pod was evicted through pods/eviction; the CLI deleted no pod', () => {

@@ -235,3 +235,29 @@ export function parseJson<T = Record<string, unknown>>(stdout: string): T {
     throw new Error(`stdout is not one JSON document:\n${stdout.slice(0, 3000)}`)
   }
 }
+
+/** The most of `nodes` cordoned at once, replaying the CLI's cordon patches; and how many are still cordoned at the end. */
+export function mostCordonedAtOnce(homelab: Homelab, nodes: readonly string[]): {most: number; left: number} {
+  const cordoned = new Set<string>()
+  let most = 0
+  for (const patch of cordonPatches(homelab).filter((p) => nodes.includes(p.node))) {
+    if (patch.cordon) cordoned.add(patch.node)
+    else cordoned.delete(patch.node)
+    most = Math.max(most, cordoned.size)
+  }
+  return {most, left: cordoned.size}
+}
+
+/**
+ * Makes `node` never Ready, then heals it once the compensation restarted it after it had started
+ * at `version`: the new version is broken there, the old one works again. Await the result after the run.
+ */
+export function breakUntilCompensated(homelab: Homelab, node: string, version: string): Promise<void> {
+  const {api} = homelab
+  api.nodes.behave(node, {neverReady: true})
+  return (async () => {
+    const broken = await api.waitFor(() => api.k3sLog.find((e) => e.node === node && e.event === 'k3s-started' && e.version === version), {timeoutMs: 60_000, message: `${node} started at the target`})
+    await api.waitFor(() => api.k3sLog.find((e) => e.node === node && e.event === 'k3s-stopped' && e.seq > broken.seq), {timeoutMs: 60_000, message: `${node} restarted by the compensation`})
+    api.nodes.behave(node, {neverReady: false})
+  })()
+}

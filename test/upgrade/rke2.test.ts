@@ -9,7 +9,7 @@ import {after, before, describe, test} from 'node:test'
 
 import type {Homelab} from '../sim/homelab.js'
 import {listSnapshots, readSudoLog} from '../sim/node-fixture.js'
-import {AGENTS, SERVERS, cordonPatches, describeWrites, journals, lab, nodeStates, parseJson, readyAtSeq, spawnCli, writes} from './helpers.js'
+import {AGENTS, SERVERS, breakUntilCompensated, cordonPatches, describeWrites, journals, lab, mostCordonedAtOnce, nodeStates, parseJson, readyAtSeq, spawnCli, writes} from './helpers.js'
 
 const FROM = 'v1.31.3+rke2r1'
 const TO = 'v1.31.4+rke2r1'
@@ -63,14 +63,7 @@ describe('full rke2 upgrade of 3 servers and 3 agents over OpenSSH', () => {
     const serversDone = Math.max(...SERVERS.map((s) => cordonPatches(homelab).findLast((p) => p.node === s && !p.cordon)?.seq ?? Infinity))
     const early = writes(homelab).filter((w) => ((w.resource === 'nodes' && AGENTS.includes(w.name ?? '')) || w.resource === 'pods') && w.seq < serversDone)
     assert.deepEqual(early, [], describeWrites(early))
-    const cordoned = new Set<string>()
-    let most = 0
-    for (const patch of cordonPatches(homelab).filter((p) => AGENTS.includes(p.node))) {
-      if (patch.cordon) cordoned.add(patch.node)
-      else cordoned.delete(patch.node)
-      most = Math.max(most, cordoned.size)
-    }
-    assert.equal(most, 2)
+    assert.deepEqual(mostCordonedAtOnce(homelab, AGENTS), {most: 2, left: 0})
   })
 
   test('pods evicted through pods/eviction only; the CLI deleted no pod', () => {
@@ -188,12 +181,7 @@ test('rke2 across two minors: through the newest v1.30 from rke2 channels, then 
 test('an rke2 server that never becomes Ready: rke2.prev put back and restarted, exit 4, recovery names rke2', async (t) => {
   const homelab = await lab(t, {...RKE2, config: {upgrade: {timeouts: {nodeReady: '4s'}}}})
   const {api} = homelab
-  api.nodes.behave('server-2', {neverReady: true})
-  const healed = (async () => {
-    const broken = await api.waitFor(() => api.k3sLog.find((e) => e.node === 'server-2' && e.event === 'k3s-started' && e.version === TO), {timeoutMs: 60_000, message: 'server-2 started at the target'})
-    await api.waitFor(() => api.k3sLog.find((e) => e.node === 'server-2' && e.event === 'k3s-stopped' && e.seq > broken.seq), {timeoutMs: 60_000, message: 'server-2 restarted by the compensation'})
-    api.nodes.behave('server-2', {neverReady: false})
-  })()
+  const healed = breakUntilCompensated(homelab, 'server-2', TO)
   const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--yes', '--json'])
   await healed
   assert.equal(run.exitCode, 4, `${run.stdout}\n${run.stderr}`)
