@@ -5,10 +5,7 @@
  */
 import type {DistributionDescriptor} from '../distributions/index.js'
 import type {Transport} from '../transport/types.js'
-
-function script(transport: Transport, text: string, args: readonly string[], options: {privileged?: boolean; signal?: AbortSignal} = {}) {
-  return transport.run(['sh', '-c', text, 'homelab', ...args], options)
-}
+import {script} from './node-ops.js'
 
 /** The first of the installer's bin dirs that holds an executable binary, or undefined. */
 export async function findBinDir(transport: Transport, distribution: DistributionDescriptor, signal?: AbortSignal): Promise<string | undefined> {

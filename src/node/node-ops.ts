@@ -12,7 +12,7 @@ import {binaryPath} from './installed-version.js'
  * positional argument ($1, $2 …): no value from the cluster file or the API is ever pasted into
  * script text, so no name or path can be read as shell syntax.
  */
-function script(transport: Transport, text: string, args: readonly string[], options: {privileged?: boolean; signal?: AbortSignal; timeoutMs?: number} = {}) {
+export function script(transport: Transport, text: string, args: readonly string[], options: {privileged?: boolean; signal?: AbortSignal; timeoutMs?: number} = {}) {
   return transport.run(['sh', '-c', text, 'homelab', ...args], options)
 }
 
