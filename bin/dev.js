@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --import tsx --no-warnings
 // Runs the TypeScript sources directly (through tsx) so a change is visible without a build.
-import {execute} from '@oclif/core'
+import {runCli} from '../commands/_cli/run-cli.ts'
 
-await execute({development: true, dir: import.meta.url})
+await runCli(import.meta.url, {development: true})
