@@ -283,7 +283,7 @@ export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}):
     compensations: {
       async uncordon(params, ctx) {
         const result = await uncordonNode(kube, params.node, ctx.runId)
-        ctx.log('info', `${params.node}: ${result}`)
+        ctx.log('info', result)
       },
       async restoreBinary(params, ctx) {
         const transport = await deps.connect(inventoryNode(params.node))
@@ -292,7 +292,7 @@ export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}):
         if (result === 'restored' || live?.status?.nodeInfo?.kubeletVersion !== params.previousVersion || !live || !isNodeReady(live)) {
           await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input)
         }
-        ctx.log('info', `${params.node}: back at ${params.previousVersion}`)
+        ctx.log('info', `back at ${params.previousVersion}`)
       },
       async restoreBackup(params, ctx) {
         await restoreBackup(kube, ctx.input.velero, params.backupName, `${params.backupName}-restore`.slice(0, 63), ctx.signal)
