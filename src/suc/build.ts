@@ -14,6 +14,7 @@ import {DISTRIBUTIONS} from '../distributions/index.js'
 import {formatDuration} from '../duration.js'
 import {UsageError} from '../errors.js'
 import type {Distribution, ReleaseVersion} from '../versions/release-version.js'
+import {checkName, DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, IMAGE_REPOSITORY_RULE} from './names.js'
 import {upstreamPrepare, waitForPlanPrepare} from './prepare.js'
 import {CONTROL_PLANE_LABEL, ETCD_LABEL, MASTER_LABEL} from './roles.js'
 import {parseLabelSelector} from './syntax.js'
@@ -87,10 +88,6 @@ export function planNames(distribution: Distribution, namePrefix?: string): Reco
   return Object.fromEntries(PLAN_ROLES.map((role) => [role, `${prefix}${role}`])) as Record<PlanRole, string>
 }
 
-// Plan names become part of Job names and of the node label `plan.upgrade.cattle.io/<name>`,
-// whose name part may be at most 63 characters.
-const PLAN_NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/
-
 /**
  * The docs' server selector, and disjoint ones around it: the etcd plan takes etcd nodes without
  * the control-plane label, the agent plan nodes with neither label (so an etcd-only server is
@@ -117,6 +114,22 @@ export function checkImage(image: string): void {
   if (image.trim() === '' || /\s/.test(image)) {
     throw new UsageError(`--image ${JSON.stringify(image)} is not an image name`, {hint: 'pass a repository such as registry.lan/rancher/k3s-upgrade'})
   }
+  checkName(image, IMAGE_REPOSITORY_RULE, '--image', '--image registry.lan:5000/rancher/k3s-upgrade')
+}
+
+/**
+ * Every name the plans carry, by the Kubernetes rule: the namespace, the plan names (they become
+ * Job names and the name part of the node label plan.upgrade.cattle.io/<name>), the image and the
+ * pull secrets. generate runs this before it asks the channel server or the cluster anything.
+ */
+export function checkPlanNames(options: Pick<PlanBuildOptions, 'distribution' | 'namespace' | 'namePrefix' | 'image' | 'imagePullSecrets'>): void {
+  checkName(options.namespace ?? DEFAULT_NAMESPACE, DNS_LABEL_RULE, '--namespace', `--namespace ${DEFAULT_NAMESPACE}`)
+  for (const name of Object.values(planNames(options.distribution, options.namePrefix))) {
+    const from = options.namePrefix === undefined ? '' : ` (from --name-prefix ${JSON.stringify(options.namePrefix)})`
+    checkName(name, DNS_LABEL_RULE, `plan name${from}`, `--name-prefix homelab- (plans homelab-server, homelab-agent), within 63 characters`)
+  }
+  if (options.image !== undefined) checkImage(options.image)
+  for (const secret of options.imagePullSecrets ?? []) checkName(secret, DNS_SUBDOMAIN_RULE, '--image-pull-secret', '--image-pull-secret regcred')
 }
 
 function drainSpec(drain: DrainOptions): DrainSpec {
@@ -136,13 +149,7 @@ function drainSpec(drain: DrainOptions): DrainSpec {
 /** The refusals of buildPlans (UsageError), on their own: generate runs them before it asks the cluster anything. */
 export function checkPlanOptions(options: PlanBuildOptions): void {
   const {distribution, target} = options
-  for (const name of Object.values(planNames(distribution, options.namePrefix))) {
-    if (!PLAN_NAME_RE.test(name)) {
-      throw new UsageError(`plan name ${JSON.stringify(name)} is not a valid name`, {
-        hint: '--name-prefix may use lowercase letters, digits and "-", and the name must stay within 63 characters',
-      })
-    }
-  }
+  checkPlanNames(options)
   if (!Number.isInteger(options.agentConcurrency) || options.agentConcurrency < 1) {
     throw new UsageError(`agent concurrency must be a whole number of at least 1, got ${options.agentConcurrency}`, {
       hint: 'with 0 the controller never upgrades anything; pass --agent-concurrency 1 or more',

@@ -11,7 +11,7 @@ import {apiFailure} from '../kube/api-errors.js'
 import type {KubeClients} from '../kube/client.js'
 import {type ClusterNode, listClusterNodes} from '../kube/nodes.js'
 import {type Distribution, isVersionString, looksLikeChannel, parseVersion} from '../versions/release-version.js'
-import {buildPlans, checkPlanOptions, type PlanBuildOptions, type PlanTarget, renderPlans} from './build.js'
+import {buildPlans, checkPlanNames, checkPlanOptions, type PlanBuildOptions, type PlanTarget, renderPlans} from './build.js'
 import {checkPlansAgainstNodes, type PlanCheckResult} from './checks.js'
 import {CONTROL_PLANE_LABEL, ETCD_LABEL, isEtcdOnly, isMasterOnly, MASTER_LABEL} from './roles.js'
 import {parseLabelSelector, parseTolerations, parseWindow} from './syntax.js'
@@ -87,7 +87,8 @@ export async function resolvePlanTarget(deps: GenerateDeps, request: Pick<Genera
 export async function generatePlans(deps: GenerateDeps, request: GenerateRequest): Promise<GeneratedPlans> {
   const {config} = deps
   const distribution = request.distribution ?? config.distribution
-  // Flag syntax first: a typo should not cost a round trip to the channel server.
+  // Flag syntax and names first: a typo should not cost a round trip to the channel server.
+  checkPlanNames({distribution, namespace: request.namespace, namePrefix: request.namePrefix, image: request.image, imagePullSecrets: request.imagePullSecrets})
   const window = request.window ? parseWindow(request.window) : undefined
   const serverSelector = request.serverSelector ? parseLabelSelector(request.serverSelector, '--server-selector') : undefined
   const agentSelector = request.agentSelector ? parseLabelSelector(request.agentSelector, '--agent-selector') : undefined

@@ -4,24 +4,9 @@
  * Every error names the flag and shows a form that works.
  */
 import {UsageError} from '../errors.js'
+import {LABEL_KEY_RULE, LABEL_VALUE_RULE} from './names.js'
 import type {LabelSelector, LabelSelectorRequirement, TaintEffect, TimeWindowSpec, Toleration, WindowDay} from './types.js'
 import {WINDOW_DAYS} from './types.js'
-
-// apimachinery's validation: a qualified name, optionally behind a DNS-subdomain prefix.
-const NAME_RE = /^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
-const PREFIX_RE = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/
-const VALUE_RE = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/
-
-export function isLabelKey(key: string): boolean {
-  const slash = key.lastIndexOf('/')
-  if (slash < 0) return NAME_RE.test(key)
-  const prefix = key.slice(0, slash)
-  return prefix.length <= 253 && PREFIX_RE.test(prefix) && NAME_RE.test(key.slice(slash + 1))
-}
-
-export function isLabelValue(value: string): boolean {
-  return VALUE_RE.test(value)
-}
 
 /** Splits on commas outside parentheses: `a in (x,y),b` → [`a in (x,y)`, `b`]. */
 function splitTopLevel(text: string): string[] {
@@ -41,6 +26,7 @@ function splitTopLevel(text: string): string[] {
 }
 
 const SELECTOR_FORMS = 'key=value, key!=value, key in (a,b), key notin (a,b), key, !key'
+const SELECTOR_EXAMPLE = 'node-role.kubernetes.io/control-plane in (true),!node-role.kubernetes.io/etcd'
 
 /**
  * kubectl's label selector syntax to a metav1.LabelSelector: equality goes to `matchLabels`,
@@ -48,15 +34,15 @@ const SELECTOR_FORMS = 'key=value, key!=value, key in (a,b), key notin (a,b), ke
  */
 export function parseLabelSelector(text: string, flag = '--selector'): LabelSelector {
   const bad = (part: string, why: string) =>
-    new UsageError(`${flag}: ${JSON.stringify(part)} ${why}`, {hint: `write requirements separated by commas, each one of: ${SELECTOR_FORMS}`})
+    new UsageError(`${flag}: ${JSON.stringify(part)} ${why}`, {hint: `write requirements separated by commas, each one of: ${SELECTOR_FORMS}; e.g. ${SELECTOR_EXAMPLE}`})
   if (text.trim() === '') throw new UsageError(`${flag} is empty`, {hint: `give at least one requirement (${SELECTOR_FORMS})`})
   const matchLabels: Record<string, string> = {}
   const matchExpressions: LabelSelectorRequirement[] = []
   const checkKey = (part: string, key: string) => {
-    if (!isLabelKey(key)) throw bad(part, `has an invalid label key ${JSON.stringify(key)}`)
+    if (!LABEL_KEY_RULE.test(key)) throw bad(part, `has an invalid label key ${JSON.stringify(key)} (${LABEL_KEY_RULE.rule})`)
   }
   const checkValue = (part: string, value: string) => {
-    if (!isLabelValue(value)) throw bad(part, `has an invalid label value ${JSON.stringify(value)}`)
+    if (!LABEL_VALUE_RULE.test(value)) throw bad(part, `has an invalid label value ${JSON.stringify(value)} (${LABEL_VALUE_RULE.rule})`)
   }
   for (const part of splitTopLevel(text)) {
     if (part === '') throw bad(text, 'has an empty requirement (two commas in a row?)')
@@ -110,7 +96,7 @@ export function formatLabelSelector(selector: LabelSelector | undefined): string
 }
 
 const EFFECTS: readonly TaintEffect[] = ['NoSchedule', 'PreferNoSchedule', 'NoExecute']
-const TOLERATION_FORMS = 'key=value:Effect, key:Effect, key, or * (everything), with Effect one of NoSchedule, PreferNoSchedule, NoExecute'
+const TOLERATION_FORMS = 'key=value:Effect, key:Effect, key, or * (everything), with Effect one of NoSchedule, PreferNoSchedule, NoExecute; e.g. node-role.kubernetes.io/control-plane:NoSchedule'
 
 /**
  * Tolerations written like taints: `node-role.kubernetes.io/control-plane:NoSchedule`,
@@ -136,12 +122,12 @@ export function parseTolerations(text: string, flag = '--tolerations'): Tolerati
     } else {
       const eq = head.indexOf('=')
       const key = eq < 0 ? head : head.slice(0, eq)
-      if (!isLabelKey(key)) throw bad(`has an invalid key ${JSON.stringify(key)}`)
+      if (!LABEL_KEY_RULE.test(key)) throw bad(`has an invalid key ${JSON.stringify(key)} (${LABEL_KEY_RULE.rule})`)
       toleration.key = key
       if (eq < 0) toleration.operator = 'Exists'
       else {
         const value = head.slice(eq + 1)
-        if (!isLabelValue(value)) throw bad(`has an invalid value ${JSON.stringify(value)}`)
+        if (!LABEL_VALUE_RULE.test(value)) throw bad(`has an invalid value ${JSON.stringify(value)} (${LABEL_VALUE_RULE.rule})`)
         toleration.operator = 'Equal'
         toleration.value = value
       }
