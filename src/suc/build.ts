@@ -46,7 +46,7 @@ export const DEFAULT_JOB_DEADLINE_MS = 600_000
 /** What the plans upgrade to: a version pinned now, or a channel the controller follows. */
 export type PlanTarget =
   | {kind: 'version'; version: ReleaseVersion; /** The channel it was resolved from, if any. */ channel?: string}
-  | {kind: 'channel'; channel: string; url: string; /** What the channel says today (for the version checks). */ resolved: ReleaseVersion}
+  | {kind: 'channel'; channel: string; url: string; /** What the channel says today (for the version checks); unknown with --offline. */ resolved?: ReleaseVersion}
 
 export interface PlanBuildOptions {
   distribution: Distribution
@@ -157,7 +157,7 @@ export function checkPlanOptions(options: PlanBuildOptions): void {
   }
   checkImage(options.image ?? UPGRADE_IMAGES[distribution])
   const version = target.kind === 'version' ? target.version : target.resolved
-  if (version.distribution !== distribution) {
+  if (version && version.distribution !== distribution) {
     throw new UsageError(`${version.format()} is a ${version.distribution} version, but the plans are for ${distribution}`, {
       hint: `pass a ${distribution} version, or --distribution ${version.distribution}`,
     })
@@ -226,7 +226,7 @@ export function buildPlans(options: PlanBuildOptions): BuiltPlans {
 
   if (target.kind === 'channel') {
     warnings.push(
-      `the plans follow ${target.url}: the controller upgrades whenever that channel moves (today ${target.resolved.format()}), and no version check runs then`,
+      `the plans follow ${target.url}: the controller upgrades whenever that channel moves${target.resolved ? ` (today ${target.resolved.format()})` : ''}, and no version check runs then`,
     )
   }
   const plan = (parts: ReturnType<typeof common>): Plan => ({apiVersion: PLAN_API_VERSION, kind: PLAN_KIND, ...parts})

@@ -40,6 +40,11 @@ export interface GenerateRequest {
   /** Each `key[=value][:Effect]`, or several separated by commas. */
   tolerations?: readonly string[]
   cluster: ClusterMode
+  /**
+   * No network at all (`plan generate --offline`): the cluster is not asked, whatever `cluster`
+   * says, and a channel is not resolved: followed, the plans carry its URL only; pinned, refused.
+   */
+  offline?: boolean
 }
 
 export interface GenerateDeps {
@@ -67,7 +72,7 @@ export interface GeneratedPlans {
 }
 
 /** The target from `--to`: a version as given, or a channel resolved through the channel server. */
-export async function resolvePlanTarget(deps: GenerateDeps, request: Pick<GenerateRequest, 'to' | 'followChannel' | 'distribution'>): Promise<PlanTarget> {
+export async function resolvePlanTarget(deps: GenerateDeps, request: Pick<GenerateRequest, 'to' | 'followChannel' | 'distribution' | 'offline'>): Promise<PlanTarget> {
   const distribution = request.distribution ?? deps.config.distribution
   const to = request.to.trim()
   if (isVersionString(to)) {
@@ -79,8 +84,15 @@ export async function resolvePlanTarget(deps: GenerateDeps, request: Pick<Genera
   if (!looksLikeChannel(to)) parseVersion(to, distribution) // throws the explanation
   const channel = normalizeChannelName(to)
   const base = deps.config.install.channelUrl
+  const url = `${base.replace(/\/+$/, '')}/${channel}`
+  if (request.offline) {
+    if (request.followChannel) return {kind: 'channel', channel, url}
+    throw new UsageError(`--offline: the channel ${channel} cannot be resolved without asking ${url}`, {
+      hint: 'pass a version with --to, add --follow-channel to write the channel into the plans, or drop --offline',
+    })
+  }
   const resolved = await resolveChannel(channel, {baseUrl: base, distribution, fetch: deps.fetch, signal: deps.signal})
-  if (request.followChannel) return {kind: 'channel', channel, url: `${base.replace(/\/+$/, '')}/${channel}`, resolved}
+  if (request.followChannel) return {kind: 'channel', channel, url, resolved}
   return {kind: 'version', version: resolved, channel}
 }
 
@@ -115,7 +127,7 @@ export async function generatePlans(deps: GenerateDeps, request: GenerateRequest
 
   let nodes: ClusterNode[] | undefined
   let clusterSkipped: string | undefined
-  if (request.cluster === 'offline') {
+  if (request.offline || request.cluster === 'offline') {
     clusterSkipped = '--offline: the plans were not checked against the cluster\'s versions'
   } else {
     const read = await readNodes(deps, request.cluster)
@@ -132,6 +144,7 @@ export async function generatePlans(deps: GenerateDeps, request: GenerateRequest
   const check = nodes ? checkPlansAgainstNodes(built.plans, nodes, {targetOf: () => version, exclusive: true}) : undefined
   if (check) warnings.push(...check.warnings)
   if (clusterSkipped) warnings.push(clusterSkipped)
+  if (target.kind === 'channel' && !version) warnings.push(`--offline: ${target.url} was not asked, so what it says (its version and distribution) was not checked`)
   const header: string[] = []
   if (!nodes) {
     // The default agent selector leaves etcd nodes out, so a missing etcd plan can only leave an
@@ -152,7 +165,7 @@ export async function generatePlans(deps: GenerateDeps, request: GenerateRequest
     )
   }
 
-  const what = target.kind === 'version' ? `${version.format()}${target.channel ? ` (channel ${target.channel} today)` : ''}` : `channel ${target.url} (today ${version.format()})`
+  const what = target.kind === 'version' ? `${target.version.format()}${target.channel ? ` (channel ${target.channel} today)` : ''}` : `channel ${target.url}${version ? ` (today ${version.format()})` : ''}`
   const yaml = renderPlans(built.plans, [
     `system-upgrade-controller plans for ${distribution} ${what}, written by homelab k8s plan generate.`,
     ...header,

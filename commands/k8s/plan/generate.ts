@@ -2,7 +2,7 @@ import {writeFile} from 'node:fs/promises'
 
 import {Flags} from '@oclif/core'
 
-import {UsageError} from '../../../src/errors.js'
+import {HomelabError, UsageError} from '../../../src/errors.js'
 import {generatePlans, type GeneratedPlans} from '../../../src/suc/generate.js'
 import type {Plan} from '../../../src/suc/types.js'
 import {HomelabCommand} from '../../_cli/base-command.js'
@@ -28,7 +28,7 @@ export default class PlanGenerate extends HomelabCommand<typeof PlanGenerate> {
   static override summary = 'Write system-upgrade-controller Plans for a k3s or rke2 upgrade'
   static override description = `Writes upgrade.cattle.io/v1 Plans as YAML, in upgrade order: a server plan (control-plane nodes, one at a time, cordoned) and an agent plan (nodes with no server label, drained with the drain settings of homelab.yaml, after the servers). When the cluster has etcd-only servers (etcd label, no control-plane label), an etcd plan comes first (those, one at a time, cordoned) and the server plan waits for it. A channel is resolved now and pinned unless --follow-channel.
 
-When a kubeconfig is reachable (or with --check-cluster), the live nodes are read first: their labels decide whether an etcd plan is needed, and a downgrade, a skipped minor or an older +k3sN build is refused. --offline skips the cluster: then there is no etcd plan, and the agent plan still leaves etcd nodes alone.
+When a kubeconfig is reachable (or with --check-cluster), the live nodes are read first: their labels decide whether an etcd plan is needed, and a downgrade, a skipped minor or an older +k3sN build is refused. --offline asks nothing over the network: not the cluster (then there is no etcd plan, and the agent plan still leaves etcd nodes alone) and not the channel server (a channel needs --follow-channel then; it is written as its URL, unresolved).
 
 ${PLAN_EXIT_CODES_HELP}`
   static override examples = [
@@ -39,6 +39,7 @@ ${PLAN_EXIT_CODES_HELP}`
   ]
   static override flags = {
     ...planFlags,
+    offline: Flags.boolean({description: 'no network: do not ask the cluster (no version checks) nor the channel server (a channel needs --follow-channel)', exclusive: ['check-cluster']}),
     to: Flags.string({description: TO_DESCRIPTION, required: true}),
     out: Flags.string({char: 'o', description: 'write the YAML to this file instead of stdout'}),
   }
@@ -46,7 +47,10 @@ ${PLAN_EXIT_CODES_HELP}`
   async run(): Promise<GenerateResult> {
     const {flags} = this
     const context = await planContext(flags)
-    const generated = await generatePlans({config: context.config, kube: context.kube}, generateRequest(flags, flags.to))
+    // --offline: no network at all. Nothing below gets a way to the cluster, and the channel
+    // server's fetch refuses, so a request that would still go out fails instead of leaving.
+    const deps = flags.offline ? {config: context.config, fetch: refuseNetwork} : {config: context.config, kube: context.kube}
+    const generated = await generatePlans(deps, {...generateRequest(flags, flags.to), offline: flags.offline})
     for (const warning of generated.warnings) this.logToStderr(`warning: ${warning}`)
     if (flags.out) {
       try {
@@ -62,6 +66,10 @@ ${PLAN_EXIT_CODES_HELP}`
   }
 }
 
+const refuseNetwork: typeof fetch = async (input) => {
+  throw new HomelabError(`--offline, yet ${input instanceof Request ? input.url : String(input)} was about to be asked`, {hint: 'this is a bug in homelab; pass a version with --to meanwhile'})
+}
+
 /** `a and b`, `a, b and c`. */
 function listNames(names: readonly string[]): string {
   return names.length <= 1 ? names.join('') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`
@@ -71,7 +79,8 @@ function toResult(generated: GeneratedPlans, out?: string): GenerateResult {
   const {target} = generated
   return {
     plans: generated.plans,
-    target: (target.kind === 'version' ? target.version : target.resolved).format(),
+    // The version, or (--offline --follow-channel) the channel it was not resolved from.
+    target: target.kind === 'version' ? target.version.format() : (target.resolved?.format() ?? target.channel),
     channel: target.kind === 'channel' ? target.url : target.channel,
     followsChannel: target.kind === 'channel',
     clusterChecked: generated.check !== undefined,
