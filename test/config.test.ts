@@ -118,6 +118,7 @@ describe('finding the cluster file', () => {
       join(cwd, 'homelab.yaml'),
       'kubernetes: {kubeconfig: ./kube/config}\nssh: {identityFile: ~/.ssh/lab}\n' + MINIMAL,
     )
+    write(join(home, '.ssh', 'lab'), 'a private key\n')
     const {config, file: found} = await loadConfig(search({cwd, home}))
     assert.equal(found, file)
     assert.equal(config.kubernetes.kubeconfig, join(cwd, 'kube', 'config'))

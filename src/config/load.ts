@@ -1,5 +1,5 @@
-import {readFile} from 'node:fs/promises'
-import {statSync} from 'node:fs'
+import {access, readFile, stat} from 'node:fs/promises'
+import {constants as fsConstants, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 
@@ -111,7 +111,16 @@ export interface LoadedConfig {
   explicit: ExplicitSettings
 }
 
-export async function loadConfig(options: ConfigSearchOptions & SchemaOptions): Promise<LoadedConfig> {
+export interface LoadOptions {
+  /**
+   * Refuse identity files (ssh.identityFile, nodes[].ssh.identityFile) that are missing or
+   * unreadable, naming the file and the line that configures it (default true). Off for the
+   * commands that never log in to a node (the plan commands).
+   */
+  checkIdentityFiles?: boolean
+}
+
+export async function loadConfig(options: ConfigSearchOptions & SchemaOptions & LoadOptions): Promise<LoadedConfig> {
   const places = configSearchPlaces(options)
   const file = findConfigFile(options)
   if (file === undefined) {
@@ -134,7 +143,57 @@ export async function loadConfig(options: ConfigSearchOptions & SchemaOptions): 
       hint: code === 'EISDIR' ? `point to the homelab.yaml inside it: ${join(file, 'homelab.yaml')}` : code === 'EACCES' ? `make it readable: chmod u+r ${file}` : fix,
     })
   }
-  return {...parseConfigWithSources(text, file, {home: options.home, defaultDistribution: options.defaultDistribution}), file}
+  const {config, explicit, locate} = parse(text, file, {home: options.home, defaultDistribution: options.defaultDistribution})
+  if (options.checkIdentityFiles !== false) {
+    const problems = await identityFileProblems(config, file, locate)
+    if (problems.length > 0) throw new ConfigProblemsError(problems)
+  }
+  return {config, explicit, file}
+}
+
+/**
+ * A configured identity file that is not there would otherwise show up only at login, once per
+ * node, as "no readable identity file". Nodes that are reached without SSH are not asked.
+ */
+async function identityFileProblems(config: HomelabConfig, file: string, locate: Locate): Promise<ConfigProblem[]> {
+  const places: Array<{path: Segment[]; identityFile: string}> = []
+  if (config.ssh.identityFile) places.push({path: ['ssh', 'identityFile'], identityFile: config.ssh.identityFile})
+  config.nodes.forEach((node, i) => {
+    if (node.connection !== 'local' && node.ssh?.identityFile) places.push({path: ['nodes', i, 'ssh', 'identityFile'], identityFile: node.ssh.identityFile})
+  })
+  const problems: ConfigProblem[] = []
+  for (const {path, identityFile} of places) {
+    const why = await unreadable(identityFile)
+    if (!why) continue
+    const pathText = formatPath(path)
+    const pos = locate(path, false)
+    problems.push({
+      file,
+      path: pathText,
+      line: pos?.line,
+      column: pos?.column,
+      problem: `the identity file ${identityFile} ${why}`,
+      hint:
+        why === 'is not readable (permission denied)'
+          ? `make it readable: chmod u+r ${identityFile}`
+          : `set ${pathText} to your private key (e.g. ~/.ssh/id_ed25519), or remove it to use the SSH agent, ~/.ssh/config's IdentityFile and the default keys`,
+    })
+  }
+  return problems
+}
+
+/** Why a private key file cannot be read, or undefined when it can. */
+async function unreadable(path: string): Promise<string | undefined> {
+  try {
+    if ((await stat(path)).isDirectory()) return 'is a directory, not a key file'
+    await access(path, fsConstants.R_OK)
+    return undefined
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'does not exist'
+    if (code === 'EACCES' || code === 'EPERM') return 'is not readable (permission denied)'
+    return `cannot be read (${(error as Error).message})`
+  }
 }
 
 /**
@@ -147,6 +206,12 @@ export function parseConfig(text: string, file: string, options: {home?: string}
 
 /** parseConfig, and which settings the file gave itself. */
 export function parseConfigWithSources(text: string, file: string, options: {home?: string} & SchemaOptions = {}): {config: HomelabConfig; explicit: ExplicitSettings} {
+  const {config, explicit} = parse(text, file, options)
+  return {config, explicit}
+}
+
+/** parseConfigWithSources, and where in the file each setting is (for later checks). */
+function parse(text: string, file: string, options: {home?: string} & SchemaOptions): {config: HomelabConfig; explicit: ExplicitSettings; locate: Locate} {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, {lineCounter, prettyErrors: true, uniqueKeys: true})
   if (doc.errors.length > 0) {
@@ -185,9 +250,9 @@ export function parseConfigWithSources(text: string, file: string, options: {hom
   const schema = makeConfigSchema({home: options.home ?? homedir(), baseDir: dirname(resolve(file))}, {defaultDistribution: options.defaultDistribution})
   const input = withoutNulls(raw) as {distribution?: unknown; install?: {binDir?: unknown}}
   const result = schema.safeParse(input)
-  if (result.success) return {config: result.data, explicit: {distribution: input.distribution !== undefined, binDir: input.install?.binDir !== undefined}}
-
   const locate = locator(doc.contents, lineCounter)
+  if (result.success) return {config: result.data, explicit: {distribution: input.distribution !== undefined, binDir: input.install?.binDir !== undefined}, locate}
+
   const problems = result.error.issues.flatMap((issue) => problemsOf(issue, input, schema, file, locate))
   problems.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0))
   throw new ConfigProblemsError(problems)

@@ -23,7 +23,8 @@ export async function planContext(flags: {config?: string; kubeconfig?: string; 
   let config: HomelabConfig
   let configFile: string | undefined
   if (findConfigFile(search) !== undefined) {
-    const loaded = await loadConfig(search)
+    // The plan commands never log in to a node: a missing SSH key is no reason to refuse them.
+    const loaded = await loadConfig({...search, checkIdentityFiles: false})
     config = loaded.config
     configFile = loaded.file
   } else {
