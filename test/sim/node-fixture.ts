@@ -10,7 +10,9 @@
  *                  plus any `<file>.skip` asked for); agents have agent/
  *     fakebin/     first on PATH: systemctl or rc-service (+ openrc, rc-status), sudo, uname,
  *                  and on a node whose binary a package owns, rpm or dpkg + dpkg-query
- *     state/       service state, arch, markers, and the journals service.log and sudo.log
+ *     state/       service state, arch, markers, and the journals service.log, sudo.log and
+ *                  commands.log (every call of a fake tool: time, tool, root or not, argv;
+ *                  readCommandLog)
  *     env          KEY=VALUE lines every session (and the service) runs with
  *
  * rke2 nodes (`distribution: 'rke2'`): binary `rke2`, units rke2-server / rke2-agent, systemd
@@ -23,6 +25,9 @@
  * answer as the real tools do: `file <path> is not owned by any package` (stdout, exit 1) and
  * `dpkg-query: no path found matching pattern <path>` (stderr, exit 1). Without the option no
  * fake is installed: the host's dpkg (Debian) finds no owner for fixture paths by itself.
+ *
+ * kubeadm nodes have their own layout (kubeadm-node.ts); they share the sudo, uname and
+ * service-manager fakes below (the kubelet unit is a ServiceUnit like the k3s one).
  *
  * The fake tools are POSIX sh and need only sh and coreutils (the fake k3s needs node, which
  * the env's PATH provides). They journal every call so tests can prove ordering.
@@ -57,10 +62,12 @@ import {
   type K3sArch,
   type ServerKind,
 } from './k3s-fake.js'
+import type {SimDistribution} from './kubeadm-fake.js'
 
 export type NodeRole = 'server' | 'agent'
 export type ServiceManager = 'systemd' | 'openrc'
-export type ServiceState = 'active' | 'inactive' | 'failed'
+/** `activating`: a Type=simple unit (the kubelet) whose process keeps exiting, restarted by systemd. */
+export type ServiceState = 'active' | 'inactive' | 'failed' | 'activating'
 export type PackageManager = 'rpm' | 'dpkg'
 
 export interface NodeFixtureOptions {
@@ -101,13 +108,13 @@ export interface NodeFixture {
   readonly name: string
   readonly role: NodeRole
   readonly arch: K3sArch
-  readonly distribution: Distribution
+  readonly distribution: SimDistribution
   readonly serviceManager: ServiceManager
-  /** `k3s` (servers) or `k3s-agent` (agents); rke2-server / rke2-agent for rke2. */
+  /** `k3s` (servers) or `k3s-agent` (agents); rke2-server / rke2-agent for rke2; `kubelet` for kubeadm. */
   readonly serviceName: string
   readonly dir: string
   readonly binDir: string
-  /** `<binDir>/k3s` (or `rke2`). */
+  /** `<binDir>/k3s` (or `rke2`; the kubelet on kubeadm nodes). */
   readonly binaryPath: string
   readonly dataDir: string
   /** `<dataDir>/server/manifests` (only servers have one). */
@@ -137,6 +144,15 @@ export interface ServiceLogEntry {
   args: string[]
 }
 
+export interface CommandLogEntry {
+  time: Date
+  /** The tool's name: `apt-get`, `kubeadm`, `systemctl`, `sudo`, … */
+  tool: string
+  /** Run as root (HOMELAB_SIM_PRIVILEGED=1: through the fake sudo, a root login, or by the service manager). */
+  privileged: boolean
+  argv: string[]
+}
+
 export interface SudoLogEntry {
   time: Date
   /** Everything after `sudo`, exactly as received. */
@@ -157,7 +173,7 @@ const SERVICE_NAMES: Record<Distribution, Record<NodeRole, string>> = {
 }
 
 /** Quote one word for POSIX sh. */
-function q(word: string): string {
+export function q(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`
 }
 
@@ -275,7 +291,7 @@ function fixtureProblem(options: NodeFixtureOptions, distribution: Distribution,
 /** The packaged manifests as the installed release last extracted them, and the `.skip` files asked for. */
 async function writeManifests(fixture: NodeFixture, version: string, skip: readonly string[]): Promise<void> {
   const files: Array<[string, string]> = [
-    ...Object.entries(packagedManifests(version, fixture.distribution)),
+    ...Object.entries(packagedManifests(version, binaryDistribution(fixture))),
     ...skip.map((rel): [string, string] => [`${rel}.skip`, '']),
   ]
   for (const [rel, content] of files) {
@@ -322,12 +338,18 @@ export function ownerPackage(distribution: Distribution, version: string, arch: 
 
 /** Replaces the node's binary at once (set-up, not the product's swap): temp file + rename. */
 export async function installBinary(fixture: NodeFixture, release: {version: string; arch?: K3sArch}): Promise<string> {
-  const bytes = fakeK3sBinary({version: release.version, arch: release.arch ?? fixture.arch, distribution: fixture.distribution})
+  const bytes = fakeK3sBinary({version: release.version, arch: release.arch ?? fixture.arch, distribution: binaryDistribution(fixture)})
   const tmp = `${fixture.binaryPath}.fixture-${process.pid}-${randomBytes(4).toString('hex')}`
   await writeFile(tmp, bytes, {mode: 0o755})
   await chmod(tmp, 0o755)
   await rename(tmp, fixture.binaryPath)
   return createHash('sha256').update(bytes).digest('hex')
+}
+
+/** k3s or rke2: the distributions whose nodes run one binary (kubeadm nodes have packages). */
+function binaryDistribution(fixture: NodeFixture): Distribution {
+  if (fixture.distribution === 'kubeadm') throw new Error(`node fixture ${fixture.name}: a kubeadm node has no ${fixture.binaryPath} to replace; its packages are installed with apt or dnf`)
+  return fixture.distribution
 }
 
 /** Points the node at another control server (rewrites the env file the sessions and the service read). */
@@ -370,7 +392,7 @@ export async function setStartFailure(fixture: NodeFixture, message: string | nu
 
 export async function serviceState(fixture: NodeFixture): Promise<ServiceState> {
   const text = (await readFile(join(fixture.stateDir, 'service.state'), 'utf8').catch(() => 'inactive')).trim()
-  return text === 'active' || text === 'failed' ? text : 'inactive'
+  return text === 'active' || text === 'failed' || text === 'activating' ? text : 'inactive'
 }
 
 /** The version the service last started successfully (null while stopped or failed). */
@@ -400,6 +422,16 @@ export async function readServiceLog(fixture: NodeFixture): Promise<ServiceLogEn
     time: new Date(time!),
     source: source!,
     args,
+  }))
+}
+
+/** Every call of a fake tool on the node, in order (sudo and the command it ran are two entries). */
+export async function readCommandLog(fixture: Pick<NodeFixture, 'stateDir'>): Promise<CommandLogEntry[]> {
+  return (await readRecords(join(fixture.stateDir, 'commands.log'))).map(([time, tool, privileged, ...argv]) => ({
+    time: new Date(time!),
+    tool: tool!,
+    privileged: privileged === '1',
+    argv,
   }))
 }
 
@@ -454,14 +486,14 @@ async function readRecords(file: string): Promise<string[][]> {
     .map((r) => r.split('\x1f'))
 }
 
-async function writeEnvFile(fixture: NodeFixture): Promise<void> {
+export async function writeEnvFile(fixture: Pick<NodeFixture, 'env' | 'envFile'>): Promise<void> {
   const lines = Object.entries(fixture.env).map(([k, v]) => `${k}=${v}\n`)
   const tmp = `${fixture.envFile}.tmp`
   await writeFile(tmp, lines.join(''))
   await rename(tmp, fixture.envFile)
 }
 
-function realUname(): string {
+export function realUname(): string {
   for (const candidate of ['/bin/uname', '/usr/bin/uname']) if (existsSync(candidate)) return candidate
   throw new Error('node fixture: no uname on this machine (looked in /bin and /usr/bin)')
 }
@@ -471,7 +503,8 @@ function realUname(): string {
 // Shared by every fake: the node's paths and the journal writer. Records are fields split by
 // 0x1f and ended by 0x1e plus a newline, so any argument (spaces, quotes, newlines) survives;
 // each record is built first and written by one printf, so concurrent writers do not interleave.
-function shPrelude(fixture: NodeFixture, what: string): string {
+// Every fake logs its call to commands.log first (tool, 1 when root, argv).
+export function shPrelude(fixture: Pick<NodeFixture, 'name' | 'dir'>, what: string): string {
   return `#!/bin/sh
 # homelab simulation: ${what} on node ${fixture.name}. Not the real tool.
 NODE_DIR=${q(fixture.dir)}
@@ -496,19 +529,67 @@ sim_log() {
   done
   printf '%s\\036\\n' "$sim_rec" >> "$STATE_DIR/$sim_file"
 }
+sim_log commands.log "\${0##*/}" "\${HOMELAB_SIM_PRIVILEGED:-0}" "$@"
 `
 }
 
+/** The one unit a node's service manager knows: k3s / rke2 (binaryService) or the kubelet (kubeadm-node.ts). */
+export interface ServiceUnit {
+  /** Unit name without `.service`. */
+  unit: string
+  /** ExecStart: the binary and its arguments. */
+  exec: readonly string[]
+  description: string
+  docs: string
+  /** The unit file's path as `systemctl show -p FragmentPath` names it. */
+  fragment: string
+  /** What `systemctl cat` prints; omitted: the fragment and drop-ins as they are on disk. */
+  unitText?: string
+  dropIns?: readonly string[]
+  /**
+   * Type=simple with Restart=always (the kubelet): a start succeeds even when the process dies
+   * at once, and the unit then stays `activating` (auto-restart). Default Type=notify (k3s):
+   * a process that fails makes the start job fail.
+   */
+  typeSimple?: boolean
+  /** What the service manager reports to the control server when the unit stops (default k3s-stopped). */
+  stopEvent?: 'k3s-stopped' | 'kubelet-stopped'
+}
+
+/** k3s's or rke2's unit on this node. */
+function binaryService(fixture: NodeFixture): ServiceUnit {
+  const distribution = binaryDistribution(fixture)
+  return {
+    unit: fixture.serviceName,
+    exec: [fixture.binaryPath, fixture.role],
+    description: UNIT_DESCRIPTION[distribution][fixture.role],
+    docs: UNIT_DOCS[distribution],
+    fragment: unitFragmentPath(fixture),
+    unitText: systemdUnit(distribution, fixture.role, fixture.binaryPath),
+  }
+}
+
 // The unit: what the service manager starts and stops. ExecStart runs with only the node's
-// env file as environment (as a unit would), so nothing leaks in from whoever called us.
-function shService(fixture: NodeFixture): string {
+// env file as environment (as a unit would, and as root), so nothing leaks in from whoever
+// called us. A changed unit file (state/unit-changed, left by a package upgrade) draws
+// systemd's daemon-reload warning until daemon-reload.
+function shService(fixture: NodeFixture, svc: ServiceUnit): string {
   return `
-UNIT=${q(fixture.serviceName)}
-SUBCOMMAND=${q(fixture.role)}
-BIN=${q(fixture.binaryPath)}
-DESC=${q(UNIT_DESCRIPTION[fixture.distribution][fixture.role])}
-DOCS=${q(UNIT_DOCS[fixture.distribution])}
-FRAGMENT=${q(unitFragmentPath(fixture))}
+UNIT=${q(svc.unit)}
+DESC=${q(svc.description)}
+DOCS=${q(svc.docs)}
+FRAGMENT=${q(svc.fragment)}
+TYPE_SIMPLE=${svc.typeSimple ? 1 : 0}
+STOP_EVENT=${q(svc.stopEvent ?? 'k3s-stopped')}
+
+sim_exec() {
+  sim_clean_run ${svc.exec.map(q).join(' ')}
+}
+
+sim_warn_changed() {
+  [ -f "$STATE_DIR/unit-changed" ] || return 0
+  echo "Warning: The unit file, source configuration file or drop-ins of $UNIT.service changed on disk. Run 'systemctl daemon-reload' to reload units." >&2
+}
 
 sim_state() {
   if [ -f "$STATE_DIR/service.state" ]; then cat "$STATE_DIR/service.state"; else echo inactive; fi
@@ -530,11 +611,11 @@ sim_require_root() {
 }
 
 sim_clean_run() {
-  env -i /bin/sh -c 'while IFS= read -r l || [ -n "$l" ]; do case $l in [A-Za-z_]*=*) export "$l" ;; esac; done < "$1"; shift; exec "$@"' sim-unit "$NODE_DIR/env" "$@" >> "$STATE_DIR/k3s.log" 2>&1
+  env -i HOMELAB_SIM_PRIVILEGED=1 /bin/sh -c 'while IFS= read -r l || [ -n "$l" ]; do case $l in [A-Za-z_]*=*) export "$l" ;; esac; done < "$1"; shift; exec "$@"' sim-unit "$NODE_DIR/env" "$@" >> "$STATE_DIR/k3s.log" 2>&1
 }
 
 sim_service_start() {
-  sim_clean_run "$BIN" "$SUBCOMMAND"
+  sim_exec
   sim_rc=$?
   if [ "$sim_rc" -eq 0 ]; then
     sim_set_state active
@@ -542,14 +623,18 @@ sim_service_start() {
     return 0
   fi
   rm -f "$STATE_DIR/k3s.running"
-  sim_set_state failed
   sim_log service.log service start-failed "$UNIT" "$sim_rc"
+  if [ "$TYPE_SIMPLE" = 1 ]; then
+    sim_set_state activating
+    return 0
+  fi
+  sim_set_state failed
   return 1
 }
 
 sim_service_stop() {
   if [ "$(sim_state)" = active ]; then
-    sim_clean_run node "$NODE_DIR/fakebin/.sim-notify" stopped || sim_log service.log service notify-failed "$UNIT"
+    sim_clean_run node "$NODE_DIR/fakebin/.sim-notify" stopped "$STOP_EVENT" || sim_log service.log service notify-failed "$UNIT"
   fi
   rm -f "$STATE_DIR/k3s.running"
   sim_set_state inactive
@@ -558,8 +643,15 @@ sim_service_stop() {
 `
 }
 
-function systemctlScript(fixture: NodeFixture): string {
-  return `${shPrelude(fixture, `systemctl (one unit: ${fixture.serviceName}.service)`)}${shService(fixture)}
+export function systemctlScript(fixture: NodeFixture, svc: ServiceUnit = binaryService(fixture)): string {
+  const cat = svc.unitText !== undefined
+    ? `    printf '# %s\\n' "$FRAGMENT"
+    cat <<'SIM_UNIT_EOF'
+${svc.unitText}SIM_UNIT_EOF`
+    : `    printf '# %s\\n' "$FRAGMENT"
+    cat "$FRAGMENT"
+${(svc.dropIns ?? []).map((d) => `    printf '\\n# %s\\n' ${q(d)}\n    cat ${q(d)}`).join('\n')}`
+  return `${shPrelude(fixture, `systemctl (one unit: ${svc.unit}.service)`)}${shService(fixture, svc)}
 set -f # unit lists below are split on whitespace, never globbed
 sim_log service.log systemctl "$@"
 
@@ -621,6 +713,7 @@ sim_show() {
   case $sim_st in
     active) sim_sub=running; sim_result=success ;;
     failed) sim_sub=failed; sim_result=exit-code ;;
+    activating) sim_sub=auto-restart; sim_result=exit-code ;;
     *) sim_sub=dead; sim_result=success ;;
   esac
   for sim_p in Id Names Description LoadState ActiveState SubState Result UnitFileState FragmentPath ExecMainStartTimestamp; do
@@ -648,8 +741,10 @@ sim_status() {
   case $sim_st in
     active) sim_dot='●'; sim_line="active (running) since $(sim_since)" ;;
     failed) sim_dot='×'; sim_line="failed (Result: exit-code) since $(sim_since)" ;;
+    activating) sim_dot='●'; sim_line="activating (auto-restart) (Result: exit-code) since $(sim_since)" ;;
     *) sim_dot='○'; sim_line='inactive (dead)' ;;
   esac
+  sim_warn_changed
   printf '%s %s.service - %s\\n' "$sim_dot" "$UNIT" "$DESC"
   printf '     Loaded: loaded (%s; enabled; preset: enabled)\\n' "$FRAGMENT"
   printf '     Active: %s\\n' "$sim_line"
@@ -675,6 +770,7 @@ case $sim_verb in
     exit 0 ;;
   daemon-reload|daemon-reexec)
     sim_require_root 'Failed to reload daemon: Interactive authentication required.'
+    rm -f "$STATE_DIR/unit-changed"
     exit 0 ;;
   start|stop|restart|try-restart|condrestart|reload-or-restart|force-reload)
     sim_need_units
@@ -686,6 +782,7 @@ case $sim_verb in
     done
     sim_require_root "Failed to $sim_verb $UNIT.service: Interactive authentication required.
 See system logs and 'systemctl status $UNIT.service' for details."
+    sim_warn_changed
     case $sim_verb in
       start)
         [ "$(sim_state)" = active ] && exit 0
@@ -746,9 +843,7 @@ See system logs and 'systemctl status $UNIT.service' for details."
     for sim_u in $sim_units; do
       if [ "$sim_u" != "$UNIT" ]; then echo "No files found for $sim_u.service." >&2; exit 1; fi
     done
-    printf '# %s\\n' "$FRAGMENT"
-    cat <<'SIM_UNIT_EOF'
-${systemdUnit(fixture.distribution, fixture.role, fixture.binaryPath)}SIM_UNIT_EOF
+${cat}
     exit 0 ;;
   enable|disable|reenable)
     sim_need_units
@@ -768,7 +863,7 @@ esac
 }
 
 function rcServiceScript(fixture: NodeFixture): string {
-  return `${shPrelude(fixture, `rc-service (one service: ${fixture.serviceName}, run by supervise-daemon)`)}${shService(fixture)}
+  return `${shPrelude(fixture, `rc-service (one service: ${fixture.serviceName}, run by supervise-daemon)`)}${shService(fixture, binaryService(fixture))}
 sim_log service.log rc-service "$@"
 
 sim_usage() {
@@ -1032,7 +1127,7 @@ exit 1
 `
 }
 
-function sudoScript(fixture: NodeFixture): string {
+export function sudoScript(fixture: NodeFixture): string {
   return `${shPrelude(fixture, 'sudo (runs the command as the same user; the simulation has no root)')}
 # Counts sudo's own option words, in a function so that the caller's argv stays whole for the log.
 sim_parse() {
@@ -1065,6 +1160,18 @@ if [ $# -eq 0 ]; then
   echo 'usage: sudo [-nEHSk] [-u user] [--] command [arg ...]' >&2
   exit 1
 fi
+# VAR=value before the command: the default sudoers policy (no SETENV) refuses it.
+sim_setenv=''
+while [ $# -gt 0 ]; do
+  case $1 in
+    [A-Za-z_]*=*) sim_setenv="$sim_setenv\${sim_setenv:+, }\${1%%=*}"; shift ;;
+    *) break ;;
+  esac
+done
+if [ -n "$sim_setenv" ]; then
+  echo "sudo: sorry, you are not allowed to set the following environment variables: $sim_setenv" >&2
+  exit 1
+fi
 if [ -e "$STATE_DIR/sudo-password-required" ]; then
   if [ "$sim_nonint" = 0 ]; then
     echo 'sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper' >&2
@@ -1082,7 +1189,7 @@ exec "$@"
 `
 }
 
-function unameScript(fixture: NodeFixture, machine: string, real: string): string {
+export function unameScript(fixture: Pick<NodeFixture, 'name'>, machine: string, real: string): string {
   return `#!/bin/sh
 # homelab simulation: uname on node ${fixture.name}, whose machine is ${machine}; the rest is the host's.
 MACHINE=${q(machine)}
@@ -1143,20 +1250,22 @@ printf '%s\\n' "$out"
 `
 }
 
-// Stop notification: the fake k3s does not keep running, so the service manager reports the
-// stop on its behalf. Same CommonJS/ESM-neutral style as the fake binary.
-const NOTIFY_SCRIPT = String.raw`#!/usr/bin/env node
-// homelab simulation: tells the simulated API that this node's k3s service stopped.
+// Stop notification: the fake k3s (and kubelet) does not keep running, so the service manager
+// reports the stop on its behalf: `.sim-notify stopped [k3s-stopped|kubelet-stopped]`. Same
+// CommonJS/ESM-neutral style as the fake binary.
+export const NOTIFY_SCRIPT = String.raw`#!/usr/bin/env node
+// homelab simulation: tells the simulated API that this node's service (k3s, rke2, kubelet) stopped.
 (async function main() {
   const http = await import('node:http');
   const control = (process.env.HOMELAB_SIM_CONTROL || '').replace(/\/+$/, '');
   const node = process.env.HOMELAB_SIM_NODE || '';
-  if (!control || !node || process.argv[2] !== 'stopped') {
-    process.stderr.write('usage: .sim-notify stopped (inside a simulated node)\n');
+  const event = process.argv[3] || 'k3s-stopped';
+  if (!control || !node || process.argv[2] !== 'stopped' || !/^(k3s|kubelet)-stopped$/.test(event)) {
+    process.stderr.write('usage: .sim-notify stopped [k3s-stopped|kubelet-stopped] (inside a simulated node)\n');
     process.exitCode = 2;
     return;
   }
-  const url = control + '/nodes/' + encodeURIComponent(node) + '/k3s-stopped';
+  const url = control + '/nodes/' + encodeURIComponent(node) + '/' + event;
   try {
     await new Promise((resolve, reject) => {
       const req = http.request(url, {
@@ -1171,7 +1280,7 @@ const NOTIFY_SCRIPT = String.raw`#!/usr/bin/env node
       req.end('{}');
     });
   } catch (err) {
-    process.stderr.write('k3s-stopped report to ' + url + ' failed: ' + (err && err.message ? err.message : String(err)) + '\n');
+    process.stderr.write(event + ' report to ' + url + ' failed: ' + (err && err.message ? err.message : String(err)) + '\n');
     process.exitCode = 1;
   }
 })();
