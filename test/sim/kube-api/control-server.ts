@@ -1,10 +1,20 @@
 /**
- * The plain-HTTP side door the fake k3s binaries report to (see the brief's contracts):
- * `POST /nodes/<node>/k3s-started` with `{"version","arch","role"}` and
- * `POST /nodes/<node>/k3s-stopped`, both answered 204. Loopback only.
+ * The plain-HTTP side door the fakes report to. Loopback only.
+ *
+ * - `POST /nodes/<node>/k3s-started` `{"version","arch","role"}`, `POST /nodes/<node>/k3s-stopped`:
+ *   the k3s / rke2 service came up or went down (204).
+ * - `POST /nodes/<node>/kubelet-started` `{"version","arch"}`, `POST /nodes/<node>/kubelet-stopped`:
+ *   the same for a kubeadm node's kubelet, which is not the API server (204).
+ * - `GET /kubeadm/state`: what kubeadm reads before it acts (KubeadmState, JSON).
+ * - `POST /nodes/<node>/static-pods` `{"version","etcdVersion"?,"components"?}`: that node's
+ *   kubelet restarts its static pods at the new image tags (`upgrade apply` / `upgrade node`).
+ * - `POST /kubeadm/apply` `{"node","version","dnsVersion"?}`: the cluster-wide part of
+ *   `kubeadm upgrade apply` (kubeadm-config's kubernetesVersion, kubelet-config, kube-proxy, CoreDNS).
+ * The kubeadm calls answer `{}` (200) or `{"error": "..."}` (409) with the error kubeadm reports.
  */
 import http from 'node:http'
 import type {Socket} from 'node:net'
+import type {KubeadmCluster} from './kubeadm.js'
 import type {K3sStartInfo, NodeLifecycle} from './nodes.js'
 
 export class ControlServer {
@@ -12,7 +22,10 @@ export class ControlServer {
   private readonly sockets = new Set<Socket>()
   private port = 0
 
-  constructor(private readonly lifecycle: NodeLifecycle) {
+  constructor(
+    private readonly lifecycle: NodeLifecycle,
+    private readonly kubeadm: KubeadmCluster,
+  ) {
     this.server = http.createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
@@ -47,26 +60,54 @@ export class ControlServer {
       res.writeHead(code, text ? {'Content-Type': 'text/plain; charset=utf-8'} : {})
       res.end(text)
     }
+    const json = (code: number, value: unknown): void => {
+      res.writeHead(code, {'Content-Type': 'application/json'})
+      res.end(JSON.stringify(value))
+    }
     const path = new URL(url, 'http://127.0.0.1').pathname
     if (method === 'GET' && path === '/healthz') return reply(200, 'ok')
-    const m = path.match(/^\/nodes\/([^/]+)\/(k3s-started|k3s-stopped)$/)
-    if (!m) return reply(404, 'not found')
+    if (path === '/kubeadm/state') return method === 'GET' ? json(200, this.kubeadm.state()) : reply(405, 'method not allowed')
+    const m = path.match(/^\/nodes\/([^/]+)\/(k3s-started|k3s-stopped|kubelet-started|kubelet-stopped|static-pods)$/)
+    if (!m && path !== '/kubeadm/apply') return reply(404, 'not found')
     if (method !== 'POST') return reply(405, 'method not allowed')
-    const node = decodeURIComponent(m[1])
-    let info: Partial<K3sStartInfo> = {}
+    let info: Record<string, unknown> = {}
     if (body.trim()) {
       try {
-        info = JSON.parse(body) as Partial<K3sStartInfo>
+        info = JSON.parse(body) as Record<string, unknown>
       } catch {
         return reply(400, 'body is not JSON')
       }
     }
-    if (m[2] === 'k3s-started') {
-      if (typeof info.version !== 'string' || !/^v\d+\.\d+\.\d+/.test(info.version)) return reply(400, 'k3s-started needs {"version": "v1.x.y+k3sN"}')
+    const version = typeof info.version === 'string' && /^v\d+\.\d+\.\d+/.test(info.version) ? info.version : undefined
+    // kubeadm's requests answer JSON: {} or {"error": "<what kubeadm would report>"} with 409.
+    const kubeadmCall = (fn: () => void): void => {
+      if (!version) return json(400, {error: 'needs {"version": "v1.x.y"}'})
+      try {
+        fn()
+        json(200, {})
+      } catch (e) {
+        json(409, {error: e instanceof Error ? e.message : String(e)})
+      }
+    }
+    if (!m) {
+      const node = typeof info.node === 'string' ? info.node : ''
+      return kubeadmCall(() => this.kubeadm.apply({node, version: version!, dnsVersion: typeof info.dnsVersion === 'string' ? info.dnsVersion : undefined}))
+    }
+    const node = decodeURIComponent(m[1]!)
+    const what = m[2]!
+    if (what === 'static-pods') {
+      const etcdVersion = typeof info.etcdVersion === 'string' ? info.etcdVersion : undefined
+      const components = Array.isArray(info.components) ? info.components.map(String) : undefined
+      return kubeadmCall(() => this.kubeadm.upgradeStaticPods(node, {version: version!, etcdVersion, components}))
+    }
+    if (what === 'k3s-started' || what === 'kubelet-started') {
+      if (!version) return reply(400, `${what} needs {"version": "v1.x.y${what === 'k3s-started' ? '+k3sN' : ''}"}`)
       if (info.role !== undefined && info.role !== 'server' && info.role !== 'agent') return reply(400, 'role must be server or agent')
-      this.lifecycle.started(node, {version: info.version, arch: info.arch, role: info.role})
+      const start: K3sStartInfo = {version, arch: typeof info.arch === 'string' ? info.arch : undefined, role: info.role as K3sStartInfo['role']}
+      this.lifecycle.started(node, start, what)
+      if (what === 'kubelet-started') this.kubeadm.kubeletStarted(node, version)
     } else {
-      this.lifecycle.stopped(node)
+      this.lifecycle.stopped(node, what as 'k3s-stopped' | 'kubelet-stopped')
     }
     reply(204)
   }

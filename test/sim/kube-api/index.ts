@@ -2,7 +2,9 @@
  * The simulated Kubernetes API server of the simulated homelab: HTTPS with a fresh CA and a
  * bearer token, served to the real @kubernetes/client-node unchanged, with the controllers a k3s
  * cluster runs (scheduler, kubelets, disruption, ReplicaSet/Deployment/DaemonSet, garbage
- * collection), Velero, and the control server the fake k3s binaries report to.
+ * collection), Velero, and the control server the fake k3s binaries (and kubelets) report to. A
+ * kubeadm cluster's own objects (kubeadm-config, static pods, kube-proxy, CoreDNS) come from
+ * `api.kubeadm.init()`.
  *
  *   const api = await SimKubeApi.start({crds: {velero: true, suc: false}})
  *   api.nodes.add({name: 'server-1', role: 'server'})
@@ -20,6 +22,7 @@ import {CrdController} from './controllers/apiextensions.js'
 import type {Controller, ControllerContext} from './controllers/base.js'
 import {DisruptionController, type DisruptionOptions} from './controllers/disruption.js'
 import {GarbageCollector} from './controllers/garbage.js'
+import {KubeadmCluster} from './kubeadm.js'
 import {Kubelet, type KubeletOptions} from './controllers/kubelet.js'
 import {Scheduler, type SchedulerOptions} from './controllers/scheduler.js'
 import {ServiceAccountController} from './controllers/serviceaccounts.js'
@@ -38,6 +41,8 @@ import {type Dict, type KubeObject, type OwnerReference, type StoredObject, nowI
 export type {AuditEntry, AuditFilter, ChangeEntry} from './recorder.js'
 export type {AddNodeOptions, K3sEvent, K3sStartInfo, NodeBehaviour, NodeRole, Arch} from './nodes.js'
 export type {Fault} from './server.js'
+export type {KubeadmInitOptions, KubeadmState, SkewViolation} from './kubeadm.js'
+export {KubeadmCluster}
 export type {Dict, KubeObject, StoredObject} from './types.js'
 export type {Status} from './status.js'
 export type {VeleroOptions, VeleroFailure} from '../velero.js'
@@ -177,6 +182,8 @@ export class SimKubeApi {
   readonly pods: PodsApi
   readonly pdbs: PdbsApi
   readonly workloads: WorkloadsApi
+  /** A kubeadm cluster's objects and the control-plane upgrades its fake kubeadm asks for. */
+  readonly kubeadm: KubeadmCluster
   readonly faults: {add(f: Fault): void; clear(): void}
 
   private readonly seq = new Sequencer()
@@ -263,11 +270,22 @@ export class SimKubeApi {
       versionInfo: () => this.versionInfo(),
       isReady: () => this.ready,
     })
-    this.control = new ControlServer(this.lifecycle)
     this.nodes = new NodesApi(this.store, this.lifecycle)
     this.pods = new PodsApi(this, this.store, () => this.controllers.kubelet)
     this.pdbs = new PdbsApi(this, this.store, () => this.controllers.disruption)
     this.workloads = new WorkloadsApi(this, this.store, this.controllers)
+    this.kubeadm = new KubeadmCluster(this.store, this.timers, {
+      reachable: () => this.reachable,
+      url: () => this.url,
+      serverVersion: () => String(this.versionInfo().gitVersion),
+      apiEndpointNode: () => this.apiEndpointNode(),
+      apiDownOnServerRestartMs: () => options.apiDownOnServerRestartMs ?? 0,
+      apiDown: (ms) => void this.setUnreachable(ms),
+      event: (event, node, data) => this.recordEvent('control', event, 'nodes', node, data),
+      addDaemonSet: (o) => this.workloads.addDaemonSet(o),
+      addDeployment: (o) => this.workloads.addDeployment(o),
+    })
+    this.control = new ControlServer(this.lifecycle, this.kubeadm)
     this.faults = {add: (f) => this.server.addFault(f), clear: () => this.server.clearFaults()}
   }
 
@@ -414,6 +432,7 @@ export class SimKubeApi {
     if (this.stopped) return
     this.stopped = true
     this.velero?.stop()
+    this.kubeadm.stop()
     for (const controller of Object.values(this.controllers) as Array<Controller | undefined>) controller?.stop()
     this.lifecycle.stop()
     this.timers.cancelAll()
@@ -422,17 +441,20 @@ export class SimKubeApi {
     await Promise.all([this.server.unlisten(), this.control.close()])
   }
 
+  // The control-plane label: `true` on k3s and rke2, empty on kubeadm.
   private apiEndpointNode(): string | undefined {
     if (this.options.apiEndpointNode) return this.options.apiEndpointNode
-    const servers = this.store.list('nodes', {labelSelector: 'node-role.kubernetes.io/control-plane=true'})
+    const servers = this.store.list('nodes', {labelSelector: 'node-role.kubernetes.io/control-plane'})
     return servers.length === 1 ? servers[0].metadata.name : undefined
   }
 
+  /** k3s and rke2 serve the API from the server binary (its version); kubeadm from the kube-apiserver static pod. */
   private versionInfo(): Dict {
     const endpoint = this.apiEndpointNode()
-    const servers = this.store.list('nodes', {labelSelector: 'node-role.kubernetes.io/control-plane=true'})
+    const servers = this.store.list('nodes', {labelSelector: 'node-role.kubernetes.io/control-plane'})
     const node = (endpoint ? this.store.get('nodes', endpoint) : undefined) ?? servers[0]
-    const gitVersion = String(node?.status?.nodeInfo?.kubeletVersion ?? this.options.version ?? defaultVersion)
+    const apiserver = node ? this.kubeadm.componentVersions(node.metadata.name)['kube-apiserver'] : undefined
+    const gitVersion = String(apiserver ?? node?.status?.nodeInfo?.kubeletVersion ?? this.options.version ?? defaultVersion)
     const m = gitVersion.match(/^v(\d+)\.(\d+)/)
     return {
       major: m?.[1] ?? '1',
@@ -497,6 +519,15 @@ export class NodesApi {
   /** Same as the fake k3s POSTing `k3s-stopped` to the control server. */
   k3sStopped(name: string): void {
     this.lifecycle.stopped(name)
+  }
+
+  /** Same as a kubeadm node's fake kubelet POSTing `kubelet-started` (the API stays up). */
+  kubeletStarted(name: string, info: K3sStartInfo): void {
+    this.lifecycle.started(name, info, 'kubelet-started')
+  }
+
+  kubeletStopped(name: string): void {
+    this.lifecycle.stopped(name, 'kubelet-stopped')
   }
 }
 

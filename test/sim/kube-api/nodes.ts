@@ -7,9 +7,18 @@
  * `node-role.kubernetes.io/control-plane`, `…/master` and (with etcd) `…/etcd`, all `true`; an
  * etcd-only server only `…/etcd`; a control-plane-only server control-plane and master only.
  * Annotations are `k3s.io/…` or `rke2.io/…` after the distribution.
+ *
+ * kubeadm nodes (`distribution: 'kubeadm'`) are registered as kubeadm and the kubelet do it: a
+ * control plane has `node-role.kubernetes.io/control-plane: ""` (empty value) and
+ * `node.kubernetes.io/exclude-from-external-load-balancers: ""`, and the
+ * `node-role.kubernetes.io/control-plane:NoSchedule` taint; kubeadm's cri-socket annotation, no
+ * providerID, pod CIDRs from 10.244.0.0/16. Their kubelet reports `kubelet-started` /
+ * `kubelet-stopped` (the same lifecycle as k3s-started / k3s-stopped, but a kubelet restart does
+ * not restart the API server).
  */
 import {randomUUID} from 'node:crypto'
-import {distributionOf, type Distribution, type ServerKind} from '../k3s-fake.js'
+import {distributionOf, type ServerKind} from '../k3s-fake.js'
+import type {SimDistribution} from '../kubeadm-fake.js'
 import {setCondition} from './objects.js'
 import type {ObjectStore} from './store.js'
 import type {Timers} from './timers.js'
@@ -40,7 +49,9 @@ export interface AddNodeOptions {
   /** Servers only: `all` (default), `etcd` (etcd-only) or `control-plane` (no etcd). */
   serverKind?: ServerKind
   /** Default: the version's (`+rke2rN` is rke2), else k3s. Decides labels, annotations, providerID. */
-  distribution?: Distribution
+  distribution?: SimDistribution
+  /** status.nodeInfo.osImage (default Debian GNU/Linux 12 (bookworm)). */
+  osImage?: string
   /** Per-node behaviour, as `nodes.behave()`. */
   readyDelayMs?: number
   neverReady?: boolean
@@ -66,7 +77,7 @@ export interface K3sEvent {
   seq: number
   at: number
   node: string
-  event: 'k3s-started' | 'k3s-stopped'
+  event: 'k3s-started' | 'k3s-stopped' | 'kubelet-started' | 'kubelet-stopped'
   version?: string
   arch?: string
   role?: NodeRole
@@ -88,7 +99,7 @@ function roleLabels(role: NodeRole, kind: ServerKind, etcd: boolean): Record<str
 }
 
 /** The node-args annotation: what the server was started with. */
-function nodeArgs(distribution: Distribution, role: NodeRole, kind: ServerKind, etcd: boolean): string[] {
+function nodeArgs(distribution: SimDistribution, role: NodeRole, kind: ServerKind, etcd: boolean): string[] {
   if (role !== 'server') return ['agent']
   const init = distribution === 'k3s' && etcd && kind !== 'control-plane' ? ['--cluster-init'] : []
   if (kind === 'etcd') return ['server', ...init, '--disable-apiserver', '--disable-controller-manager', '--disable-scheduler']
@@ -103,20 +114,35 @@ export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: s
   const ip = opts.internalIP ?? '127.0.0.1'
   const distribution = opts.distribution ?? distributionOf(version) ?? 'k3s'
   const kind = opts.serverKind ?? 'all'
+  const kubeadm = distribution === 'kubeadm'
   if (role !== 'server' && opts.serverKind !== undefined) throw new Error(`node ${opts.name}: serverKind is for servers`)
+  if (kubeadm && opts.serverKind !== undefined) throw new Error(`node ${opts.name}: kubeadm control planes have no serverKind`)
   if (kind === 'etcd' && opts.etcd === false) throw new Error(`node ${opts.name}: an etcd-only server runs etcd`)
   const etcd = kind === 'control-plane' ? false : opts.etcd !== false
   const labels: Record<string, string> = {
     'beta.kubernetes.io/arch': arch,
-    'beta.kubernetes.io/instance-type': distribution,
+    ...(kubeadm ? {} : {'beta.kubernetes.io/instance-type': distribution}),
     'beta.kubernetes.io/os': 'linux',
     'kubernetes.io/arch': arch,
     'kubernetes.io/hostname': opts.name,
     'kubernetes.io/os': 'linux',
-    'node.kubernetes.io/instance-type': distribution,
-    ...roleLabels(role, kind, etcd),
+    ...(kubeadm ? {} : {'node.kubernetes.io/instance-type': distribution}),
+    ...(kubeadm
+      ? role === 'server' ? {'node-role.kubernetes.io/control-plane': '', 'node.kubernetes.io/exclude-from-external-load-balancers': ''} : {}
+      : roleLabels(role, kind, etcd)),
   }
   const prefix = `${distribution}.io`
+  const distributionAnnotations: Record<string, string> = kubeadm
+    ? {'kubeadm.alpha.kubernetes.io/cri-socket': 'unix:///var/run/containerd/containerd.sock'}
+    : {
+        'alpha.kubernetes.io/provided-node-ip': ip,
+        [`${prefix}/hostname`]: opts.name,
+        [`${prefix}/internal-ip`]: ip,
+        [`${prefix}/node-args`]: JSON.stringify(nodeArgs(distribution, role, kind, etcd)),
+        [`${prefix}/node-config-hash`]: randomUUID().replace(/-/g, '').slice(0, 52).toUpperCase(),
+      }
+  const taints = [...(kubeadm && role === 'server' ? [{key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' as const}] : []), ...(opts.taints ?? [])]
+  const podCIDR = `10.${kubeadm ? 244 : 42}.${index}.0/24`
   const now = nowIso()
   const cond = (type: string, status: string, reason: string, message: string): Dict => ({type, status, reason, message, lastHeartbeatTime: now, lastTransitionTime: now})
   const ready = opts.ready !== false
@@ -128,22 +154,18 @@ export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: s
       name: opts.name,
       labels: {...labels, ...(opts.labels ?? {})},
       annotations: {
-        'alpha.kubernetes.io/provided-node-ip': ip,
-        [`${prefix}/hostname`]: opts.name,
-        [`${prefix}/internal-ip`]: ip,
-        [`${prefix}/node-args`]: JSON.stringify(nodeArgs(distribution, role, kind, etcd)),
-        [`${prefix}/node-config-hash`]: randomUUID().replace(/-/g, '').slice(0, 52).toUpperCase(),
+        ...distributionAnnotations,
         'node.alpha.kubernetes.io/ttl': '0',
         'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
         ...(opts.annotations ?? {}),
       },
     },
     spec: {
-      podCIDR: `10.42.${index}.0/24`,
-      podCIDRs: [`10.42.${index}.0/24`],
-      providerID: `${distribution}://${opts.name}`,
+      podCIDR,
+      podCIDRs: [podCIDR],
+      ...(kubeadm ? {} : {providerID: `${distribution}://${opts.name}`}),
       ...(opts.unschedulable ? {unschedulable: true} : {}),
-      ...(opts.taints?.length ? {taints: opts.taints} : {}),
+      ...(taints.length ? {taints} : {}),
     },
     status: {
       capacity: resources,
@@ -164,8 +186,8 @@ export function buildNode(opts: AddNodeOptions, index: number, defaultVersion: s
         systemUUID: randomUUID(),
         bootID: randomUUID(),
         kernelVersion: KERNEL[arch],
-        osImage: 'Debian GNU/Linux 12 (bookworm)',
-        containerRuntimeVersion: 'containerd://1.7.23-k3s2',
+        osImage: opts.osImage ?? 'Debian GNU/Linux 12 (bookworm)',
+        containerRuntimeVersion: kubeadm ? 'containerd://1.7.24' : 'containerd://1.7.23-k3s2',
         kubeletVersion: version,
         kubeProxyVersion: version,
         operatingSystem: 'linux',
@@ -218,21 +240,24 @@ export class NodeLifecycle {
     return this.behaviours.get(name) ?? {...this.defaults}
   }
 
-  /** What the control server does on `POST /nodes/<node>/k3s-started`. */
-  started(name: string, info: K3sStartInfo): void {
+  /**
+   * What the control server does on `POST /nodes/<node>/k3s-started` (and `kubelet-started`:
+   * the same, except that a kubelet is not the API server, so its restart leaves the API up).
+   */
+  started(name: string, info: K3sStartInfo, event: 'k3s-started' | 'kubelet-started' = 'k3s-started'): void {
     const nodesRt = this.store.registry.resolve('nodes')
-    const seq = this.hooks.event('control', 'k3s-started', name, {...info})
-    this.k3sLog.push({seq, at: Date.now(), node: name, event: 'k3s-started', version: info.version, arch: info.arch, role: info.role})
+    const seq = this.hooks.event('control', event, name, {...info})
+    this.k3sLog.push({seq, at: Date.now(), node: name, event, version: info.version, arch: info.arch, role: info.role})
     this.cancel(name)
     const arch = goArch[info.arch ?? ''] ?? undefined
     if (!this.store.getIn(nodesRt, undefined, name)) {
-      // A k3s that was never registered registers itself, NotReady at first.
-      this.add({name, role: info.role, version: info.version, arch, ready: false})
+      // A k3s (or kubelet) that was never registered registers itself, NotReady at first.
+      this.add({name, role: info.role, version: info.version, arch, ready: false, ...(event === 'kubelet-started' ? {distribution: 'kubeadm' as const} : {})})
     } else {
       this.setReadyCondition(name, 'False', 'KubeletNotReady', 'container runtime status check may not have completed yet')
     }
     const endpoint = this.hooks.apiEndpointNode()
-    if (endpoint === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(this.hooks.apiDownOnServerRestartMs())
+    if (event === 'k3s-started' && endpoint === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(this.hooks.apiDownOnServerRestartMs())
     const b = this.behaviour(name)
     if (b.neverReady) return
     this.pending.set(
@@ -256,12 +281,12 @@ export class NodeLifecycle {
     )
   }
 
-  /** What the control server does on `POST /nodes/<node>/k3s-stopped`. */
-  stopped(name: string): void {
-    const seq = this.hooks.event('control', 'k3s-stopped', name, {})
-    this.k3sLog.push({seq, at: Date.now(), node: name, event: 'k3s-stopped'})
+  /** What the control server does on `POST /nodes/<node>/k3s-stopped` (or `kubelet-stopped`, which leaves the API up). */
+  stopped(name: string, event: 'k3s-stopped' | 'kubelet-stopped' = 'k3s-stopped'): void {
+    const seq = this.hooks.event('control', event, name, {})
+    this.k3sLog.push({seq, at: Date.now(), node: name, event})
     this.cancel(name)
-    if (this.hooks.apiEndpointNode() === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(Infinity)
+    if (event === 'k3s-stopped' && this.hooks.apiEndpointNode() === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(Infinity)
     this.pending.set(
       name,
       this.timers.after(this.behaviour(name).stoppedUnknownDelayMs, () => {
