@@ -9,6 +9,23 @@
  * rke2-server / rke2-agent units, embedded etcd on every server, rke2's labels and annotations,
  * rke2 release assets and channel 302s, and `distribution: rke2` in homelab.yaml unless
  * `writeDistribution: false` (then only the nodes' kubeletVersion tells).
+ *
+ * `startHomelab({distribution: 'kubeadm', version: 'v1.31.4', releases: ['v1.31.5', 'v1.32.0', 'v1.32.4'],
+ * servers: 3, agents: 3})` builds a kubeadm cluster (a plain version like `v1.31.4` also means
+ * kubeadm): servers are control planes, agents workers (kubeadm-node.ts has the node layout and
+ * the fake tools). `releases` are what the package repository (`lab.packages`, pkgs.k8s.io and
+ * dl.k8s.io's release files on loopback, package-repo.ts) offers, the start version always
+ * included; `embeddedEtcd: false` means external etcd (no etcd static pods, `etcd.external` in
+ * the ClusterConfiguration). Per node: `packageManager` (`apt`, default, or `dnf`), `held`
+ * (default true: apt-mark hold on kubeadm kubelet kubectl, or dnf's `exclude=` line in
+ * kubernetes.repo), `aptSourceFormat` (`one-line` kubernetes.list, default, or `deb822`
+ * kubernetes.sources) and `swap`. The API gets kubeadm's Nodes (control-plane label with an
+ * empty value, the NoSchedule taint), kubeadm-config, kubelet-config, kube-proxy, CoreDNS and
+ * the static pods' mirror pods (`api.kubeadm`). homelab.yaml says `distribution: kubeadm`
+ * (unless `writeDistribution: false`), per node `install: {binDir: <node>/usr/bin, dataDir:
+ * <node>/var/lib/kubelet, configDir: <node>/etc/kubernetes}`, and `install: {releaseUrl,
+ * channelUrl}` = the release files' base. The release and channel servers are empty then, as
+ * the package repository is for k3s and rke2 homelabs.
  */
 import {execFile} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
@@ -27,7 +44,10 @@ import {createNodeFixture, type NodeFixture, type PackageManager, type ServiceMa
 import {requireSshdInCi} from './require-sshd.js'
 import {startReleaseServer, type ReleaseServer} from './release-server.js'
 import {findSshd, startSshNode as startOpenSshNode, type SshNode} from './sshd.js'
-import {distributionOf, type Distribution, type K3sArch, type ServerKind} from './k3s-fake.js'
+import {distributionOf, type K3sArch, type ServerKind} from './k3s-fake.js'
+import {isKubeadmVersion, type NodePackageManager, type SimDistribution} from './kubeadm-fake.js'
+import {createKubeadmNodeFixture, kubeadmFixture, type AptSourceFormat} from './kubeadm-node.js'
+import {startPackageRepo, type PackageRepo} from './package-repo.js'
 
 const run = promisify(execFile)
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -46,26 +66,35 @@ export interface SimNodeSpec {
   skipManifests?: string[]
   /** The binary was installed by a package: a fake `rpm -qf` / `dpkg -S` on the node names it. */
   packageOwned?: PackageManager
+  /** kubeadm: apt (Debian-like, default) or dnf (EL). */
+  packageManager?: NodePackageManager
+  /** kubeadm: kubeadm kubelet kubectl held (apt-mark hold) or excluded (dnf); default true. */
+  held?: boolean
+  /** kubeadm apt nodes: kubernetes.list (`one-line`, default) or kubernetes.sources (`deb822`). */
+  aptSourceFormat?: AptSourceFormat
+  /** kubeadm: `swapon --show` reports swap. */
+  swap?: boolean
 }
 
-const DEFAULT_VERSION: Record<Distribution, string> = {k3s: 'v1.31.4+k3s1', rke2: 'v1.31.3+rke2r1'}
+const DEFAULT_VERSION: Record<SimDistribution, string> = {k3s: 'v1.31.4+k3s1', rke2: 'v1.31.3+rke2r1', kubeadm: 'v1.31.4'}
+const OS_IMAGE: Record<NodePackageManager, string> = {apt: 'Debian GNU/Linux 12 (bookworm)', dnf: 'Rocky Linux 9.5 (Blue Onyx)'}
 
 export interface HomelabOptions {
   servers?: number
   agents?: number
   /** Overrides servers/agents: the nodes exactly. */
   nodes?: SimNodeSpec[]
-  /** k3s or rke2; default the version's, else k3s. */
-  distribution?: Distribution
-  /** Version every node runs at start (default v1.31.4+k3s1, or v1.31.3+rke2r1 for rke2). */
+  /** k3s, rke2 or kubeadm; default the version's (a plain `v1.31.4` is kubeadm), else k3s. */
+  distribution?: SimDistribution
+  /** Version every node runs at start (default v1.31.4+k3s1, v1.31.3+rke2r1 for rke2, v1.31.4 for kubeadm). */
   version?: string
-  /** Versions the release server offers (the start version is always added). */
+  /** Versions the release server (kubeadm: the package repository and release files) offers; the start version is always added. */
   releases?: string[]
   /** Channel id → version, for the channel server. */
   channels?: Record<string, string>
-  /** Servers run embedded etcd (default true; rke2 always does). */
+  /** Servers run embedded etcd (default true; rke2 always does). kubeadm: stacked etcd (true) or external (false). */
   embeddedEtcd?: boolean
-  /** Write `distribution:` into homelab.yaml (default: true for rke2, false for k3s). */
+  /** Write `distribution:` into homelab.yaml (default: true for rke2 and kubeadm, false for k3s). */
   writeDistribution?: boolean
   /** openssh (real sshd), inproc (ssh2 server), auto: openssh where installed. */
   ssh?: 'openssh' | 'inproc' | 'auto'
@@ -74,7 +103,7 @@ export interface HomelabOptions {
   trustHostKeys?: boolean
   /** Demo workloads: a ReplicaSet under a PDB, a DaemonSet, emptyDir pods. */
   workloads?: boolean
-  /** Time from a k3s restart to the node being Ready. */
+  /** Time from a k3s (kubelet) restart to the node being Ready. */
   readyDelayMs?: number
   api?: SimKubeApiOptions
   /** Merged over the generated homelab.yaml. */
@@ -95,7 +124,7 @@ export interface CliResult {
 }
 
 export interface Homelab {
-  distribution: Distribution
+  distribution: SimDistribution
   root: string
   configPath: string
   kubeconfigPath: string
@@ -106,6 +135,8 @@ export interface Homelab {
   api: SimKubeApi
   release: ReleaseServer
   channels: ChannelServer
+  /** pkgs.k8s.io and dl.k8s.io's release files (kubeadm; empty for k3s and rke2). */
+  packages: PackageRepo
   nodes: SimNode[]
   node(name: string): SimNode
   /** Runs the built CLI (bin/run.js) as a user would. */
@@ -142,9 +173,11 @@ function clientKeyPair(): {private: string; public: string} {
 }
 
 export async function startHomelab(options: HomelabOptions = {}): Promise<Homelab> {
-  const distribution = options.distribution ?? distributionOf(options.version ?? '') ?? 'k3s'
+  const versionOf = (v: string): SimDistribution | undefined => distributionOf(v) ?? (isKubeadmVersion(v) ? 'kubeadm' : undefined)
+  const distribution = options.distribution ?? versionOf(options.version ?? '') ?? 'k3s'
   const version = options.version ?? DEFAULT_VERSION[distribution]
-  if (distributionOf(version) !== distribution) throw new Error(`homelab: ${version} is not a ${distribution} version`)
+  if (versionOf(version) !== distribution) throw new Error(`homelab: ${version} is not a ${distribution} version`)
+  const kubeadm = distribution === 'kubeadm'
   const specs: SimNodeSpec[] =
     options.nodes ??
     [
@@ -176,11 +209,13 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     await api.writeKubeconfig(kubeconfigPath, {context: 'homelab-sim'})
 
     const releases = [...new Set([version, ...(options.releases ?? [])])]
-    const release = await startReleaseServer({versions: releases})
+    const release = await startReleaseServer({versions: kubeadm ? [] : releases})
     cleanups.push(() => release.stop())
     // Each channel's 302 points at its version's own release page (k3s-io/k3s or rancher/rke2).
-    const channels = await startChannelServer({channels: options.channels ?? {stable: version, latest: releases.at(-1) as string}})
+    const channels = await startChannelServer({channels: kubeadm ? {} : options.channels ?? {stable: version, latest: releases.at(-1) as string}})
     cleanups.push(() => channels.stop())
+    const packages = await startPackageRepo({releases: kubeadm ? releases : []})
+    cleanups.push(() => packages.stop())
 
     // One client key, as a user has.
     const keys = clientKeyPair()
@@ -197,7 +232,26 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
         const full = {version, arch: 'amd64' as K3sArch, serviceManager: 'systemd' as ServiceManager, cordoned: false, ...spec}
         const address = `127.${subnet}.${instance % 250}.${index + 10}`
         const etcd = spec.role === 'server' && spec.serverKind !== 'control-plane' ? options.embeddedEtcd ?? true : undefined
-        const fixture = await createNodeFixture({
+        const fixture = kubeadm
+          ? await createKubeadmNodeFixture({
+              root: path.join(root, 'nodes'),
+              name: spec.name,
+              role: spec.role,
+              version: full.version,
+              arch: kubeadmArch(spec),
+              internalIP: address,
+              controlUrl: api.controlUrl,
+              repoOrigin: packages.origin,
+              releaseUrl: packages.releaseUrl,
+              kubeconfig: api.kubeconfigYaml(),
+              packageManager: spec.packageManager,
+              held: spec.held,
+              aptSourceFormat: spec.aptSourceFormat,
+              etcd: spec.role === 'server' ? (etcd ? 'stacked' : 'external') : undefined,
+              swap: spec.swap,
+              loginAsRoot: become === 'none',
+            })
+          : await createNodeFixture({
           root: path.join(root, 'nodes'),
           name: spec.name,
           role: spec.role,
@@ -212,6 +266,9 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
           serviceManager: full.serviceManager,
           loginAsRoot: become === 'none',
         })
+        if (!kubeadm && (spec.packageManager || spec.held !== undefined || spec.aptSourceFormat || spec.swap !== undefined)) {
+          throw new Error(`homelab: node ${spec.name}: packageManager, held, aptSourceFormat and swap are for kubeadm nodes`)
+        }
         const start = useOpenSsh ? startOpenSshNode : startInprocSshNode
         const ssh = await start({name: spec.name, dir: fixture.dir, address, authorizedKey: keys.public})
         cleanups.push(() => ssh.stop())
@@ -225,10 +282,25 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
           etcd,
           distribution,
           serverKind: spec.serverKind,
+          ...(kubeadm ? {osImage: OS_IMAGE[spec.packageManager ?? 'apt']} : {}),
         })
         nodes[index] = {spec: full, fixture, ssh, address}
       }),
     )
+
+    if (kubeadm) {
+      api.kubeadm.init({
+        version,
+        etcd: options.embeddedEtcd === false ? 'external' : 'stacked',
+        endpoint: `${nodes.find((n) => n.spec.role === 'server')?.address ?? '127.0.0.1'}:6443`,
+        controlPlanes: nodes.filter((n) => n.spec.role === 'server').map((n) => ({
+          name: n.spec.name,
+          ip: n.address,
+          kubeDir: kubeadmFixture(n.fixture).kubeDir,
+          etcdDataDir: kubeadmFixture(n.fixture).etcdDataDir,
+        })),
+      })
+    }
 
     const knownHostsPath = path.join(home, '.ssh', 'known_hosts')
     await writeFile(knownHostsPath, options.trustHostKeys === false ? '' : nodes.map((n) => n.ssh.knownHostsLine).join('\n') + '\n', {mode: 0o600})
@@ -236,7 +308,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     if (options.workloads) addDemoWorkloads(api, nodes, distribution)
 
     const configPath = path.join(root, 'homelab.yaml')
-    const writeDistribution = options.writeDistribution ?? distribution === 'rke2'
+    const writeDistribution = options.writeDistribution ?? distribution !== 'k3s'
     const baseConfig: Record<string, unknown> = {
       ...(writeDistribution ? {distribution} : {}),
       kubernetes: {kubeconfig: kubeconfigPath, context: 'homelab-sim'},
@@ -246,9 +318,9 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
         host: n.address,
         role: n.spec.role,
         ssh: {port: n.ssh.port},
-        install: {binDir: n.fixture.binDir, dataDir: n.fixture.dataDir},
+        install: {binDir: n.fixture.binDir, dataDir: n.fixture.dataDir, ...(kubeadm ? {configDir: kubeadmFixture(n.fixture).kubeDir} : {})},
       })),
-      install: {releaseUrl: release.url, channelUrl: channels.url},
+      install: kubeadm ? {releaseUrl: packages.releaseUrl, channelUrl: packages.releaseUrl} : {releaseUrl: release.url, channelUrl: channels.url},
       upgrade: {
         agentConcurrency: 2,
         drain: {timeout: '20s'},
@@ -281,6 +353,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
       api,
       release,
       channels,
+      packages,
       nodes,
       node(name) {
         const found = nodes.find((n) => n.spec.name === name)
@@ -309,13 +382,22 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
   }
 }
 
+function kubeadmArch(spec: SimNodeSpec): 'amd64' | 'arm64' | 's390x' {
+  const arch = spec.arch ?? 'amd64'
+  if (arch === 'arm') throw new Error(`homelab: node ${spec.name}: pkgs.k8s.io publishes no 32-bit arm packages`)
+  return arch
+}
+
 /**
  * What a small homelab runs: a web app under a PDB, a cache with emptyDir, a DaemonSet on every
- * node (k3s's ServiceLB for traefik, rke2's ingress-nginx controller).
+ * node (k3s's ServiceLB for traefik, rke2's ingress-nginx controller, flannel on kubeadm, which
+ * tolerates the control planes' taint).
  */
-function addDemoWorkloads(api: SimKubeApi, nodes: SimNode[], distribution: Distribution): void {
+
+function addDemoWorkloads(api: SimKubeApi, nodes: SimNode[], distribution: SimDistribution): void {
   const agents = nodes.filter((n) => n.spec.role === 'agent').map((n) => n.spec.name)
-  api.workloads.addDaemonSet({name: distribution === 'rke2' ? 'rke2-ingress-nginx-controller' : 'svclb-traefik', namespace: 'kube-system'})
+  const daemon = {k3s: {name: 'svclb-traefik', namespace: 'kube-system'}, rke2: {name: 'rke2-ingress-nginx-controller', namespace: 'kube-system'}, kubeadm: {name: 'kube-flannel-ds', namespace: 'kube-flannel'}}[distribution]
+  api.workloads.addDaemonSet({...daemon, ...(distribution === 'kubeadm' ? {tolerations: [{operator: 'Exists', effect: 'NoSchedule'}]} : {})})
   if (agents.length === 0) return
   api.workloads.addReplicaSet({name: 'web', namespace: 'default', podsOn: [...agents, ...agents].slice(0, Math.max(2, agents.length))})
   api.pdbs.add({name: 'web', namespace: 'default', selector: {app: 'web'}, minAvailable: 1})
