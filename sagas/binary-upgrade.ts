@@ -10,7 +10,7 @@ import type {V1Node} from '@kubernetes/client-node'
 
 import {AbortedError, HomelabError} from '../src/errors.js'
 import type {InventoryNode} from '../src/inventory.js'
-import {distributionOf, type DistributionDescriptor} from '../src/distributions/index.js'
+import {binaryDistributionOf, type DistributionDescriptor} from '../src/distributions/index.js'
 import {binaryPath} from '../src/node/installed-version.js'
 import {restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
 import {artifactName, artifactUrl} from '../src/release/release-source.js'
@@ -21,7 +21,7 @@ import {isNodeReady} from '../src/kube/nodes.js'
 import {waitFor} from '../src/kube/wait.js'
 import {skip, nothingToDo} from '../src/saga/engine.js'
 import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
-import type {PlannedNode, UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
+import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
 import {createBackup, restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
@@ -35,7 +35,7 @@ export interface UpgradeInput {
   finalTarget: string
   /** The versions still to pass through after `target`. */
   laterHops: string[]
-  plan: UpgradePlan
+  plan: UpgradePlan<PlannedNode>
   concurrency: number
   skipBackup: boolean
   velero: VeleroSettings
@@ -86,7 +86,7 @@ function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNo
   }
 }
 
-export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
+export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
   const {kube} = deps
   const now = deps.now ?? (() => new Date())
 
@@ -132,7 +132,7 @@ export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}):
     })
 
   async function restartAndWait(target: {name: string; role: 'server' | 'agent'; serviceManager: ServiceManager}, version: string, input: UpgradeInput, signal?: AbortSignal) {
-    const distribution = distributionOf(input.distribution)
+    const distribution = binaryDistributionOf(input.distribution)
     const transport = await deps.connect(inventoryNode(target.name))
     await restartService(transport, target.serviceManager, serviceName(distribution, target.role), signal)
     if (target.role === 'server') await waitForApiReady(kube, input.timeouts.apiReadyMs, {service: distribution.services.server, signal})
@@ -143,7 +143,7 @@ export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}):
   async function upgradeNode(ctx: Ctx, node: PlannedNode, withDrain: boolean): Promise<void | {skipped: string}> {
     const {input} = ctx
     const target = input.target
-    const distribution = distributionOf(input.distribution)
+    const distribution = binaryDistributionOf(input.distribution)
     const transport = await deps.connect(inventoryNode(node.name))
     const live = await readNode(node.name)
     const liveSha = await sha256OnNode(transport, binaryPath(distribution, node.binDir), ctx.signal)
@@ -248,7 +248,7 @@ export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}):
           if (snapshotNode && !ctx.data.etcdSnapshot) {
             const server = inventoryNode(snapshotNode)
             const transport = await deps.connect(server)
-            const name = await saveEtcdSnapshot(transport, distributionOf(ctx.input.distribution), {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
+            const name = await saveEtcdSnapshot(transport, binaryDistributionOf(ctx.input.distribution), {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
             await ctx.updateData((data) => {
               data.etcdSnapshot = {node: snapshotNode, name}
             })
@@ -287,7 +287,7 @@ export function binaryUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {}):
       },
       async restoreBinary(params, ctx) {
         const transport = await deps.connect(inventoryNode(params.node))
-        const result = await restorePreviousBinary(transport, binaryPath(distributionOf(ctx.input.distribution), params.binDir), params.previousSha256)
+        const result = await restorePreviousBinary(transport, binaryPath(binaryDistributionOf(ctx.input.distribution), params.binDir), params.previousSha256)
         const live = await readNode(params.node).catch(() => undefined)
         if (result === 'restored' || live?.status?.nodeInfo?.kubeletVersion !== params.previousVersion || !live || !isNodeReady(live)) {
           await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input)

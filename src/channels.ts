@@ -1,9 +1,9 @@
-import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS, type DistributionDescriptor} from './distributions/index.js'
+import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS, type AnyDistribution} from './distributions/index.js'
 import {AbortedError, ConnectionError, VersionError} from './errors.js'
 import {formatDuration} from './duration.js'
 import {type Distribution, isVersionString, ReleaseVersion, parseVersion} from './versions/release-version.js'
 
-function descriptorOf(distribution: Distribution | undefined): DistributionDescriptor {
+function descriptorOf(distribution: Distribution | undefined): AnyDistribution {
   return DISTRIBUTIONS[distribution ?? DEFAULT_DISTRIBUTION]
 }
 
@@ -43,6 +43,7 @@ function unreachableHint(distribution: Distribution | undefined): string {
 export async function resolveChannel(name: string, options: ChannelOptions = {}): Promise<ReleaseVersion> {
   const id = normalizeChannelName(name)
   const base = baseOf(options)
+  if (descriptorOf(options.distribution).channels === 'release-files') return resolveReleaseFile(id, base, options)
   if (isVersionString(id)) {
     throw new VersionError(`${id} is a version, not a channel`, {hint: `use it as the target version directly`})
   }
@@ -63,6 +64,38 @@ export async function resolveChannel(name: string, options: ChannelOptions = {})
   const entry = channels.find((c) => c.id === id || c.name === id)
   if (!entry) throw unknownChannel(id, base, channels, options.distribution)
   return parseReported(entry.latest, id, base, options.distribution)
+}
+
+/**
+ * dl.k8s.io's way: `stable` and `latest` are `<base>/stable.txt` and `latest.txt`, a minor
+ * `v1.32` is `stable-1.32.txt` (its newest patch), `latest-1.32` is `latest-1.32.txt`; each file
+ * holds one version. `base` is install.channelUrl, so a mirror serves air-gapped homelabs.
+ */
+async function resolveReleaseFile(id: string, base: string, options: ChannelOptions): Promise<ReleaseVersion> {
+  const minor = /^v(\d+\.\d+)$/.exec(id)
+  const file = minor ? `stable-${minor[1]}.txt` : /^(?:stable|latest)(?:-\d+\.\d+)?$/.test(id) ? `${id}.txt` : undefined
+  const example = descriptorOf(options.distribution).exampleVersion
+  if (!file) {
+    throw new VersionError(`${JSON.stringify(id)} is not a Kubernetes release channel`, {
+      hint: `use stable, latest, a minor such as ${example.replace(/\.\d+$/, '')}, or an exact version such as ${example}`,
+    })
+  }
+  const url = `${base}/${file}`
+  const response = await request(url, options, {})
+  if (response.status === 404) {
+    await response.body?.cancel().catch(() => undefined)
+    throw new VersionError(`${url} does not exist: there is no release for channel ${id}`, {
+      hint: `check the minor (${example.replace(/\.\d+$/, '')}) and install.channelUrl, or pass an exact version such as ${example}`,
+    })
+  }
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => undefined)
+    throw new ConnectionError(`${url} answered ${response.status} ${response.statusText}`, {
+      hint: response.status >= 500 ? `try again later; ${unreachableHint(options.distribution)}` : unreachableHint(options.distribution),
+    })
+  }
+  const text = (await response.text()).trim().split(/\s+/)[0] ?? ''
+  return parseReported(text, id, url, options.distribution)
 }
 
 /** The channels the server lists (`GET <base>`, JSON), in the server's order. */

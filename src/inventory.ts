@@ -22,6 +22,10 @@ export interface InventoryNode {
   /** False when binDir is only the default: pre-flight then looks for the binary in the installer's dirs. */
   binDirExplicit: boolean
   dataDir: string
+  /** Node-level configuration dir (kubeadm: `/etc/kubernetes`). */
+  configDir: string
+  /** kubeadm: the repository definition named in homelab.yaml, if any. */
+  repositoryFile?: string
   /** For servers, from the node's labels (etcd-only servers are upgraded first). */
   serverKind?: ServerKind
   inFile: boolean
@@ -43,14 +47,14 @@ export interface Inventory {
 export interface InventoryConfig {
   discover: boolean
   ssh: Omit<NodeSshSettings, 'become'> & {become: 'sudo' | 'none'}
-  install: {binDir: string; dataDir: string}
+  install: {binDir: string; dataDir: string; configDir?: string; repositoryFile?: string}
   nodes: Array<{
     name: string
     host?: string
     role?: NodeRole
     connection?: 'ssh' | 'local'
     ssh?: Partial<NodeSshSettings>
-    install?: {binDir?: string; dataDir?: string}
+    install?: {binDir?: string; dataDir?: string; configDir?: string; repositoryFile?: string}
   }>
 }
 
@@ -89,6 +93,8 @@ export function buildInventory(config: InventoryConfig, clusterNodes: readonly C
       binDir: entry?.install?.binDir ?? config.install.binDir,
       binDirExplicit: entry?.install?.binDir !== undefined || binDirExplicit,
       dataDir: entry?.install?.dataDir ?? config.install.dataDir,
+      configDir: entry?.install?.configDir ?? config.install.configDir ?? '/etc/kubernetes',
+      ...definedOnly({repositoryFile: entry?.install?.repositoryFile ?? config.install.repositoryFile}),
       serverKind: role === 'server' ? (cluster?.serverKind ?? 'etcd+control-plane') : undefined,
       inFile: entry !== undefined,
       cluster,

@@ -4,8 +4,8 @@ import path from 'node:path'
 
 import {loadConfig} from './config/load.js'
 import type {HomelabConfig} from './config/schema.js'
-import {detectDistribution} from './distributions/detect.js'
-import {distributionOf, type DistributionDescriptor} from './distributions/index.js'
+import {detectDistribution, detectPackageDistribution} from './distributions/detect.js'
+import {distributionOf, type AnyDistribution} from './distributions/index.js'
 import {ConfigError} from './errors.js'
 import {buildInventory, type Inventory, type InventoryNode} from './inventory.js'
 import {KubeClients, loadKubeConfig} from './kube/client.js'
@@ -36,7 +36,7 @@ export interface SessionOptions {
 export interface Session {
   config: HomelabConfig
   configFile: string
-  distribution: DistributionDescriptor
+  distribution: AnyDistribution
   /** How the distribution was chosen: `distribution: rke2 in homelab.yaml`, `detected from kubelet …`. */
   distributionSource: string
   kube: KubeClients
@@ -63,7 +63,7 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
 
   // The nodes' kubelet versions name the distribution; a file that names another one is wrong.
   let firstList: ClusterNode[] | undefined = await listClusterNodes(kube)
-  const detected = detectDistribution(firstList)
+  const detected = detectDistribution(firstList) ?? (await detectPackageDistribution(kube, firstList))
   let distributionSource = `distribution: ${config.distribution} in ${file}`
   if (loaded.explicit.distribution) {
     if (detected && detected.name !== config.distribution) {
@@ -138,7 +138,8 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
         distributionSource,
         connect: (node) => session.connect(node),
         loadInventory: () => session.loadInventory(),
-        release: new ReleaseSource({distribution, releaseUrl: config.install.releaseUrl, cacheDir: cacheDir(env, home)}),
+        // Only single-binary distributions download a release; kubeadm's nodes install packages.
+        release: distribution.install === 'binary' ? new ReleaseSource({distribution, releaseUrl: config.install.releaseUrl, cacheDir: cacheDir(env, home)}) : undefined,
         journals: new JournalStore({env, homedir: home}),
       }
     },

@@ -1,4 +1,5 @@
-import type {DistributionDescriptor} from './distributions/index.js'
+import type {AnyDistribution, PackageDistribution} from './distributions/index.js'
+import type {KubeClients} from './kube/client.js'
 import type {Inventory, InventoryNode} from './inventory.js'
 import type {NodeRole, ServerKind} from './kube/nodes.js'
 import {readInstalledVersion} from './node/installed-version.js'
@@ -22,8 +23,10 @@ export interface NodeStatus {
   /** The run that cordoned it, when homelab did. */
   cordonedBy?: string
   ssh: {reachable: boolean; error?: string}
-  /** Version of the distribution's binary on disk, when SSH answered. */
+  /** Version of the distribution's binary on disk (kubeadm: the kubeadm package's), when SSH answered. */
   installedVersion?: string
+  /** kubeadm control planes: the version in the tags of the node's control-plane static pods. */
+  controlPlaneVersion?: string
 }
 
 export interface ClusterStatus {
@@ -38,8 +41,10 @@ export interface ClusterStatus {
 
 export interface GatherStatusOptions {
   inventory: Inventory
-  distribution: DistributionDescriptor
+  distribution: AnyDistribution
   apiServer: string
+  /** Read for the control-plane static pods (kubeadm); omitted, none are read. */
+  kube?: KubeClients
   /** Opens (or reuses) the transport of a node; may throw HostKeyError or ConnectionError. */
   connect: (node: InventoryNode) => Promise<Transport>
   /** How many nodes are asked over SSH at once. */
@@ -53,9 +58,11 @@ export async function gatherStatus(options: GatherStatusOptions): Promise<Cluste
   // Every node is asked even when another fails: status reports, it does not stop at the first problem.
   const outcomes = await settleWithConcurrency(inventory.nodes, options.concurrency ?? 8, async (node) => {
     const transport = await connect(node)
+    if (distribution.install === 'packages') return readUpgraderVersion(transport, distribution, signal)
     const binDir = node.binDirExplicit ? node.binDir : ((await findBinDir(transport, distribution, signal)) ?? node.binDir)
     return readInstalledVersion(transport, distribution, binDir, signal)
   })
+  const controlPlane = distribution.install === 'packages' && options.kube ? await controlPlaneVersions(options.kube, distribution) : new Map<string, string>()
   const nodes = inventory.nodes.map((node, index): NodeStatus => {
     const outcome = outcomes[index]
     const cluster = node.cluster
@@ -73,12 +80,14 @@ export async function gatherStatus(options: GatherStatusOptions): Promise<Cluste
       cordonedBy: cluster?.cordonedBy,
       ssh: outcome.status === 'fulfilled' ? {reachable: true} : {reachable: false, error: errorLine(outcome.reason)},
       installedVersion: outcome.status === 'fulfilled' ? outcome.value : undefined,
+      ...(controlPlane.has(node.name) ? {controlPlaneVersion: controlPlane.get(node.name)} : {}),
     }
   })
   const skew = clusterSkew(
     nodes
       .filter((node) => node.kubeletVersion)
       .map((node) => ({name: node.name, role: node.role, version: node.kubeletVersion as string})),
+    distribution.name,
   )
   return {
     apiServer: options.apiServer,
@@ -96,4 +105,29 @@ function errorLine(error: unknown): string {
     return String(error.oneLine())
   }
   return error instanceof Error ? error.message : String(error)
+}
+
+/** `kubeadm version -o short` on the node: the version of the installed kubeadm package. */
+async function readUpgraderVersion(transport: Transport, distribution: PackageDistribution, signal?: AbortSignal): Promise<string> {
+  const out = (await transport.run([distribution.upgrader, 'version', '-o', 'short'], {signal, timeoutMs: 30_000})).trim()
+  if (!/^v\d+\.\d+\.\d+/.test(out)) throw new Error(`${distribution.upgrader} version printed ${JSON.stringify(out.slice(0, 80))}`)
+  return out
+}
+
+/**
+ * Per node, the Kubernetes version its control-plane static pods run (the image tag of
+ * kube-apiserver etc.); "mixed" when they disagree, as in the middle of `kubeadm upgrade node`.
+ */
+async function controlPlaneVersions(kube: KubeClients, distribution: PackageDistribution): Promise<Map<string, string>> {
+  const pods = await kube.core.listNamespacedPod({namespace: 'kube-system', labelSelector: 'tier=control-plane'})
+  const byNode = new Map<string, Set<string>>()
+  for (const pod of pods.items) {
+    const component = pod.metadata?.labels?.component
+    const node = pod.spec?.nodeName
+    const image = pod.spec?.containers?.[0]?.image
+    if (!component || !node || !image || !distribution.controlPlaneComponents.includes(component)) continue
+    const tag = image.slice(image.lastIndexOf(':') + 1)
+    byNode.set(node, (byNode.get(node) ?? new Set()).add(tag))
+  }
+  return new Map([...byNode].map(([node, tags]) => [node, tags.size === 1 ? [...tags][0] : `mixed (${[...tags].sort().join(', ')})`]))
 }

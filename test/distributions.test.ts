@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {after, describe, test} from 'node:test'
 
 import {detectDistribution} from '../src/distributions/detect.js'
-import {DISTRIBUTIONS} from '../src/distributions/index.js'
+import {BINARY_DISTRIBUTIONS, DISTRIBUTIONS} from '../src/distributions/index.js'
 import {RKE2} from '../src/distributions/rke2.js'
 import type {ClusterNode} from '../src/kube/nodes.js'
 import {serverKindOf, roleOf} from '../src/kube/nodes.js'
@@ -31,8 +31,8 @@ describe('detecting the distribution from kubelet versions', () => {
 
 describe('descriptors', () => {
   test('each version suffix parses to its own distribution, and every published arch has an asset', () => {
-    for (const d of Object.values(DISTRIBUTIONS)) {
-      assert.equal(parseVersion(d.exampleVersion).distribution, d.name)
+    for (const d of Object.values(DISTRIBUTIONS)) assert.equal(parseVersion(d.exampleVersion, d.name).distribution, d.name)
+    for (const d of BINARY_DISTRIBUTIONS) {
       for (const arch of Object.keys(d.binaryArtifacts) as Array<keyof typeof d.binaryArtifacts>) assert.ok(artifactName(d, arch))
     }
     assert.equal(artifactName(RKE2, 'amd64'), 'rke2.linux-amd64')

@@ -31,7 +31,7 @@ export function eventSink(options: {json: boolean; logFormat: 'text' | 'json'; t
 export function renderPlan(plan: UpgradePlan): string {
   const lines = [`Upgrade to ${plan.target}:`]
   const describe = (n: UpgradePlan['servers'][number]) =>
-    `    ${n.name} (${[n.serverKind, n.arch, n.serviceManager].filter(Boolean).join(', ')}): ${n.fromVersion} → ${plan.target}${n.preCordoned ? ' [cordoned before; stays cordoned]' : ''}`
+    `    ${n.name} (${[n.serverKind, n.arch, ...(n.traits ?? ('serviceManager' in n ? [n.serviceManager] : []))].filter(Boolean).join(', ')}): ${n.fromVersion} → ${plan.target}${n.preCordoned ? ' [cordoned before; stays cordoned]' : ''}`
   lines.push(`  backup: ${plan.backup.velero ? 'Velero backup' : 'no Velero backup'}${plan.backup.etcdSnapshotNode ? `, etcd snapshot on ${plan.backup.etcdSnapshotNode}` : ''}`)
   lines.push(`  servers, one at a time:${plan.servers.length === 0 ? ' none' : ''}`, ...plan.servers.map(describe))
   lines.push(`  agents, drained first:${plan.agents.length === 0 ? ' none' : ''}`, ...plan.agents.map(describe))

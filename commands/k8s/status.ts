@@ -24,7 +24,7 @@ export default class Status extends HomelabCommand<typeof Status> {
     })
     try {
       const inventory = await session.loadInventory()
-      const status = await gatherStatus({inventory, distribution: session.distribution, apiServer: session.kube.server, connect: session.connect})
+      const status = await gatherStatus({inventory, distribution: session.distribution, apiServer: session.kube.server, connect: session.connect, kube: session.kube})
       if (!this.jsonEnabled()) this.log(renderStatus(status))
       return status
     } finally {
@@ -41,7 +41,8 @@ export function renderStatus(status: ClusterStatus): string {
     {header: 'ROLE', get: (n) => (n.serverKind && n.serverKind !== 'etcd+control-plane' ? `${n.role} (${n.serverKind})` : n.role)},
     {header: 'ADDRESS', get: (n) => n.address},
     {header: 'KUBELET', get: (n) => n.kubeletVersion ?? '-'},
-    {header: 'ON DISK', get: (n) => n.installedVersion ?? '-'},
+    {header: status.distribution === 'kubeadm' ? 'KUBEADM' : 'ON DISK', get: (n) => n.installedVersion ?? '-'},
+    ...(status.nodes.some((n) => n.controlPlaneVersion) ? [{header: 'CONTROL PLANE', get: (n: NodeStatus) => n.controlPlaneVersion ?? '-'}] : []),
     {header: 'READY', get: (n) => (n.inCluster ? yesNo(n.ready) : 'not in cluster')},
     {header: 'CORDONED', get: (n) => (n.cordoned ? (n.cordonedBy ? `yes (homelab run ${n.cordonedBy})` : 'yes') : 'no')},
     {header: 'SSH', get: (n) => (n.ssh.reachable ? 'ok' : `unreachable: ${n.ssh.error}`)},

@@ -24,9 +24,9 @@ function problem(ctx: Ctx, message: string, hint: string): void {
 }
 
 /** Install defaults that depend on the distribution (from its descriptor); filled in after parsing. */
-export function distributionDefaults(name: Distribution): {binDir: string; dataDir: string; releaseUrl: string; channelUrl: string} {
+export function distributionDefaults(name: Distribution): {binDir: string; dataDir: string; configDir: string; releaseUrl: string; channelUrl: string} {
   const d = DISTRIBUTIONS[name]
-  return {binDir: d.binDirs[0], dataDir: d.dataDir, releaseUrl: d.releaseUrl, channelUrl: d.channelUrl}
+  return {binDir: d.binDirs[0], dataDir: d.dataDir, configDir: d.configDir, releaseUrl: d.releaseUrl, channelUrl: d.channelUrl}
 }
 
 export interface SchemaOptions {
@@ -169,6 +169,9 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
   const nodeInstall = z.strictObject({
     binDir: remoteDir.optional(),
     dataDir: remoteDir.optional(),
+    configDir: remoteDir.optional(),
+    /** kubeadm: the package repository definition to switch between minors (else found through apt or dnf). */
+    repositoryFile: remoteDir.optional(),
   })
 
   const node = z.strictObject({
@@ -187,6 +190,9 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
     // Defaults depend on `distribution`: see distributionDefaults, applied below.
     binDir: remoteDir.optional(),
     dataDir: remoteDir.optional(),
+    /** Node-level configuration (`/etc/rancher/k3s`, kubeadm's `/etc/kubernetes`). */
+    configDir: remoteDir.optional(),
+    repositoryFile: remoteDir.optional(),
     releaseUrl: baseUrl.optional(),
     channelUrl: baseUrl.optional(),
     /** cli: download once here, verify, push over SFTP; node: each node downloads and verifies. */
@@ -281,6 +287,7 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
           ...config.install,
           binDir: config.install.binDir ?? defaults.binDir,
           dataDir: config.install.dataDir ?? defaults.dataDir,
+          configDir: config.install.configDir ?? defaults.configDir,
           releaseUrl: config.install.releaseUrl ?? defaults.releaseUrl,
           channelUrl: config.install.channelUrl ?? defaults.channelUrl,
         },

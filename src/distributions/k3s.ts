@@ -5,7 +5,9 @@ const K3S_ARTIFACTS = {amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf', s390x
 
 /** k3s as its installer (install.sh) and release pages lay it out. */
 export const K3S: DistributionDescriptor = {
+  install: 'binary',
   name: 'k3s',
+  channels: 'redirect',
   versionSuffix: 'k3s',
   exampleVersion: 'v1.32.0+k3s1',
   binary: 'k3s',

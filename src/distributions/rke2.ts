@@ -4,7 +4,9 @@ import type {DistributionDescriptor} from './types.js'
 
 /** rke2 as its installer and release pages lay it out (systemd only, embedded etcd always). */
 export const RKE2: DistributionDescriptor = {
+  install: 'binary',
   name: 'rke2',
+  channels: 'redirect',
   versionSuffix: 'rke2r',
   exampleVersion: 'v1.31.3+rke2r1',
   binary: 'rke2',

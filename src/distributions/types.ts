@@ -13,21 +13,38 @@ export type Arch = 'amd64' | 'arm64' | 'arm' | 's390x'
 
 export type ServiceManager = 'systemd' | 'openrc'
 
-export interface DistributionDescriptor {
+/** What every distribution has, whatever way its nodes are upgraded. */
+export interface DescriptorBase {
   name: Distribution
-  /** `+k3sN` / `+rke2rN`: what stands before the release number in a version. */
+  /** `+k3sN` / `+rke2rN`: what stands before the release number in a version; empty for plain `v1.32.4`. */
   versionSuffix: string
   /** A version to show in hints: `v1.32.0+k3s1`. */
   exampleVersion: string
-  /** The executable's file name in the bin dir, and the word its `--version` line starts with. */
-  binary: string
-  /** Where the installers put the binary, in the order they try (detection order). */
+  /**
+   * How `--to stable|latest|v1.32` is resolved: `redirect` asks a channel server for a 302 (k3s,
+   * rke2); `release-files` reads one-line files such as `stable-1.32.txt` (dl.k8s.io).
+   */
+  channels: 'redirect' | 'release-files'
+  channelUrl: string
+  /** Where the installer puts the binaries, in detection order (the first is the default). */
   binDirs: readonly string[]
+  /** The node's state directory (`/var/lib/rancher/k3s`, `/var/lib/kubelet`). */
   dataDir: string
-  /** Where the config file and registries.yaml live. */
+  /** Where release artifacts are published. */
+  releaseUrl: string
+  /** Where the node-level configuration lives (`/etc/rancher/k3s`, `/etc/kubernetes`). */
   configDir: string
   /** Where a server writes the admin kubeconfig, for hints. */
   kubeconfigPath: string
+  /** Node labels: a server has any of `server`; `etcd` and `controlPlane` tell its kind. */
+  labels: RoleLabels
+}
+
+/** k3s and rke2: one binary per node, swapped and restarted. */
+export interface DistributionDescriptor extends DescriptorBase {
+  install: 'binary'
+  /** The executable's file name in the bin dir, and the word its `--version` line starts with. */
+  binary: string
   services: {server: string; agent: string}
   /** Service managers the installer supports, in detection order (the first found wins). */
   serviceManagers: readonly ServiceManager[]
@@ -41,7 +58,6 @@ export interface DistributionDescriptor {
   /** `sha256sum-<arch>.txt`. */
   checksumFile: (arch: Arch) => string
   releaseUrl: string
-  channelUrl: string
   /** The 302 of a channel points at `<releaseTagUrl><version>`. */
   releaseTagUrl: string
   etcd: {
@@ -59,6 +75,35 @@ export interface DistributionDescriptor {
   manifestsDir: (dataDir: string) => string
   /** The system-upgrade-controller image (the controller adds the version tag). */
   sucImage: string
-  /** Node labels: a server has any of `server`; `etcd` and `controlPlane` tell its kind. */
-  labels: RoleLabels
 }
+
+/** kubeadm: packages from a per-minor repository, `kubeadm upgrade apply|node`, then the kubelet. */
+export interface PackageDistribution extends DescriptorBase {
+  install: 'packages'
+  /** Installed first on every node: its own version must equal the target. */
+  upgrader: string
+  /** Installed after the node is drained. */
+  nodePackages: readonly string[]
+  kubeletService: string
+  /** `/etc/kubernetes`-relative layout: the first control plane needs `admin.conf`. */
+  adminConf: (configDir: string) => string
+  manifestsDir: (configDir: string) => string
+  /** Where kubeadm keeps its own backups (`kubeadm-backup-manifests-<date>`, `kubeadm-backup-etcd-<date>`). */
+  backupDir: (configDir: string) => string
+  /** The static pods whose image tag carries the control plane's version. */
+  controlPlaneComponents: readonly string[]
+  etcd: {
+    /** The etcd static pod's manifest: present where etcd is stacked on the control plane. */
+    manifest: (configDir: string) => string
+    certs: (configDir: string) => {cacert: string; cert: string; key: string}
+    endpoint: string
+  }
+  /** A minor's repository path segment, as in `…/core:/stable:/v1.32/deb/`. */
+  repositoryMinor: RegExp
+  /** Where the repository definitions usually are, per package manager. */
+  repositoryFiles: {apt: readonly string[]; dnf: readonly string[]}
+  /** The ConfigMap only kubeadm clusters have (how the distribution is detected). */
+  clusterConfigMap: {namespace: string; name: string; key: string}
+}
+
+export type AnyDistribution = DistributionDescriptor | PackageDistribution

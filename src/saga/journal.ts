@@ -30,7 +30,8 @@ export interface JournalStoreOptions {
 }
 
 export interface RunFilter {
-  saga?: string
+  /** One saga's name, or any of several. */
+  saga?: string | readonly string[]
   status?: readonly RunStatus[]
 }
 
@@ -132,7 +133,7 @@ export class JournalStore {
       const id = name.slice(0, -'.json'.length)
       try {
         const run = await readJournal(path.join(this.dir, name))
-        if (filter.saga !== undefined && run.saga !== filter.saga) continue
+        if (filter.saga !== undefined && !(typeof filter.saga === 'string' ? [filter.saga] : filter.saga).includes(run.saga)) continue
         if (filter.status !== undefined && !filter.status.includes(run.status)) continue
         runs.push(run)
       } catch (error) {

@@ -10,7 +10,7 @@
 import {stringify} from 'yaml'
 
 import type {DrainOptions} from '../config/schema.js'
-import {DISTRIBUTIONS} from '../distributions/index.js'
+import {BINARY_DISTRIBUTIONS, binaryDistributionOf} from '../distributions/index.js'
 import {formatDuration} from '../duration.js'
 import {UsageError} from '../errors.js'
 import type {Distribution, ReleaseVersion} from '../versions/release-version.js'
@@ -38,7 +38,7 @@ import {
 } from './types.js'
 
 /** The upgrade images; the controller adds the version (with `-`) as the tag. */
-export const UPGRADE_IMAGES = Object.fromEntries(Object.values(DISTRIBUTIONS).map((d) => [d.name, d.sucImage])) as Record<Distribution, string>
+export const UPGRADE_IMAGES = Object.fromEntries(BINARY_DISTRIBUTIONS.map((d) => [d.name, d.sucImage])) as Partial<Record<Distribution, string>>
 
 /** The controller gives each Job this long unless SYSTEM_UPGRADE_JOB_ACTIVE_DEADLINE_SECONDS says otherwise. */
 export const DEFAULT_JOB_DEADLINE_MS = 600_000
@@ -149,13 +149,15 @@ function drainSpec(drain: DrainOptions): DrainSpec {
 /** The refusals of buildPlans (UsageError), on their own: generate runs them before it asks the cluster anything. */
 export function checkPlanOptions(options: PlanBuildOptions): void {
   const {distribution, target} = options
+  // SUC's upgrade images swap one binary; a kubeadm cluster is upgraded through its packages.
+  binaryDistributionOf(distribution, 'system-upgrade-controller plans')
   checkPlanNames(options)
   if (!Number.isInteger(options.agentConcurrency) || options.agentConcurrency < 1) {
     throw new UsageError(`agent concurrency must be a whole number of at least 1, got ${options.agentConcurrency}`, {
       hint: 'with 0 the controller never upgrades anything; pass --agent-concurrency 1 or more',
     })
   }
-  checkImage(options.image ?? UPGRADE_IMAGES[distribution])
+  checkImage(options.image ?? (UPGRADE_IMAGES[distribution] as string))
   const version = target.kind === 'version' ? target.version : target.resolved
   if (version && version.distribution !== distribution) {
     throw new UsageError(`${version.format()} is a ${version.distribution} version, but the plans are for ${distribution}`, {
@@ -171,7 +173,7 @@ export function buildPlans(options: PlanBuildOptions): BuiltPlans {
   const serviceAccountName = options.serviceAccountName ?? DEFAULT_SERVICE_ACCOUNT
   const names = planNames(distribution, options.namePrefix)
   const roles: PlanRole[] = options.etcdPlan ? ['etcd', 'server', 'agent'] : ['server', 'agent']
-  const image = options.image ?? UPGRADE_IMAGES[distribution]
+  const image = options.image ?? (UPGRADE_IMAGES[distribution] as string)
 
   const selectors = defaultSelectors({excludeMaster: options.excludeMaster})
   const warnings: string[] = []

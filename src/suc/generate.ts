@@ -6,6 +6,7 @@
  */
 import {resolveChannel, normalizeChannelName} from '../channels.js'
 import type {HomelabConfig} from '../config/schema.js'
+import {binaryDistributionOf} from '../distributions/index.js'
 import {ConfigError, ConnectionError, isHomelabError, UsageError} from '../errors.js'
 import {apiFailure} from '../kube/api-errors.js'
 import type {KubeClients} from '../kube/client.js'
@@ -74,6 +75,7 @@ export interface GeneratedPlans {
 /** The target from `--to`: a version as given, or a channel resolved through the channel server. */
 export async function resolvePlanTarget(deps: GenerateDeps, request: Pick<GenerateRequest, 'to' | 'followChannel' | 'distribution' | 'offline'>): Promise<PlanTarget> {
   const distribution = request.distribution ?? deps.config.distribution
+  binaryDistributionOf(distribution, 'system-upgrade-controller plans')
   const to = request.to.trim()
   if (isVersionString(to)) {
     if (request.followChannel) {

@@ -10,7 +10,7 @@ import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import {compareVersions, type ReleaseVersion} from '../versions/release-version.js'
 import {drainSettings, veleroSettings} from './settings.js'
-import type {DrainReport, PlannedNode, UpgradeDeps, UpgradePlan} from './types.js'
+import type {BinaryUpgradeDeps, DrainReport, PlannedNode, UpgradePlan} from './types.js'
 
 export interface PreflightRequest {
   target: ReleaseVersion
@@ -30,7 +30,7 @@ const SSH_FANOUT = 16
  * are downloaded into the local cache and verified. All problems are collected and reported
  * together, so one run tells the user everything to fix. Throws PreflightError (exit 3).
  */
-export async function preflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan> {
+export async function preflight(deps: BinaryUpgradeDeps, request: PreflightRequest): Promise<UpgradePlan<PlannedNode>> {
   const {inventory, config, kube, distribution} = deps
   const {target, signal} = request
   const problems: string[] = []
@@ -213,7 +213,7 @@ function judgeSkippedManifests(servers: readonly InventoryNode[], facts: Readonl
   return []
 }
 
-async function inspectNode(deps: UpgradeDeps, node: InventoryNode, signal?: AbortSignal): Promise<NodeFacts> {
+async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?: AbortSignal): Promise<NodeFacts> {
   const {distribution, config} = deps
   const transport = await deps.connect(node)
   if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
@@ -253,6 +253,7 @@ async function inspectNode(deps: UpgradeDeps, node: InventoryNode, signal?: Abor
     binDir,
     dataDir: node.dataDir,
     serviceManager,
+    traits: [serviceManager],
     fromVersion,
     installedVersion,
     previousSha256,

@@ -1,5 +1,5 @@
 import {restartCommand, type UpgradeData, type UpgradeInput} from '../../sagas/binary-upgrade.js'
-import {DEFAULT_DISTRIBUTION, distributionOf} from '../distributions/index.js'
+import {DEFAULT_DISTRIBUTION, binaryDistributionOf} from '../distributions/index.js'
 import type {RunJournal} from '../saga/types.js'
 import type {PlannedNode} from './types.js'
 
@@ -20,7 +20,7 @@ export function manualRecoverySteps(journal: RunJournal): string[] {
   const snapshot = data.etcdSnapshot
   if (steps.length === 0 || !snapshot) return steps
 
-  const distribution = distributionOf(input.distribution ?? DEFAULT_DISTRIBUTION)
+  const distribution = binaryDistributionOf(input.distribution ?? DEFAULT_DISTRIBUTION)
   const service = distribution.services.server
   const servers = input.plan.servers
   const snapshotServer = servers.find((s) => s.name === snapshot.node)

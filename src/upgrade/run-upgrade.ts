@@ -1,6 +1,6 @@
 import {hostname} from 'node:os'
 
-import {BINARY_UPGRADE_SAGA, binaryUpgradeSaga, type SagaTimings, type UpgradeData, type UpgradeInput} from '../../sagas/binary-upgrade.js'
+import type {SagaTimings} from '../../sagas/binary-upgrade.js'
 import {ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
 import type {Inventory} from '../inventory.js'
 import {ClusterLock} from '../kube/lock.js'
@@ -8,11 +8,23 @@ import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
 import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
 import type {RunJournal, SagaEvent, SagaOutcome, SagaResult} from '../saga/types.js'
 import {compareVersions, sortVersions, parseVersion} from '../versions/release-version.js'
-import {preflight} from './preflight.js'
-import {manualRecoverySteps} from './recovery.js'
 import {drainSettings, veleroSettings} from './settings.js'
 import {planUpgradeHops, resolveTarget} from './target.js'
 import type {UpgradeDeps, UpgradePlan} from './types.js'
+import {UPGRADE_SAGAS, upgraderFor, upgraderOfSaga, type Upgrader} from './upgraders.js'
+
+/** What every upgrade saga's input and data carry, whatever else they hold. */
+interface CommonInput {
+  distribution: string
+  target: string
+  finalTarget: string
+  laterHops: string[]
+  plan: UpgradePlan
+}
+interface CommonData {
+  veleroBackup?: string
+  etcdSnapshot?: {node: string; name: string}
+}
 
 export interface UpgradeRequest {
   /** Version or channel. Not needed with `resume`. */
@@ -99,7 +111,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   let pendingHops: string[]
   if (request.resume !== undefined) {
     const journal = await findResumable(deps.journals, request.resume)
-    const input = journal.state.input as UpgradeInput
+    const input = journal.state.input as CommonInput
     result.distribution = input.distribution
     result.target = input.finalTarget
     result.hops = [input.target, ...input.laterHops]
@@ -138,8 +150,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       result.outcome = 'locked'
       return finish()
     }
-    const plan = await preflight(hopDeps, {
-      target: parseVersion(hop),
+    const plan = await upgraderFor(deps.distribution).preflight(hopDeps, {
+      target: parseVersion(hop, deps.distribution.name),
       only: request.only,
       skipBackup: request.skipBackup,
       signal: deps.signal,
@@ -166,7 +178,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
         return finish()
       }
     }
-    const input: UpgradeInput = {
+    const input = {
       distribution: deps.distribution.name,
       target: hop,
       finalTarget: result.target as string,
@@ -188,7 +200,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     }
     let journal: Journal
     try {
-      journal = await journals.create({saga: BINARY_UPGRADE_SAGA, input, data: {}})
+      journal = await journals.create({saga: upgraderFor(deps.distribution).saga, input, data: {}})
     } catch (error) {
       await lock.release()
       throw error
@@ -242,19 +254,26 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     try {
       const inventory = await d.loadInventory()
       const signal = AbortSignal.any([d.signal, lockLost.signal])
-      saga = await runSaga(binaryUpgradeSaga({...d, inventory}, d.timings), journal, {signal, onEvent: d.onEvent, onFailure: req.onFailure})
+      saga = await runSaga(upgraderOf(journal.state).definition({...d, inventory}, d.timings), journal, {signal, onEvent: d.onEvent, onFailure: req.onFailure})
     } finally {
       await lock.release()
     }
-    const data = saga.journal.data as UpgradeData
+    const data = saga.journal.data as CommonData
     if (data.veleroBackup || data.etcdSnapshot) res.backups.push({velero: data.veleroBackup, etcdSnapshot: data.etcdSnapshot})
     res.outcome = saga.outcome
     res.exitCode = exitCodeFor(saga)
     if (saga.error) res.error = errorInfo(saga.error)
     if (lockLost.signal.aborted) res.error = errorInfo(lockLost.signal.reason)
-    if (saga.outcome === 'compensation-incomplete' || saga.outcome === 'stopped') res.manualSteps = manualRecoverySteps(saga.journal)
+    if (saga.outcome === 'compensation-incomplete' || saga.outcome === 'stopped') res.manualSteps = upgraderOf(saga.journal).manualRecoverySteps(saga.journal)
     return saga.outcome === 'succeeded' || saga.outcome === 'nothing-to-do'
   }
+}
+
+/** The journal's own saga decides how it is resumed or undone. */
+function upgraderOf(journal: RunJournal): Upgrader {
+  const found = upgraderOfSaga(journal.saga)
+  if (!found) throw new HomelabError(`run ${journal.id} was written by saga ${journal.saga}, which this homelab does not know`, {exitCode: ExitCode.usage, hint: 'use the homelab version that started it'})
+  return found
 }
 
 function recordBefore(result: UpgradeResult, plan: UpgradePlan): void {
@@ -264,11 +283,11 @@ function recordBefore(result: UpgradeResult, plan: UpgradePlan): void {
 const RESUMABLE: ReadonlyArray<RunJournal['status']> = ['running', 'interrupted', 'failed']
 
 async function findResumable(journals: JournalStore, resume: string | true): Promise<Journal> {
-  const journal = resume === true ? await journals.loadLatest({saga: BINARY_UPGRADE_SAGA, status: RESUMABLE}) : await journals.load(resume)
+  const journal = resume === true ? await journals.loadLatest({saga: UPGRADE_SAGAS, status: RESUMABLE}) : await journals.load(resume)
   if (!journal) {
     throw new HomelabError('there is no interrupted upgrade to resume', {exitCode: ExitCode.usage, hint: 'start one with --to, or name a run: homelab k8s upgrade --resume <run id>'})
   }
-  if (journal.state.saga !== BINARY_UPGRADE_SAGA) {
+  if (!UPGRADE_SAGAS.includes(journal.state.saga)) {
     throw new HomelabError(`run ${journal.id} is not an upgrade`, {exitCode: ExitCode.usage, hint: 'name an upgrade run id'})
   }
   if (journal.state.rollbackStartedAt || ['succeeded', 'compensated', 'compensation-incomplete'].includes(journal.state.status)) {
@@ -298,10 +317,10 @@ function refuseIfStillRunning(journal: Journal): void {
 /** `homelab k8s rollback [id]`: the compensations of a failed, stopped or interrupted run, from its journal. */
 export async function runRollback(deps: RunnerDeps, id: string | undefined): Promise<UpgradeResult> {
   const started = Date.now()
-  const journal = id ? await deps.journals.load(id) : await deps.journals.loadLatest({saga: BINARY_UPGRADE_SAGA, status: ['failed', 'interrupted', 'running', 'compensation-incomplete']})
+  const journal = id ? await deps.journals.load(id) : await deps.journals.loadLatest({saga: UPGRADE_SAGAS, status: ['failed', 'interrupted', 'running', 'compensation-incomplete']})
   if (!journal) throw new HomelabError('there is no run to roll back', {exitCode: ExitCode.usage, hint: 'name one: homelab k8s rollback <run id> (ids are in ~/.local/state/homelab/runs)'})
   refuseIfStillRunning(journal)
-  const input = journal.state.input as UpgradeInput
+  const input = journal.state.input as CommonInput
   const result: UpgradeResult = {outcome: 'compensated', exitCode: ExitCode.ok, distribution: input.distribution, target: input.finalTarget, hops: [input.target], runIds: [journal.id], nodes: [], backups: [], plans: [input.plan], warnings: [], durationMs: 0, manualSteps: []}
   recordBefore(result, input.plan)
   const lockLost = new AbortController()
@@ -315,11 +334,11 @@ export async function runRollback(deps: RunnerDeps, id: string | undefined): Pro
   try {
     const inventory = await deps.loadInventory()
     const signal = AbortSignal.any([deps.signal, lockLost.signal])
-    const saga = await rollbackRun(binaryUpgradeSaga({...deps, inventory}, deps.timings), journal, {signal, onEvent: deps.onEvent})
+    const saga = await rollbackRun(upgraderOf(journal.state).definition({...deps, inventory}, deps.timings), journal, {signal, onEvent: deps.onEvent})
     result.outcome = saga.outcome
     result.exitCode = saga.outcome === 'compensated' ? ExitCode.ok : exitCodeFor(saga)
     if (lockLost.signal.aborted) result.error = errorInfo(lockLost.signal.reason)
-    if (saga.outcome !== 'compensated') result.manualSteps = manualRecoverySteps(saga.journal)
+    if (saga.outcome !== 'compensated') result.manualSteps = upgraderOf(saga.journal).manualRecoverySteps(saga.journal)
   } finally {
     await lock.release()
   }

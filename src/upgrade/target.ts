@@ -11,7 +11,7 @@ export interface TargetOptions {
 
 /** `--to`: an exact version, or a channel (`stable`, `latest`, `v1.31`) resolved now and pinned. */
 export async function resolveTarget(to: string, options: TargetOptions): Promise<{version: ReleaseVersion; channel?: string}> {
-  if (isVersionString(to)) return {version: parseVersion(to, options.distribution)}
+  if (isVersionString(to, options.distribution)) return {version: parseVersion(to, options.distribution)}
   if (looksLikeChannel(to)) {
     const version = await resolveChannel(to, {baseUrl: options.channelUrl, distribution: options.distribution, signal: options.signal})
     return {version, channel: to}

@@ -1,6 +1,6 @@
 import type {HomelabConfig} from '../config/schema.js'
 import type {Inventory, InventoryNode} from '../inventory.js'
-import type {Arch, DistributionDescriptor, ServerKind, ServiceManager} from '../distributions/index.js'
+import type {AnyDistribution, Arch, DistributionDescriptor, ServerKind, ServiceManager} from '../distributions/index.js'
 import type {KubeClients} from '../kube/client.js'
 import type {ReleaseSource} from '../release/release-source.js'
 import type {Transport} from '../transport/types.js'
@@ -10,33 +10,46 @@ export interface UpgradeDeps {
   kube: KubeClients
   config: HomelabConfig
   /** The cluster's distribution (configured or detected): every name, path and command comes from it. */
-  distribution: DistributionDescriptor
+  distribution: AnyDistribution
   inventory: Inventory
   /** Opens (or reuses) the node's transport. */
   connect: (node: InventoryNode) => Promise<Transport>
-  release: ReleaseSource
+  /** Release binaries, for the distributions that ship one (k3s, rke2). */
+  release?: ReleaseSource
   now?: () => Date
 }
 
-/** One node in the plan, with everything a later process needs to finish or undo its upgrade. */
-export interface PlannedNode {
+/** UpgradeDeps of a single-binary distribution. */
+export interface BinaryUpgradeDeps extends UpgradeDeps {
+  distribution: DistributionDescriptor
+  release: ReleaseSource
+}
+
+/** What every planned node has, whatever the distribution. */
+export interface PlannedNodeBase {
   name: string
   role: 'server' | 'agent'
   /** Servers: etcd-only ones go first. */
   serverKind?: ServerKind
   host: string
   arch: Arch
+  /** Kubelet version before the run. */
+  fromVersion: string
+  /** Was cordoned before we came: stays cordoned, we never uncordon it. */
+  preCordoned: boolean
+  /** What the plan shows beside the node's name (service manager, package manager). */
+  traits?: string[]
+}
+
+/** One node in the plan, with everything a later process needs to finish or undo its upgrade. */
+export interface PlannedNode extends PlannedNodeBase {
   binDir: string
   dataDir: string
   serviceManager: ServiceManager
-  /** Kubelet version before the run. */
-  fromVersion: string
   /** Version of the binary on disk before the run. */
   installedVersion: string
   previousSha256: string
   newSha256: string
-  /** Was cordoned before we came: stays cordoned, we never uncordon it. */
-  preCordoned: boolean
 }
 
 export interface DrainReport {
@@ -46,11 +59,11 @@ export interface DrainReport {
   pdbBlocked: Array<{pod: string; pdb: string}>
 }
 
-export interface UpgradePlan {
+export interface UpgradePlan<N extends PlannedNodeBase = PlannedNodeBase> {
   target: string
   /** In the order they will be upgraded. */
-  servers: PlannedNode[]
-  agents: PlannedNode[]
+  servers: N[]
+  agents: N[]
   /** Nodes left alone, with why (already at the target, not selected by --nodes). */
   skipped: Array<{node: string; reason: string}>
   backup: {velero: boolean; etcdSnapshotNode?: string}

@@ -4,11 +4,13 @@ import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS} from '../distributions/index.js'
 import {VersionError} from '../errors.js'
 
 /** The Kubernetes distributions we upgrade. They share the version scheme but not the suffix. */
-export type Distribution = 'k3s' | 'rke2'
+export type Distribution = 'k3s' | 'rke2' | 'kubeadm'
 
 // The suffixes and examples are the descriptors' data; this module only knows the shape around them.
 const SUFFIX = Object.fromEntries(Object.values(DISTRIBUTIONS).map((d) => [d.name, d.versionSuffix])) as Record<Distribution, string>
-const BY_SUFFIX = new Map(Object.values(DISTRIBUTIONS).map((d) => [d.versionSuffix, d.name]))
+const BY_SUFFIX = new Map(Object.values(DISTRIBUTIONS).filter((d) => d.versionSuffix !== '').map((d) => [d.versionSuffix, d.name]))
+/** The distribution whose releases are plain Kubernetes versions (`v1.32.4`: kubeadm). */
+const PLAIN = Object.values(DISTRIBUTIONS).find((d) => d.versionSuffix === '')?.name
 
 /**
  * The release part at the end of `v1.32.0+k3s1`, `v1.32.0-k3s1` (image tags and SUC's
@@ -63,9 +65,10 @@ export class ReleaseVersion {
     return new ReleaseVersion(major, minor, patch, release, distribution, preRelease)
   }
 
-  /** `v1.32.0` (with `-rc1` for a release candidate): the Kubernetes part, valid SemVer. */
+  /** `v1.32.0` (with `-rc1` for a release candidate, `-rc.1` for plain Kubernetes): the Kubernetes part, valid SemVer. */
   kubernetes(): string {
-    const pre = this.preRelease ? `-${this.preRelease.kind}${this.preRelease.number}` : ''
+    const dot = SUFFIX[this.distribution] === '' ? '.' : ''
+    const pre = this.preRelease ? `-${this.preRelease.kind}${dot}${this.preRelease.number}` : ''
     return `v${this.major}.${this.minor}.${this.patch}${pre}`
   }
 
@@ -80,12 +83,12 @@ export class ReleaseVersion {
 
   /** The canonical spelling, as `k3s --version` and kubeletVersion print it: `v1.32.0+k3s1`. */
   format(): string {
-    return `${this.kubernetes()}+${SUFFIX[this.distribution]}${this.release}`
+    return SUFFIX[this.distribution] === '' ? this.kubernetes() : `${this.kubernetes()}+${SUFFIX[this.distribution]}${this.release}`
   }
 
   /** The image-tag spelling: `v1.32.0-k3s1` (`+` is not allowed in a container image tag). */
   tag(): string {
-    return `${this.kubernetes()}-${SUFFIX[this.distribution]}${this.release}`
+    return SUFFIX[this.distribution] === '' ? this.kubernetes() : `${this.kubernetes()}-${SUFFIX[this.distribution]}${this.release}`
   }
 
   /** For a URL path segment: `v1.32.0%2Bk3s1`. */
@@ -151,11 +154,15 @@ function coreSemVer(core: Core): SemVer {
   return new semver.SemVer(`${core.major}.${core.minor}.${core.patch}${pre}`)
 }
 
-/** The parts of a k3s/rke2 version string, or undefined when it is not one. */
+/** The parts of a k3s/rke2 version string (or a plain kubeadm one), or undefined when it is not one. */
 function matchVersion(input: string): {core: Core; release: number; distribution: Distribution} | undefined {
   const m = RELEASE_RE.exec(input)
-  const core = m ? parseCore(input.slice(0, m.index)) : undefined
-  if (!m || !core) return undefined
+  if (!m) {
+    const plain = PLAIN && !HAS_SUFFIX_RE.test(input) ? parseCore(input, true) : undefined
+    return plain && PLAIN ? {core: plain, release: 0, distribution: PLAIN} : undefined
+  }
+  const core = parseCore(input.slice(0, m.index))
+  if (!core) return undefined
   return {core, release: Number(m[2]), distribution: BY_SUFFIX.get(m[1]) as Distribution}
 }
 
@@ -173,6 +180,12 @@ function rejection(input: string, distribution: Distribution | undefined): Versi
   const suffix = SUFFIX[distribution ?? DEFAULT_DISTRIBUTION]
   const shown = JSON.stringify(input)
   const slip = spellingSlip(input, (fixed) => matchVersion(fixed) !== undefined)
+  if (suffix === '') {
+    const name = distribution ?? DEFAULT_DISTRIBUTION
+    return new VersionError(`${shown} is not a ${name} version${slip ? `: ${slip.problem}` : ''}`, {
+      hint: slip ? `use ${slip.fixed}` : `use a plain Kubernetes version such as ${example}, or a channel such as stable or ${example.replace(/\.\d+$/, '')}`,
+    })
+  }
   if (slip) {
     return new VersionError(`${shown} is not a ${distribution ?? DEFAULT_DISTRIBUTION} version: ${slip.problem}`, {
       hint: `use ${slip.fixed}`,
@@ -212,6 +225,9 @@ export function parseVersion(input: string, distribution?: Distribution): Releas
   const m = matchVersion(input)
   if (!m) throw rejection(input, distribution)
   const found = m.distribution
+  // A plain `v1.32.4` where a `+k3sN` release is wanted: the release number is what is missing.
+  // Without a distribution the default's rules apply: a plain version lacks its release number.
+  if (found === PLAIN && found !== distribution) throw rejection(input, distribution)
   if (distribution && found !== distribution) {
     throw new VersionError(`${input} is a ${found} version, but this cluster runs ${distribution}`, {
       hint: `use a ${distribution} version such as ${expected(distribution)}, or set distribution: ${found} in homelab.yaml`,
@@ -225,7 +241,9 @@ export function parseVersion(input: string, distribution?: Distribution): Releas
 export function isVersionString(input: string, distribution?: Distribution): boolean {
   const m = typeof input === 'string' ? matchVersion(input) : undefined
   if (!m) return false
-  return !distribution || m.distribution === distribution
+  // Without a distribution, a plain `v1.31.2` is read as a k3s/rke2 version lacking its release number.
+  if (!distribution) return m.distribution !== PLAIN
+  return m.distribution === distribution
 }
 
 /**
@@ -242,8 +260,9 @@ export function looksLikeChannel(input: string): boolean {
  * number N (`+k3s1` < `+k3s2`). Different distributions have no order: that throws.
  */
 export function compareVersions(a: ReleaseVersion | string, b: ReleaseVersion | string): number {
-  const x = typeof a === 'string' ? parseVersion(a) : a
-  const y = typeof b === 'string' ? parseVersion(b) : b
+  // A string is read in the other side's distribution (a plain `v1.31.4` is kubeadm's only then).
+  const x = typeof a === 'string' ? parseVersion(a, typeof b === 'string' ? undefined : b.distribution) : a
+  const y = typeof b === 'string' ? parseVersion(b, x.distribution) : b
   if (x.distribution !== y.distribution) {
     throw new VersionError(`cannot compare ${x.format()} (${x.distribution}) with ${y.format()} (${y.distribution})`, {
       hint: 'use versions of one distribution; a cluster cannot switch between k3s and rke2 by upgrading',

@@ -1,5 +1,5 @@
 import {VersionError} from '../errors.js'
-import {compareVersions, ReleaseVersion, parseVersion} from './release-version.js'
+import {compareVersions, ReleaseVersion, parseVersion, type Distribution} from './release-version.js'
 
 /**
  * What moving one node from `from` to `to` means under the Kubernetes skew rules:
@@ -12,8 +12,8 @@ import {compareVersions, ReleaseVersion, parseVersion} from './release-version.j
 export type UpgradeKind = 'same' | 'patch' | 'minor' | 'skip' | 'downgrade'
 
 export function classifyUpgrade(from: ReleaseVersion | string, to: ReleaseVersion | string): UpgradeKind {
-  const a = typeof from === 'string' ? parseVersion(from) : from
-  const b = typeof to === 'string' ? parseVersion(to) : to
+  const a = typeof from === 'string' ? parseVersion(from, typeof to === 'string' ? undefined : to.distribution) : from
+  const b = typeof to === 'string' ? parseVersion(to, a.distribution) : to
   const order = compareVersions(a, b)
   if (order === 0) return 'same'
   if (order > 0 || a.major !== b.major) return 'downgrade'
@@ -35,7 +35,7 @@ export async function planHops(
   target: ReleaseVersion | string,
   latestOfMinor: LatestOfMinor,
 ): Promise<ReleaseVersion[]> {
-  const start = typeof from === 'string' ? parseVersion(from) : from
+  const start = typeof from === 'string' ? parseVersion(from, typeof target === 'string' ? undefined : target.distribution) : from
   const end = typeof target === 'string' ? parseVersion(target, start.distribution) : target
   const kind = classifyUpgrade(start, end)
   if (kind === 'downgrade') {
@@ -106,7 +106,7 @@ export interface ClusterSkew {
 // Since Kubernetes 1.28 a kubelet may trail the API server by three minors.
 const MAX_KUBELET_LAG = 3
 
-export function clusterSkew(nodes: readonly SkewNode[]): ClusterSkew {
+export function clusterSkew(nodes: readonly SkewNode[], expected?: Distribution): ClusterSkew {
   const parsed: Array<{node: SkewNode; version: ReleaseVersion}> = []
   const unparsed: SkewViolation[] = []
   for (const node of nodes) {
@@ -115,9 +115,9 @@ export function clusterSkew(nodes: readonly SkewNode[]): ClusterSkew {
       continue
     }
     try {
-      parsed.push({node, version: parseVersion(node.version)})
+      parsed.push({node, version: parseVersion(node.version, expected)})
     } catch (error) {
-      unparsed.push({node: node.name, version: node.version, problem: `${node.version} is not a k3s or rke2 version`})
+      unparsed.push({node: node.name, version: node.version, problem: `${node.version} is not a ${expected ?? 'k3s or rke2'} version`})
     }
   }
   // A mix of k3s and rke2 versions has no order; report the minority as unparsed rather than throw.
