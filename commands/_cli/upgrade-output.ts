@@ -63,7 +63,13 @@ export function renderResult(result: UpgradeResult): string {
   lines.push(headline[result.outcome])
   if (result.error) lines.push(`  cause: ${result.error.message}${result.error.hint ? ` (fix: ${result.error.hint})` : ''}`)
   if (result.runIds.length > 0) lines.push(`  run: ${result.runIds.join(', ')}`)
-  if (result.outcome !== 'dry-run' && result.outcome !== 'declined') for (const node of result.nodes) lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}`)
+  if (result.outcome !== 'dry-run' && result.outcome !== 'declined') {
+    for (const node of result.nodes) {
+      const end = node.end
+      const state = !end ? '' : end.healthy ? `, Ready${end.cordoned ? ', cordoned (before the run)' : ''}` : ` — NOT HEALTHY: ${end.problems.join('; ')}`
+      lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}${state}`)
+    }
+  }
   for (const backup of result.backups) {
     if (backup.velero) lines.push(`  Velero backup: ${backup.velero}`)
     if (backup.etcdSnapshot) lines.push(`  etcd snapshot: ${backup.etcdSnapshot.name} on ${backup.etcdSnapshot.node}`)

@@ -4,6 +4,7 @@ import type {SagaTimings} from '../../sagas/binary-upgrade.js'
 import {ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
 import type {Inventory} from '../inventory.js'
 import {ClusterLock} from '../kube/lock.js'
+import {gatherStatus, type NodeStatus} from '../status.js'
 import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
 import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
 import type {RunJournal, SagaEvent, SagaOutcome, SagaResult} from '../saga/types.js'
@@ -71,7 +72,22 @@ export interface NodeChange {
   name: string
   role: 'server' | 'agent'
   before?: string
+  /** The kubelet version the API reports at the end. */
   after?: string
+  /** The end state, read from the API and the node when the run is over (not assumed from the plan). */
+  end?: {
+    ready?: boolean
+    readyReason?: string
+    cordoned: boolean
+    /** The homelab run that left it cordoned, when it was one. */
+    cordonedBy?: string
+    /** The version on the node's disk (binary, or kubeadm package), when SSH answered. */
+    onDisk?: string
+    sshError?: string
+    /** False when anything below needs a person: NotReady, cordoned by a run, disk and API disagree, unreachable. */
+    healthy: boolean
+    problems: string[]
+  }
 }
 
 export interface UpgradeResult {
@@ -358,12 +374,42 @@ function runLock(deps: RunnerDeps, runId: string, lost: AbortController): Cluste
   })
 }
 
-/** Each node's version after the run, read from the API, and the run's duration. */
+/** Outcomes after which no node can have changed: the end state is the state before. */
+const UNCHANGED: ReadonlyArray<UpgradeOutcome> = ['dry-run', 'declined', 'locked']
+
+/**
+ * Each node's state after the run, read now from the API and over SSH (the report must not
+ * claim what the plan hoped for), and the run's duration.
+ */
 async function recordAfter(deps: RunnerDeps, result: UpgradeResult, started: number): Promise<UpgradeResult> {
-  result.durationMs = Date.now() - started
   const inventory = await deps.loadInventory().catch(() => undefined)
+  const status = inventory && !UNCHANGED.includes(result.outcome) && result.nodes.length > 0
+    ? await gatherStatus({inventory: {...inventory, nodes: inventory.nodes.filter((n) => result.nodes.some((c) => c.name === n.name))}, distribution: deps.distribution, apiServer: deps.kube.server, connect: deps.connect}).catch(() => undefined)
+    : undefined
   for (const change of result.nodes) {
     change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion ?? change.after
+    const node = status?.nodes.find((n) => n.name === change.name)
+    if (node) change.end = endState(node)
   }
+  result.durationMs = Date.now() - started
   return result
+}
+
+function endState(node: NodeStatus): NonNullable<NodeChange['end']> {
+  const problems: string[] = []
+  if (!node.inCluster) problems.push('not in the cluster')
+  else if (!node.ready) problems.push(`NotReady${node.readyReason ? ` (${node.readyReason})` : ''}`)
+  if (node.cordonedBy) problems.push(`cordoned by homelab run ${node.cordonedBy}`)
+  if (!node.ssh.reachable) problems.push(`SSH: ${node.ssh.error}`)
+  else if (node.installedVersion && node.kubeletVersion && node.installedVersion !== node.kubeletVersion) problems.push(`on disk ${node.installedVersion}, running ${node.kubeletVersion}`)
+  return {
+    ready: node.ready,
+    ...(node.readyReason ? {readyReason: node.readyReason} : {}),
+    cordoned: node.cordoned,
+    ...(node.cordonedBy ? {cordonedBy: node.cordonedBy} : {}),
+    ...(node.installedVersion ? {onDisk: node.installedVersion} : {}),
+    ...(node.ssh.error ? {sshError: node.ssh.error} : {}),
+    healthy: problems.length === 0,
+    problems,
+  }
 }
