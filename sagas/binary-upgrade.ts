@@ -73,6 +73,11 @@ export function restartCommand(manager: ServiceManager, service: string): string
   return manager === 'systemd' ? `systemctl restart ${service}` : `rc-service ${service} restart`
 }
 
+/** `user@host` when homelab.yaml names the user, else the host (ssh then uses ~/.ssh/config). */
+export function sshDestination(node: {host: string; sshUser?: string}): string {
+  return node.sshUser ? `${node.sshUser}@${node.host}` : node.host
+}
+
 /** The undo of a binary swap, with the commands a person runs if it cannot run itself. */
 function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNode) {
   const binary = binaryPath(distribution, node.binDir)
@@ -82,7 +87,7 @@ function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNo
     handler: 'restoreBinary' as const,
     params: {node: node.name, role: node.role, binDir: node.binDir, previousSha256: node.previousSha256, previousVersion: node.fromVersion, serviceManager: node.serviceManager},
     description: `put ${distribution.name} ${node.fromVersion} back on ${node.name}`,
-    manual: [`ssh ${node.host} sudo cp -p ${binary}.prev ${binary}`, `ssh ${node.host} sudo ${restartCommand(node.serviceManager, service)}`],
+    manual: [`ssh ${sshDestination(node)} sudo cp -p ${binary}.prev ${binary}`, `ssh ${sshDestination(node)} sudo ${restartCommand(node.serviceManager, service)}`],
   }
 }
 

@@ -145,6 +145,7 @@ describe('defaults', () => {
       install: {
         binDir: '/usr/local/bin',
         dataDir: '/var/lib/rancher/k3s',
+        configDir: '/etc/rancher/k3s',
         releaseUrl: 'https://github.com/k3s-io/k3s/releases/download',
         channelUrl: 'https://update.k3s.io/v1-release/channels',
         source: 'cli',

@@ -6,7 +6,10 @@ import {after, describe, test} from 'node:test'
 
 import {detectDistribution} from '../src/distributions/detect.js'
 import {BINARY_DISTRIBUTIONS, DISTRIBUTIONS} from '../src/distributions/index.js'
+import {K3S} from '../src/distributions/k3s.js'
 import {RKE2} from '../src/distributions/rke2.js'
+import {sshDestination} from '../sagas/binary-upgrade.js'
+import {detectServiceManager} from '../src/node/node-ops.js'
 import type {ClusterNode} from '../src/kube/nodes.js'
 import {serverKindOf, roleOf} from '../src/kube/nodes.js'
 import {findBinDir, packageOwner, skippedManifests} from '../src/node/node-facts.js'
@@ -77,5 +80,31 @@ describe('node facts, on this machine through the local transport', () => {
     for (const f of ['rke2-ingress-nginx.yaml.skip', 'rke2-coredns.yaml', 'metrics-server/aggregated.yaml.skip']) writeFileSync(join(manifests, f), '')
     assert.deepEqual(await skippedManifests(transport, manifests), ['metrics-server/aggregated.yaml.skip', 'rke2-ingress-nginx.yaml.skip'])
     assert.deepEqual(await skippedManifests(transport, join(dir, 'absent')), [])
+  })
+})
+
+describe('service manager detection (issue 9 defect 2)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'homelab-svc-'))
+  after(() => rmSync(dir, {recursive: true, force: true}))
+  // A node with both tools, as Alpine with a stray systemctl or Debian with openrc installed beside systemd.
+  const node = (name: string, defines: {openrc?: string; systemd?: string}) => {
+    const bin = join(dir, name)
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'rc-service'), `#!/bin/sh\n[ "$1" = --exists ] && [ "$2" = "${defines.openrc ?? ''}" ] && exit 0\nexit 1\n`, {mode: 0o755})
+    writeFileSync(join(bin, 'systemctl'), `#!/bin/sh\ncase "$*" in --version) echo 'systemd 252' ;; "show -p FragmentPath --value ${defines.systemd ?? '-'}") echo /etc/systemd/system/${defines.systemd}.service ;; "show -p FragmentPath --value "*) echo ;; esac\n`, {mode: 0o755})
+    return new LocalTransport({node: name, become: 'none', env: {PATH: `${bin}:/usr/bin:/bin`, HOME: dir}})
+  }
+
+  test('the manager that defines the service wins over the order of the tools', async () => {
+    assert.equal(await detectServiceManager(node('unit', {systemd: 'k3s'}), K3S, 'auto', 'k3s'), 'systemd')
+    assert.equal(await detectServiceManager(node('init', {openrc: 'k3s-agent'}), K3S, 'auto', 'k3s-agent'), 'openrc')
+    // Defined nowhere yet: the descriptor's order of the tools decides (k3s: OpenRC first).
+    assert.equal(await detectServiceManager(node('none', {}), K3S, 'auto', 'k3s'), 'openrc')
+    assert.equal(await detectServiceManager(node('rke2', {openrc: 'rke2-server'}), RKE2, 'auto', 'rke2-server'), 'systemd')
+  })
+
+  test('manual steps name the SSH user homelab.yaml gives', () => {
+    assert.equal(sshDestination({host: '10.0.0.5', sshUser: 'ops'}), 'ops@10.0.0.5')
+    assert.equal(sshDestination({host: 'server-1'}), 'server-1')
   })
 })

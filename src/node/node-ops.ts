@@ -22,16 +22,23 @@ export async function detectArch(transport: Transport, signal?: AbortSignal): Pr
   return normaliseArch(await transport.run(['uname', '-m'], {signal}))
 }
 
+// Where a service is defined says which manager runs it; which tools exist only guesses (a
+// systemctl binary can exist where systemd does not run, OpenRC's tools beside systemd).
+const DEFINES: Record<ServiceManager, string> = {
+  openrc: 'command -v rc-service >/dev/null 2>&1 && rc-service --exists "$1" >/dev/null 2>&1',
+  systemd: 'systemctl --version >/dev/null 2>&1 && [ -n "$(systemctl show -p FragmentPath --value "$1" 2>/dev/null)" ]',
+}
 const PROBES: Record<ServiceManager, string> = {
   openrc: 'command -v rc-service >/dev/null 2>&1',
   systemd: 'systemctl --version >/dev/null 2>&1',
 }
 
 /**
- * The first of the distribution's service managers that the node has, in the descriptor's order
- * (k3s: OpenRC first, since a systemctl binary can exist where systemd does not run).
+ * The service manager that defines `service` on the node (an OpenRC init script, a systemd unit);
+ * when none does yet, the first of the distribution's managers the node has, in the descriptor's
+ * order (k3s: OpenRC first, since a systemctl binary can exist where systemd does not run).
  */
-export async function detectServiceManager(transport: Transport, distribution: DistributionDescriptor, setting: 'auto' | ServiceManager, signal?: AbortSignal): Promise<ServiceManager> {
+export async function detectServiceManager(transport: Transport, distribution: DistributionDescriptor, setting: 'auto' | ServiceManager, service: string, signal?: AbortSignal): Promise<ServiceManager> {
   const supported = distribution.serviceManagers
   if (setting !== 'auto') {
     if (supported.includes(setting)) return setting
@@ -39,8 +46,9 @@ export async function detectServiceManager(transport: Transport, distribution: D
       hint: `set install.service to auto or ${supported[0]}`,
     })
   }
-  const text = supported.map((manager, i) => `${i === 0 ? 'if' : 'elif'} ${PROBES[manager]}; then echo ${manager};`).join(' ') + ' fi'
-  const found = (await script(transport, text, [], {signal})).trim() as ServiceManager
+  const chain = [...supported.map((m) => [DEFINES[m], m] as const), ...supported.map((m) => [PROBES[m], m] as const)]
+  const text = chain.map(([test, manager], i) => `${i === 0 ? 'if' : 'elif'} ${test}; then echo ${manager};`).join(' ') + ' fi'
+  const found = (await script(transport, text, [service], {signal})).trim() as ServiceManager
   if (supported.includes(found)) return found
   const names = supported.map((m) => (m === 'systemd' ? 'systemd' : 'OpenRC'))
   throw new PreflightError(`${transport.node}: ${names.length === 1 ? `${names[0]} not` : `neither ${names.join(' nor ')}`} found`, {

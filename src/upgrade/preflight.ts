@@ -222,7 +222,7 @@ async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?
   const [installedVersion, arch, serviceManager, previousSha256, freeBin, freeTmp, owner, skipManifests] = await Promise.all([
     readInstalledVersion(transport, distribution, binDir, signal),
     detectArch(transport, signal),
-    detectServiceManager(transport, distribution, config.install.service, signal),
+    detectServiceManager(transport, distribution, config.install.service, distribution.services[node.role], signal),
     sha256OnNode(transport, binary, signal),
     freeKilobytes(transport, binDir, signal),
     freeKilobytes(transport, '/tmp', signal),
@@ -249,6 +249,7 @@ async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?
     role: node.role,
     ...(node.serverKind ? {serverKind: node.serverKind} : {}),
     host: node.host,
+    ...(node.ssh.user ? {sshUser: node.ssh.user} : {}),
     arch,
     binDir,
     dataDir: node.dataDir,

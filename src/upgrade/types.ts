@@ -32,6 +32,8 @@ export interface PlannedNodeBase {
   /** Servers: etcd-only ones go first. */
   serverKind?: ServerKind
   host: string
+  /** The SSH user homelab.yaml names for the node, for the commands a person is told to run. */
+  sshUser?: string
   arch: Arch
   /** Kubelet version before the run. */
   fromVersion: string
