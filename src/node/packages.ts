@@ -1,0 +1,117 @@
+/**
+ * The node's package manager as kubeadm's upgrade guide uses it: which one the node has, which
+ * versions are installed and held, where the Kubernetes repository is defined, which versions a
+ * repository offers (asked in a scratch directory, so the node's own package state is untouched),
+ * and the minor switch of a repository definition. Read-only except where a name says otherwise.
+ */
+import {CommandError, PreflightError} from '../errors.js'
+import type {Transport} from '../transport/types.js'
+import {script} from './node-ops.js'
+
+export type PackageManagerName = 'apt' | 'dnf'
+
+interface Options {
+  signal?: AbortSignal
+}
+
+/** apt where dpkg is the package database, else dnf (EL 8+; `yum` there is dnf too). */
+export async function detectPackageManager(transport: Transport, options: Options = {}): Promise<PackageManagerName> {
+  const found = (await script(transport, 'if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then echo apt; elif command -v dnf >/dev/null 2>&1; then echo dnf; fi', [], options)).trim()
+  if (found === 'apt' || found === 'dnf') return found
+  throw new PreflightError(`${transport.node}: neither apt (with dpkg) nor dnf found`, {hint: 'kubeadm nodes are upgraded through apt or dnf, as the kubeadm upgrade guide does it'})
+}
+
+/** The installed version of each package (`1.31.4-1.1`), undefined for one not installed. */
+export async function installedVersions(transport: Transport, manager: PackageManagerName, packages: readonly string[], options: Options = {}): Promise<Record<string, string | undefined>> {
+  // One line per package, `name<TAB>version`, whatever the tool says about the missing ones.
+  const text = manager === 'apt'
+    ? 'for p; do v=$(dpkg-query -W -f=\'${Version}\' "$p" 2>/dev/null) || v=; printf \'%s\\t%s\\n\' "$p" "$v"; done'
+    : 'for p; do v=$(rpm -q --qf \'%{VERSION}-%{RELEASE}\' "$p" 2>/dev/null) || v=; printf \'%s\\t%s\\n\' "$p" "$v"; done'
+  const out = await script(transport, text, packages, options)
+  const versions: Record<string, string | undefined> = Object.fromEntries(packages.map((p) => [p, undefined]))
+  for (const line of out.split('\n')) {
+    const [name, version] = line.split('\t')
+    if (name && name in versions && version && !/not installed/.test(version)) versions[name] = version.trim()
+  }
+  return versions
+}
+
+/** apt: the packages on hold (`apt-mark showhold`). dnf has no holds; its `exclude=` line plays that part. */
+export async function heldPackages(transport: Transport, manager: PackageManagerName, options: Options = {}): Promise<string[]> {
+  if (manager !== 'apt') return []
+  return (await transport.run(['apt-mark', 'showhold'], options)).split('\n').map((l) => l.trim()).filter(Boolean)
+}
+
+/**
+ * The file that defines the Kubernetes repository: the one of the usual names (or any) in apt's
+ * sources dir whose lines name a `/vX.Y/` repository; for dnf the `Repo-filename` of the enabled
+ * repository whose baseurl does. `explicit` (install.repositoryFile) wins.
+ */
+export async function findRepositoryFile(transport: Transport, manager: PackageManagerName, names: readonly string[], explicit: string | undefined, options: Options = {}): Promise<string> {
+  if (explicit) return explicit
+  if (manager === 'apt') {
+    const dir = /'(.*)'/.exec(await transport.run(['apt-config', 'shell', 'D', 'Dir::Etc::sourceparts/d'], options))?.[1]?.replace(/\/+$/, '')
+    if (dir) {
+      const found = (await script(transport, 'd=$1; shift; for n; do [ -f "$d/$n" ] && grep -qE "/v[0-9]+\\.[0-9]+/" "$d/$n" && { echo "$d/$n"; exit 0; }; done; for f in "$d"/*.list "$d"/*.sources; do [ -f "$f" ] && grep -qE "core:/stable:/v[0-9]+\\.[0-9]+/" "$f" && { echo "$f"; exit 0; }; done; true', [dir, ...names], options)).trim()
+      if (found) return found
+    }
+  } else {
+    const out = await transport.run(['dnf', '-v', 'repolist', '--enabled'], options)
+    for (const block of out.split(/\n(?=Repo-id\s*:)/)) {
+      const baseurl = /^Repo-baseurl\s*:\s*(\S+)/m.exec(block)?.[1]
+      const file = /^Repo-filename\s*:\s*(\S+)/m.exec(block)?.[1]
+      if (baseurl && file && /\/v\d+\.\d+\//.test(baseurl)) return file
+    }
+  }
+  throw new PreflightError(`${transport.node}: no ${manager} repository definition names a Kubernetes minor (…/v1.31/…)`, {
+    hint: 'set install.repositoryFile for the node in homelab.yaml to the file that defines the Kubernetes repository',
+  })
+}
+
+/**
+ * The repository definition with its minor changed (`/v1.31/` → `/v1.32/` in every URL), the
+ * rest kept as it is. Undefined when the text names no `/v<from>/` (a repository we cannot switch).
+ */
+export function switchRepositoryMinor(text: string, from: string, to: string): string | undefined {
+  const pattern = new RegExp(`/v${from.replace(/^v/, '').replace('.', '\\.')}(?=/)`, 'g')
+  if (!pattern.test(text)) return undefined
+  return text.replace(pattern, `/v${to.replace(/^v/, '')}`)
+}
+
+/**
+ * The versions of `pkg` a repository definition offers (newest first), asked through the node's
+ * own package manager with a scratch sources/cache dir under /tmp, so neither apt's lists nor
+ * dnf's cache of the node change. Throws CommandError when the repository cannot be read.
+ */
+export async function offeredVersions(transport: Transport, manager: PackageManagerName, repositoryText: string, file: string, pkg: string, options: Options = {}): Promise<string[]> {
+  const base = file.slice(file.lastIndexOf('/') + 1)
+  const text = manager === 'apt'
+    ? `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; mkdir -p "$t/lists/partial" "$t/parts" "$t/cache/archives/partial"
+printf '%s' "$1" > "$t/parts/$2"
+o="-o Dir::Etc::sourcelist=$t/none.list -o Dir::Etc::sourceparts=$t/parts -o Dir::State::Lists=$t/lists -o Dir::Cache=$t/cache"
+apt-get $o update -qq >/dev/null 2>"$t/err" || { cat "$t/err" >&2; exit 100; }
+apt-cache $o madison "$3"`
+    : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; mkdir -p "$t/repos" "$t/cache"
+printf '%s' "$1" > "$t/repos/$2"
+dnf -q list --showduplicates --disableexcludes=all --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" "$3"`
+  let out: string
+  try {
+    out = await script(transport, text, [repositoryText, base, pkg], {...options, timeoutMs: 120_000})
+  } catch (error) {
+    if (!(error instanceof CommandError)) throw error
+    throw new PreflightError(`${transport.node}: the package repository in ${file} (as it would be) cannot be read: ${(error.stderr.trim().split('\n').at(-1) ?? error.message).slice(0, 200)}`, {
+      cause: error,
+      hint: 'check that the repository for the target minor exists and the node can reach it (a mirror must carry it too)',
+    })
+  }
+  const versions = manager === 'apt'
+    ? out.split('\n').map((l) => l.split('|')).filter((p) => p.length >= 2 && p[0].trim() === pkg).map((p) => p[1].trim())
+    : out.split('\n').map((l) => l.trim().split(/\s+/)).filter((p) => p.length >= 2 && p[0].startsWith(`${pkg}.`)).map((p) => p[1])
+  return [...new Set(versions)]
+}
+
+/** The package version (`1.32.4-1.1`) built from Kubernetes `v1.32.4`, among those offered. */
+export function packageVersionFor(kubernetes: string, offered: readonly string[]): string | undefined {
+  const plain = kubernetes.replace(/^v/, '')
+  return offered.find((v) => v.startsWith(`${plain}-`))
+}
