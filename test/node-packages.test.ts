@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
 
-import {findRepositoryFile, heldPackages, installedVersions, detectPackageManager, offeredVersions, packageVersionFor, switchRepositoryMinor} from '../src/node/packages.js'
+import {findRepositoryFile, heldPackages, installPackages, installedVersions, detectPackageManager, offeredVersions, packageVersionFor, readRepositoryFile, switchRepositoryMinor, writeRepositoryFile} from '../src/node/packages.js'
 import {openSession, type Session} from '../src/session.js'
 import type {Transport} from '../src/transport/types.js'
 import {startHomelab, type Homelab} from './sim/homelab.js'
 import {readCommandLog} from './sim/node-fixture.js'
-import {installedPackages, kubeadmFixture, repositoryFile} from './sim/kubeadm-node.js'
+import {heldPackages as simHeld, installedPackages, kubeadmFixture, repositoryFile} from './sim/kubeadm-node.js'
 import {requireSshdInCi} from './sim/require-sshd.js'
 
 test('the minor switch rewrites every /vX.Y/ of the old minor and nothing else', () => {
@@ -77,6 +77,39 @@ describe('packages on simulated kubeadm nodes', () => {
       assert.equal(await repositoryFile(fixture), text)
       const log = await readCommandLog(fixture)
       assert.deepEqual(log.filter((e) => e.privileged && ['apt-get', 'apt-mark', 'dnf', 'dpkg'].includes(e.tool)), [])
+    })
+  }
+
+  for (const [name, manager] of [['cp-1', 'apt'], ['el-1', 'dnf']] as const) {
+    test(`${name} (${manager}): switch the repository, install kubeadm at the target, then put both back exactly`, async () => {
+      const t = transports.get(name) as Transport
+      const fixture = kubeadmFixture(lab.node(name).fixture)
+      const file = await findRepositoryFile(t, manager, ['kubernetes.list'], undefined)
+      const original = await readRepositoryFile(t, file)
+      const held = await heldPackages(t, manager)
+      // apt's holds, or dnf's exclude= line: either way what the node says must survive the round trip.
+      const pinned = (await simHeld(fixture)).sort()
+      const before = await installedVersions(t, manager, ['kubeadm'])
+      const next = switchRepositoryMinor(original, 'v1.31', 'v1.32') as string
+      const target = packageVersionFor('v1.32.4', await offeredVersions(t, manager, next, file, 'kubeadm')) as string
+
+      await writeRepositoryFile(t, file, next)
+      await installPackages(t, manager, {kubeadm: target}, {held})
+      assert.equal((await installedVersions(t, manager, ['kubeadm'])).kubeadm, target)
+      assert.equal(await repositoryFile(fixture), next)
+      assert.deepEqual((await simHeld(fixture)).sort(), pinned)
+      // Again: nothing to do, no package command.
+      const packageCommands = async () => (await readCommandLog(fixture)).filter((e) => ['apt-get', 'apt-mark', 'dnf'].includes(e.tool)).length
+      const count = await packageCommands()
+      await installPackages(t, manager, {kubeadm: target}, {held})
+      assert.equal(await packageCommands(), count)
+
+      // The compensation's way back: the old file, then the old version (a downgrade).
+      await writeRepositoryFile(t, file, original)
+      await installPackages(t, manager, {kubeadm: before.kubeadm as string}, {held})
+      assert.equal((await installedVersions(t, manager, ['kubeadm'])).kubeadm, before.kubeadm)
+      assert.equal(await repositoryFile(fixture), original)
+      assert.deepEqual((await simHeld(fixture)).sort(), pinned)
     })
   }
 })

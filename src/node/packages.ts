@@ -115,3 +115,54 @@ export function packageVersionFor(kubernetes: string, offered: readonly string[]
   const plain = kubernetes.replace(/^v/, '')
   return offered.find((v) => v.startsWith(`${plain}-`))
 }
+
+/**
+ * Installs each package at its exact version the way the kubeadm upgrade guide shows: apt
+ * unholds, updates its lists, installs `pkg=version` (downgrades allowed, for compensation) and
+ * holds again what was held; dnf installs (or downgrades) `pkg-version` past the repository's
+ * `exclude=` line. Idempotent: a package already at its version is left alone.
+ */
+export async function installPackages(transport: Transport, manager: PackageManagerName, wanted: Readonly<Record<string, string>>, options: Options & {held: readonly string[]}): Promise<void> {
+  const current = await installedVersions(transport, manager, Object.keys(wanted), options)
+  const changes = Object.entries(wanted).filter(([name, version]) => current[name] !== version)
+  if (changes.length === 0) return
+  const names = changes.map(([name]) => name)
+  const run = (argv: string[]) => transport.run(argv, {privileged: true, signal: options.signal, timeoutMs: 600_000})
+  if (manager === 'apt') {
+    const held = names.filter((n) => options.held.includes(n))
+    if (held.length > 0) await run(['apt-mark', 'unhold', ...held])
+    try {
+      await run(['apt-get', 'update', '-qq'])
+      await run(['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', '--allow-downgrades', '--allow-change-held-packages', ...changes.map(([n, v]) => `${n}=${v}`)])
+    } finally {
+      // Held again even when the install failed: a hold the user set is never lost by us.
+      if (held.length > 0) await run(['apt-mark', 'hold', ...held])
+    }
+    return
+  }
+  const older = changes.filter(([name, version]) => current[name] !== undefined && compareRpmVersions(version, current[name] as string) < 0)
+  const newer = changes.filter((change) => !older.includes(change))
+  if (newer.length > 0) await run(['dnf', 'install', '-y', '-q', '--disableexcludes=all', ...newer.map(([n, v]) => `${n}-${v}`)])
+  if (older.length > 0) await run(['dnf', 'downgrade', '-y', '-q', '--disableexcludes=all', ...older.map(([n, v]) => `${n}-${v}`)])
+}
+
+/** `1.31.4-150500.1.1` vs `1.32.4-150500.1.1`: numeric parts left to right (enough for Kubernetes' own packages). */
+function compareRpmVersions(a: string, b: string): number {
+  const pa = a.split(/[.-]/).map(Number)
+  const pb = b.split(/[.-]/).map(Number)
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0)
+    if (d !== 0 && Number.isFinite(d)) return Math.sign(d)
+  }
+  return 0
+}
+
+/** The repository definition's text as it is on the node now. */
+export async function readRepositoryFile(transport: Transport, file: string, options: Options = {}): Promise<string> {
+  return transport.run(['cat', file], {...options, privileged: true})
+}
+
+/** Replaces the repository definition atomically (same directory, then rename), keeping its mode. */
+export async function writeRepositoryFile(transport: Transport, file: string, text: string, options: Options = {}): Promise<void> {
+  await script(transport, 't="$1.homelab.$$"; printf "%s" "$2" > "$t" && chmod --reference="$1" "$t" 2>/dev/null; mv -f "$t" "$1"', [file, text], {...options, privileged: true})
+}
