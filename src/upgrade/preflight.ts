@@ -1,6 +1,6 @@
 import type {Arch} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
-import type {InventoryNode} from '../inventory.js'
+import type {Inventory, InventoryNode} from '../inventory.js'
 import {planDrain} from '../kube/drain.js'
 import {binaryPath, readInstalledVersion} from '../node/installed-version.js'
 import {findBinDir, packageOwner, skippedManifests} from '../node/node-facts.js'
@@ -10,7 +10,7 @@ import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import {compareVersions, type ReleaseVersion} from '../versions/release-version.js'
 import {drainSettings, veleroSettings} from './settings.js'
-import type {BinaryUpgradeDeps, DrainReport, PlannedNode, UpgradePlan} from './types.js'
+import type {BinaryUpgradeDeps, DrainReport, PlannedNode, PlannedNodeBase, UpgradeDeps, UpgradePlan} from './types.js'
 
 export interface PreflightRequest {
   target: ReleaseVersion
@@ -38,30 +38,8 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
   const fix: string[] = []
 
   const selected = request.only ? new Set(request.only) : undefined
-  for (const name of request.only ?? []) {
-    if (!inventory.nodes.some((node) => node.name === name)) problems.push(`--nodes names ${name}, which is not in the inventory`)
-  }
-  for (const name of inventory.onlyInFile) {
-    problems.push(`node ${name} is in homelab.yaml but not in the cluster`)
-    fix.push(`remove ${name} from homelab.yaml or check the kubeconfig context`)
-  }
-  if (inventory.onlyInCluster.length > 0 && !selected) {
-    problems.push(`node(s) ${inventory.onlyInCluster.join(', ')} are in the cluster but not in homelab.yaml; they would be left behind`)
-    fix.push('add them to homelab.yaml, set discover: true, or limit the run with --nodes')
-  }
+  clusterProblems(inventory, request.only, problems, fix)
 
-  // The API's view: every node Ready, versions, who is cordoned.
-  for (const node of inventory.nodes) {
-    if (!node.cluster) continue
-    if (node.cluster.cordonedBy) {
-      problems.push(`node ${node.name} is still cordoned by homelab run ${node.cluster.cordonedBy}`)
-      fix.push(`finish that run (homelab k8s upgrade --resume ${node.cluster.cordonedBy}) or undo it (homelab k8s rollback ${node.cluster.cordonedBy})`)
-    }
-    if (!node.cluster.ready) {
-      problems.push(`node ${node.name} is NotReady (${node.cluster.readyReason})`)
-      fix.push(`bring ${node.name} back to Ready before upgrading`)
-    }
-  }
   const servers = inventory.nodes.filter((node) => node.role === 'server')
   if (servers.length > 1 && servers.length % 2 === 0) {
     warnings.push(`${servers.length} servers: an even number of etcd members tolerates no more failures than ${servers.length - 1}`)
@@ -117,14 +95,7 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
   }
 
   // Backups.
-  const wantVelero = !request.skipBackup && config.upgrade.backup.velero.enabled
-  if (wantVelero) {
-    try {
-      await checkStorageLocation(kube, veleroSettings(config))
-    } catch (error) {
-      problems.push(isHomelabError(error) ? error.oneLine() : `cannot read Velero's BackupStorageLocation: ${(error as Error).message}`)
-    }
-  }
+  const wantVelero = await checkVelero(deps, request.skipBackup, problems)
   const etcdServers = distribution.etcd.alwaysEmbedded ? servers : servers.filter((server) => server.cluster?.labels[distribution.labels.etcd] === 'true')
   const etcdMode = config.upgrade.backup.etcdSnapshot
   let etcdSnapshotNode: string | undefined
@@ -137,20 +108,7 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
   }
 
   // Drains, reported per agent.
-  const drain: DrainReport[] = []
-  const settings = drainSettings(config)
-  for (const agent of toUpgrade.filter((node) => node.role === 'agent')) {
-    const plan = await planDrain(kube, agent.name, settings)
-    drain.push({node: agent.name, evict: plan.evict.map((pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`), ignored: plan.ignored.length, pdbBlocked: plan.pdbBlocked})
-    for (const blocker of plan.blockers) {
-      problems.push(`agent ${agent.name} cannot be drained: ${blocker.pod}: ${blocker.reason}`)
-      fix.push(blocker.fix)
-    }
-    for (const blocked of plan.pdbBlocked) {
-      problems.push(`agent ${agent.name} cannot be drained now: PodDisruptionBudget ${blocked.pdb} allows no disruption of ${blocked.pod}`)
-      fix.push(`scale up the workload behind ${blocked.pdb} or relax the budget`)
-    }
-  }
+  const drain = await planDrains(deps, toUpgrade.filter((node) => node.role === 'agent'), problems, fix)
 
   // Binaries: one verified download per architecture, before any node changes.
   const shaByArch = new Map<Arch, string>()
@@ -166,25 +124,10 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
     }
   }
 
-  if (problems.length > 0) {
-    const unique = [...new Set(fix)]
-    throw new PreflightError(
-      `pre-flight refused the upgrade to ${target.format()}; nothing was changed:\n  - ${problems.join('\n  - ')}`,
-      {hint: unique.length > 0 ? unique.join('; ') : 'fix the problems listed and run again'},
-    )
-  }
+  refuseIfProblems(target, problems, fix)
 
   const planned = toUpgrade.map((node) => ({...node, newSha256: shaByArch.get(node.arch) as string}))
-  return {
-    target: target.format(),
-    servers: planned.filter((node) => node.role === 'server'),
-    agents: planned.filter((node) => node.role === 'agent'),
-    skipped,
-    backup: {velero: wantVelero, etcdSnapshotNode},
-    skippedComponents,
-    drain,
-    warnings,
-  }
+  return planOf(target, planned, {skipped, backup: {velero: wantVelero, etcdSnapshotNode}, skippedComponents, drain, warnings})
 }
 
 const BINARY_HEADROOM_KB = 256 * 1024
@@ -245,20 +188,104 @@ async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?
   }
   const fromVersion = node.cluster?.kubeletVersion || installedVersion
   return {
+    ...plannedBase(node, arch, fromVersion),
+    binDir,
+    dataDir: node.dataDir,
+    serviceManager,
+    traits: [serviceManager],
+    installedVersion,
+    previousSha256,
+    skipManifests,
+  }
+}
+
+/** What the API and homelab.yaml say before any node is asked: names that do not match, runs left over, nodes NotReady. */
+export function clusterProblems(inventory: Inventory, only: readonly string[] | undefined, problems: string[], fix: string[]): void {
+  for (const name of only ?? []) {
+    if (!inventory.nodes.some((node) => node.name === name)) problems.push(`--nodes names ${name}, which is not in the inventory`)
+  }
+  for (const name of inventory.onlyInFile) {
+    problems.push(`node ${name} is in homelab.yaml but not in the cluster`)
+    fix.push(`remove ${name} from homelab.yaml or check the kubeconfig context`)
+  }
+  if (inventory.onlyInCluster.length > 0 && !only) {
+    problems.push(`node(s) ${inventory.onlyInCluster.join(', ')} are in the cluster but not in homelab.yaml; they would be left behind`)
+    fix.push('add them to homelab.yaml, set discover: true, or limit the run with --nodes')
+  }
+
+  // The API's view: every node Ready, versions, who is cordoned.
+  for (const node of inventory.nodes) {
+    if (!node.cluster) continue
+    if (node.cluster.cordonedBy) {
+      problems.push(`node ${node.name} is still cordoned by homelab run ${node.cluster.cordonedBy}`)
+      fix.push(`finish that run (homelab k8s upgrade --resume ${node.cluster.cordonedBy}) or undo it (homelab k8s rollback ${node.cluster.cordonedBy})`)
+    }
+    if (!node.cluster.ready) {
+      problems.push(`node ${node.name} is NotReady (${node.cluster.readyReason})`)
+      fix.push(`bring ${node.name} back to Ready before upgrading`)
+    }
+  }
+}
+
+/** Whether this run takes a Velero backup, and whether its storage location can take one now. */
+export async function checkVelero(deps: UpgradeDeps, skipBackup: boolean, problems: string[]): Promise<boolean> {
+  const {config, kube} = deps
+  const wantVelero = !skipBackup && config.upgrade.backup.velero.enabled
+  if (wantVelero) {
+    try {
+      await checkStorageLocation(kube, veleroSettings(config))
+    } catch (error) {
+      problems.push(isHomelabError(error) ? error.oneLine() : `cannot read Velero's BackupStorageLocation: ${(error as Error).message}`)
+    }
+  }
+  return wantVelero
+}
+
+/** Each node's drain as it would go now; pods nothing would bring back and PDBs at zero are problems. */
+export async function planDrains(deps: UpgradeDeps, nodes: ReadonlyArray<{name: string; role: string}>, problems: string[], fix: string[]): Promise<DrainReport[]> {
+  const {config, kube} = deps
+  const drain: DrainReport[] = []
+  const settings = drainSettings(config)
+  for (const node of nodes) {
+    const plan = await planDrain(kube, node.name, settings)
+    drain.push({node: node.name, evict: plan.evict.map((pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`), ignored: plan.ignored.length, pdbBlocked: plan.pdbBlocked})
+    for (const blocker of plan.blockers) {
+      problems.push(`${node.role} ${node.name} cannot be drained: ${blocker.pod}: ${blocker.reason}`)
+      fix.push(blocker.fix)
+    }
+    for (const blocked of plan.pdbBlocked) {
+      problems.push(`${node.role} ${node.name} cannot be drained now: PodDisruptionBudget ${blocked.pdb} allows no disruption of ${blocked.pod}`)
+      fix.push(`scale up the workload behind ${blocked.pdb} or relax the budget`)
+    }
+  }
+  return drain
+}
+
+/** All problems at once, so one run tells the user everything to fix (exit 3, nothing changed). */
+export function refuseIfProblems(target: ReleaseVersion, problems: readonly string[], fix: readonly string[]): void {
+  if (problems.length === 0) return
+  const unique = [...new Set(fix)]
+  throw new PreflightError(`pre-flight refused the upgrade to ${target.format()}; nothing was changed:\n  - ${problems.join('\n  - ')}`, {
+    hint: unique.length > 0 ? unique.join('; ') : 'fix the problems listed and run again',
+  })
+}
+
+/** The plan, servers and agents each in upgrade order. */
+export function planOf<N extends PlannedNodeBase>(target: ReleaseVersion, planned: readonly N[], rest: Omit<UpgradePlan<N>, 'target' | 'servers' | 'agents'>): UpgradePlan<N> {
+  return {target: target.format(), servers: planned.filter((n) => n.role === 'server'), agents: planned.filter((n) => n.role === 'agent'), ...rest}
+}
+
+/** What every distribution's plan says of a node: who it is, how to reach it, where it starts. */
+export function plannedBase(node: InventoryNode, arch: PlannedNodeBase['arch'], fromVersion: string): PlannedNodeBase {
+  return {
     name: node.name,
     role: node.role,
     ...(node.serverKind ? {serverKind: node.serverKind} : {}),
     host: node.host,
     ...(node.ssh.user ? {sshUser: node.ssh.user} : {}),
     arch,
-    binDir,
-    dataDir: node.dataDir,
-    serviceManager,
-    traits: [serviceManager],
     fromVersion,
-    installedVersion,
-    previousSha256,
+    // Cordoned by someone else before we came: it stays cordoned and we never uncordon it.
     preCordoned: node.cluster?.unschedulable === true && node.cluster.cordonedBy === undefined,
-    skipManifests,
   }
 }

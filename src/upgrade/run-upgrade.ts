@@ -12,7 +12,7 @@ import {compareVersions, sortVersions, parseVersion} from '../versions/release-v
 import {drainSettings, veleroSettings} from './settings.js'
 import {planUpgradeHops, resolveTarget} from './target.js'
 import type {UpgradeDeps, UpgradePlan} from './types.js'
-import {UPGRADE_SAGAS, upgraderFor, upgraderOfSaga, type Upgrader} from './upgraders.js'
+import {UPGRADE_SAGAS, sagaFor, sagaOfJournal, upgraderFor, type UpgradeSaga} from './upgraders.js'
 
 /** What every upgrade saga's input and data carry, whatever else they hold. */
 interface CommonInput {
@@ -186,6 +186,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       if (later.length === 0) result.outcome = 'nothing-to-do'
       continue
     }
+    const saga = sagaFor(deps.distribution)
     if (deps.confirm && !asked) {
       asked = true
       if (!(await deps.confirm(plan, result.hops))) {
@@ -216,7 +217,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     }
     let journal: Journal
     try {
-      journal = await journals.create({saga: upgraderFor(deps.distribution).saga, input, data: {}})
+      journal = await journals.create({saga: saga.name, input, data: {}})
     } catch (error) {
       await lock.release()
       throw error
@@ -286,8 +287,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
 }
 
 /** The journal's own saga decides how it is resumed or undone. */
-function upgraderOf(journal: RunJournal): Upgrader {
-  const found = upgraderOfSaga(journal.saga)
+function upgraderOf(journal: RunJournal): UpgradeSaga {
+  const found = sagaOfJournal(journal.saga)
   if (!found) throw new HomelabError(`run ${journal.id} was written by saga ${journal.saga}, which this homelab does not know`, {exitCode: ExitCode.usage, hint: 'use the homelab version that started it'})
   return found
 }

@@ -2,21 +2,28 @@ import {BINARY_UPGRADE_SAGA, binaryUpgradeSaga, type SagaTimings} from '../../sa
 import type {AnyDistribution} from '../distributions/index.js'
 import {ConfigError, HomelabError} from '../errors.js'
 import type {RunJournal, SagaDefinition} from '../saga/types.js'
+import {kubeadmPreflight} from './kubeadm-preflight.js'
 import {preflight, type PreflightRequest} from './preflight.js'
 import {manualRecoverySteps} from './recovery.js'
 import type {BinaryUpgradeDeps, UpgradeDeps, UpgradePlan} from './types.js'
 
-/**
- * How one way of installing Kubernetes is upgraded: its pre-flight, its saga and its manual
- * recovery. The runner picks one by the descriptor's `install` and never asks which it has.
- */
-export interface Upgrader {
-  saga: string
-  preflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan>
+/** The saga that carries out a plan, with its manual recovery. */
+export interface UpgradeSaga {
+  name: string
   // The saga's own types stay inside it; the runner only passes its input through the journal.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   definition(deps: UpgradeDeps, timings?: SagaTimings): SagaDefinition<any, any, any>
   manualRecoverySteps(journal: RunJournal): string[]
+}
+
+/**
+ * How one way of installing Kubernetes is upgraded: its pre-flight and the saga that carries out
+ * the plan. The runner picks one by the descriptor's `install` and never asks which it has.
+ */
+export interface Upgrader {
+  preflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan>
+  /** Absent while only the pre-flight exists: `--dry-run` works, a real run is refused by name. */
+  saga?: UpgradeSaga
 }
 
 function asBinary(deps: UpgradeDeps): BinaryUpgradeDeps {
@@ -26,29 +33,33 @@ function asBinary(deps: UpgradeDeps): BinaryUpgradeDeps {
   return deps as BinaryUpgradeDeps
 }
 
-// kubeadm's package saga is not built yet: its clusters are refused by name, before any change.
-export const UPGRADERS: Readonly<Partial<Record<AnyDistribution['install'], Upgrader>>> = {
+export const UPGRADERS: Readonly<Record<AnyDistribution['install'], Upgrader>> = {
   binary: {
-    saga: BINARY_UPGRADE_SAGA,
     preflight: (deps, request) => preflight(asBinary(deps), request),
-    definition: (deps, timings) => binaryUpgradeSaga(asBinary(deps), timings),
-    manualRecoverySteps,
+    saga: {name: BINARY_UPGRADE_SAGA, definition: (deps, timings) => binaryUpgradeSaga(asBinary(deps), timings), manualRecoverySteps},
   },
+  // kubeadm's package saga is the next step; its pre-flight already answers --dry-run.
+  packages: {preflight: (deps, request) => kubeadmPreflight(deps, request)},
 }
 
-export const UPGRADE_SAGAS: readonly string[] = Object.values(UPGRADERS).map((u) => u.saga)
+export const UPGRADE_SAGAS: readonly string[] = Object.values(UPGRADERS).flatMap((u) => (u.saga ? [u.saga.name] : []))
 
 export function upgraderFor(distribution: AnyDistribution): Upgrader {
-  const found = UPGRADERS[distribution.install]
+  return UPGRADERS[distribution.install]
+}
+
+/** The saga that carries out this distribution's plans; refused by name where there is none yet. */
+export function sagaFor(distribution: AnyDistribution): UpgradeSaga {
+  const found = UPGRADERS[distribution.install].saga
   if (!found) {
     throw new ConfigError(`homelab k8s upgrade cannot upgrade ${distribution.name} clusters yet; nothing was changed`, {
-      hint: `upgrade ${distribution.name} by hand for now (kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-upgrade/); homelab k8s status works on it`,
+      hint: `--dry-run shows the pre-flight and the plan; upgrade ${distribution.name} by hand for now (kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-upgrade/)`,
     })
   }
   return found
 }
 
-/** The upgrader whose saga wrote a journal (resume and rollback follow the journal, not the config). */
-export function upgraderOfSaga(saga: string): Upgrader | undefined {
-  return Object.values(UPGRADERS).find((u) => u.saga === saga)
+/** The saga that wrote a journal (resume and rollback follow the journal, not the config). */
+export function sagaOfJournal(saga: string): UpgradeSaga | undefined {
+  return Object.values(UPGRADERS).find((u) => u.saga?.name === saga)?.saga
 }

@@ -1,0 +1,158 @@
+/**
+ * Pre-flight of a kubeadm upgrade, read-only: the checks every distribution shares (names, runs
+ * left over, NotReady, versions, Velero, drains) plus kubeadm's own, per node over SSH: root,
+ * the package manager and the installed packages, the repository definition and its switch to
+ * the target's minor, the exact package version the target repository offers, swap off, and on
+ * the first control plane admin.conf and where etcd runs.
+ */
+import {packageDistributionOf, type PackageDistribution} from '../distributions/index.js'
+import {isHomelabError, PreflightError} from '../errors.js'
+import type {InventoryNode} from '../inventory.js'
+import {checkPrivilege, detectArch, script} from '../node/node-ops.js'
+import {detectPackageManager, findRepositoryFile, heldPackages, installedVersions, offeredVersions, packageVersionFor, readRepositoryFile, switchRepositoryMinor, type PackageManagerName} from '../node/packages.js'
+import {settleWithConcurrency} from '../saga/concurrency.js'
+import {classifyUpgrade} from '../versions/skew.js'
+import type {ReleaseVersion} from '../versions/release-version.js'
+import {checkVelero, clusterProblems, planDrains, planOf, plannedBase, refuseIfProblems, type PreflightRequest} from './preflight.js'
+import type {PlannedNodeBase, UpgradeDeps, UpgradePlan} from './types.js'
+
+export interface KubeadmPlannedNode extends PlannedNodeBase {
+  packageManager: PackageManagerName
+  configDir: string
+  repositoryFile: string
+  /** The definition as it was (the undo puts it back) and as the target needs it (same text for a patch). */
+  repositoryBefore: string
+  repositoryAfter: string
+  /** apt holds on the node before the run; kept as they were. */
+  held: string[]
+  packagesBefore: Record<string, string>
+  packagesTarget: Record<string, string>
+  /** The one node that runs `kubeadm upgrade apply`; every other runs `kubeadm upgrade node`. */
+  applies: boolean
+}
+
+const SSH_FANOUT = 16
+
+export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan<KubeadmPlannedNode>> {
+  const {inventory, config} = deps
+  const distribution = packageDistributionOf(deps.distribution.name)
+  const {target, signal} = request
+  const problems: string[] = []
+  const fix: string[] = []
+  const warnings = [...inventory.warnings]
+  clusterProblems(inventory, request.only, problems, fix)
+  const selected = request.only ? new Set(request.only) : undefined
+
+  const skipped: UpgradePlan['skipped'] = []
+  const candidates: InventoryNode[] = []
+  for (const node of inventory.nodes) {
+    if (!node.cluster) continue
+    if (selected && !selected.has(node.name)) {
+      skipped.push({node: node.name, reason: 'not selected by --nodes'})
+      continue
+    }
+    const from = node.cluster.kubeletVersion
+    const kind = classifyUpgrade(from, target)
+    if (kind === 'downgrade') {
+      problems.push(`node ${node.name} runs ${from}; ${target.format()} would be a downgrade`)
+      fix.push(`pick a target of at least ${from}; going back means restoring a backup`)
+    } else if (kind === 'skip') {
+      problems.push(`node ${node.name} runs ${from}; ${target.format()} skips a minor version`)
+      fix.push('upgrade one minor at a time (homelab plans the hops unless --no-hops is given)')
+    } else {
+      candidates.push(node)
+    }
+  }
+
+  const servers = candidates.filter((n) => n.role === 'server')
+  const first = servers[0]
+  const inspected = await settleWithConcurrency(candidates, SSH_FANOUT, (node) => {
+    request.onProgress?.(`checking ${node.name} over SSH`)
+    return inspectNode(deps, distribution, node, target, node === first, signal)
+  })
+  const planned: KubeadmPlannedNode[] = []
+  let stackedEtcd = false
+  inspected.forEach((outcome, index) => {
+    const node = candidates[index]
+    if (outcome.status === 'rejected') {
+      problems.push(`node ${node.name}: ${isHomelabError(outcome.reason) ? outcome.reason.oneLine() : (outcome.reason as Error).message}`)
+      return
+    }
+    const {plan, etcd} = outcome.value
+    if (node === first) stackedEtcd = etcd
+    const atTarget = node.cluster?.kubeletVersion === target.format() && Object.entries(plan.packagesTarget).every(([p, v]) => plan.packagesBefore[p] === v)
+    if (atTarget) skipped.push({node: node.name, reason: `already at ${target.format()}`})
+    else planned.push(plan)
+  })
+
+  const wantVelero = await checkVelero(deps, request.skipBackup, problems)
+  const etcdMode = config.upgrade.backup.etcdSnapshot
+  let etcdSnapshotNode: string | undefined
+  if (!request.skipBackup && etcdMode !== 'never' && first) {
+    if (stackedEtcd) etcdSnapshotNode = first.name
+    else if (etcdMode === 'always') {
+      problems.push(`upgrade.backup.etcdSnapshot is always, but ${first.name} has no ${distribution.etcd.manifest(first.configDir)} (etcd is external)`)
+      fix.push('back up the external etcd yourself and set upgrade.backup.etcdSnapshot: auto')
+    } else warnings.push('etcd is external to the control planes: back it up yourself before the upgrade')
+  }
+  // A minor kubelet upgrade needs a drain on every node, control planes included.
+  const drain = await planDrains(deps, planned, problems, fix)
+
+  refuseIfProblems(target, problems, fix)
+  // The first control plane applies, unless it is already done (resumed, or --nodes left it out).
+  const appliesNode = planned.find((n) => n.role === 'server' && n.name === first?.name)
+  if (appliesNode) appliesNode.applies = true
+  return planOf(target, planned, {skipped, backup: {velero: wantVelero, etcdSnapshotNode}, skippedComponents: [], drain, warnings})
+}
+
+async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution, node: InventoryNode, target: ReleaseVersion, isFirst: boolean, signal?: AbortSignal): Promise<{plan: KubeadmPlannedNode; etcd: boolean}> {
+  const transport = await deps.connect(node)
+  if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
+  const [arch, manager] = await Promise.all([detectArch(transport, signal), detectPackageManager(transport, {signal})])
+  const packages = [distribution.upgrader, ...distribution.nodePackages]
+  const [before, held, file, swap] = await Promise.all([
+    installedVersions(transport, manager, packages, {signal}),
+    heldPackages(transport, manager, {signal}),
+    findRepositoryFile(transport, manager, manager === 'apt' ? distribution.repositoryFiles.apt : distribution.repositoryFiles.dnf, node.repositoryFile, {signal}),
+    script(transport, 'swapon --show --noheadings 2>/dev/null || true', [], {signal}),
+  ])
+  const missing = packages.filter((p) => !before[p])
+  if (missing.length > 0) throw new PreflightError(`${missing.join(', ')} not installed through ${manager}`, {hint: 'install kubeadm, kubelet and kubectl from the Kubernetes package repository, as kubeadm clusters are set up'})
+  if (swap.trim()) throw new PreflightError(`swap is on (${swap.trim().split('\n')[0]})`, {hint: 'turn it off (swapoff -a and remove it from /etc/fstab): the kubelet refuses to start with swap by default'})
+  const repositoryBefore = await readRepositoryFile(transport, file, {signal})
+  const fromMinor = /^v?(\d+\.\d+)/.exec(before[distribution.upgrader] as string)?.[1] as string
+  const toMinor = `${target.major}.${target.minor}`
+  const repositoryAfter = fromMinor === toMinor ? repositoryBefore : switchRepositoryMinor(repositoryBefore, fromMinor, toMinor)
+  if (repositoryAfter === undefined) {
+    throw new PreflightError(`${file} names no /v${fromMinor}/ repository to switch to v${toMinor}`, {hint: `switch it to the v${toMinor} repository by hand (kubeadm's guide: one repository per minor), or set install.repositoryFile`})
+  }
+  const offered = await offeredVersions(transport, manager, repositoryAfter, file, distribution.upgrader, {signal})
+  const version = packageVersionFor(target.format(), offered)
+  if (!version) {
+    throw new PreflightError(`the repository in ${file}${repositoryAfter !== repositoryBefore ? ` (switched to v${toMinor})` : ''} has no ${distribution.upgrader} ${target.format()} (it offers ${offered.slice(0, 3).join(', ') || 'nothing'})`, {
+      hint: 'pick a version the repository carries (homelab k8s upgrade --to stable), or wait for the mirror to sync',
+    })
+  }
+  let etcd = false
+  if (node.role === 'server') {
+    const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
+    if (isFirst && !facts.includes('admin')) throw new PreflightError(`no ${distribution.adminConf(node.configDir)} on the first control plane`, {hint: 'kubeadm upgrade apply runs where admin.conf is; list that control plane first, or set install.configDir'})
+    etcd = facts.includes('etcd')
+  }
+  return {
+    etcd,
+    plan: {
+      ...plannedBase(node, arch, node.cluster?.kubeletVersion ?? (before.kubelet as string)),
+      traits: [manager, ...(repositoryAfter !== repositoryBefore ? [`repository → v${toMinor}`] : [])],
+      packageManager: manager,
+      configDir: node.configDir,
+      repositoryFile: file,
+      repositoryBefore,
+      repositoryAfter,
+      held,
+      packagesBefore: before as Record<string, string>,
+      packagesTarget: Object.fromEntries(packages.map((p) => [p, version])),
+      applies: false,
+    },
+  }
+}
