@@ -13,7 +13,7 @@ import {detectPackageManager, findRepositoryFile, heldPackages, installedVersion
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import type {ReleaseVersion} from '../versions/release-version.js'
-import {checkVelero, clusterProblems, planDrains, planOf, plannedBase, refuseIfProblems, type PreflightRequest} from './preflight.js'
+import {checkVelero, clusterProblems, planDrains, planOf, plannedBase, refuseIfProblems, SSH_FANOUT, type PreflightRequest} from './preflight.js'
 import type {PlannedNodeBase, UpgradeDeps, UpgradePlan} from './types.js'
 
 export interface KubeadmPlannedNode extends PlannedNodeBase {
@@ -30,8 +30,6 @@ export interface KubeadmPlannedNode extends PlannedNodeBase {
   /** The one node that runs `kubeadm upgrade apply`; every other runs `kubeadm upgrade node`. */
   applies: boolean
 }
-
-const SSH_FANOUT = 16
 
 export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan<KubeadmPlannedNode>> {
   const {inventory, config} = deps

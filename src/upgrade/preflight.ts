@@ -23,7 +23,7 @@ export interface PreflightRequest {
 }
 
 /** Nodes inspected over SSH at once. */
-const SSH_FANOUT = 16
+export const SSH_FANOUT = 16
 
 /**
  * Every check before the first change, read-only: the cluster and each node are asked, binaries

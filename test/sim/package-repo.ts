@@ -26,11 +26,11 @@
  * Every request is logged in `requests`.
  */
 import {createHash} from 'node:crypto'
-import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
-import type {AddressInfo, Socket} from 'node:net'
+import type {IncomingMessage, ServerResponse} from 'node:http'
 import {gzipSync} from 'node:zlib'
 
 import {kubeadmTools, type KubeadmArch} from './kubeadm-fake.js'
+import {listenOnLoopback} from './loopback-http.js'
 
 const tools = kubeadmTools()
 
@@ -210,7 +210,6 @@ export async function startPackageRepo(options: PackageRepoOptions): Promise<Pac
   const faults = new Map<string, MinorFault>()
   const overrides = new Map<string, string | null>()
   const requests: RepoRequest[] = []
-  const sockets = new Set<Socket>()
   // Built on first use per minor and format, dropped when the releases change.
   const indexes = new Map<string, {packages: RepoPackage[]; files: Map<string, Buffer>}>()
 
@@ -243,16 +242,8 @@ export async function startPackageRepo(options: PackageRepoOptions): Promise<Pac
     return pool.at(-1)
   }
 
-  const server = createServer((req, res) => handle(req, res))
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const http = await listenOnLoopback(handle)
+  const {origin} = http
 
   function send(res: ServerResponse, record: RepoRequest, status: number, body: Buffer | string, headers: Record<string, string> = {}): void {
     record.status = status
@@ -317,9 +308,7 @@ export async function startPackageRepo(options: PackageRepoOptions): Promise<Pac
       faults.delete(minorOf(v))
     },
     async stop() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      for (const s of sockets) s.destroy()
-      await closed
+      await http.close()
     },
   }
 }

@@ -17,9 +17,10 @@
  * bytes directly. Faults for tests: corrupt(), slow(), failNext(). Every request is logged.
  */
 import {createHash} from 'node:crypto'
-import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
-import type {AddressInfo, Socket} from 'node:net'
+import type {IncomingMessage, ServerResponse} from 'node:http'
 import {gzipSync} from 'node:zlib'
+
+import {listenOnLoopback} from './loopback-http.js'
 import {ARCHES, canonicalVersion, distributionOf, fakeK3sBinary, K3S_ARCHES, systemdUnit, type Distribution, type K3sArch} from './k3s-fake.js'
 
 /** The release asset holding the bare binary for an architecture. */
@@ -182,7 +183,6 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
   const releases = new Map<string, Release>()
   const corruptKeys = new Set<string>()
   const requests: ReleaseRequest[] = []
-  const sockets = new Set<Socket>()
   const timers = new Set<NodeJS.Timeout>()
   let delayMs = 0
   let failures = 0
@@ -204,19 +204,8 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     return releases.get(canonical)?.assets.get(file)
   }
 
-  const server = createServer((req, res) => {
-    void handle(req, res)
-  })
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  const {port} = server.address() as AddressInfo
-  const origin = `http://127.0.0.1:${port}`
+  const http = await listenOnLoopback(handle)
+  const {origin} = http
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rawPath = (req.url ?? '/').split('?')[0]!
@@ -329,9 +318,7 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     async stop() {
       for (const t of timers) clearTimeout(t)
       timers.clear()
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      for (const s of sockets) s.destroy()
-      await closed
+      await http.close()
     },
   }
 }
