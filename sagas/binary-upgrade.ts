@@ -6,10 +6,8 @@
  * Pre-flight runs before this saga (src/upgrade/preflight.ts) and its plan is the saga's input.
  * What differs between distributions comes from the descriptor named in the input.
  */
-import type {V1Node} from '@kubernetes/client-node'
-
-import {AbortedError, HomelabError} from '../src/errors.js'
-import type {InventoryNode} from '../src/inventory.js'
+import {AbortedError} from '../src/errors.js'
+import {journalNode, type InventoryNode} from '../src/inventory.js'
 import {binaryDistributionOf, type DistributionDescriptor} from '../src/distributions/index.js'
 import {binaryPath} from '../src/node/installed-version.js'
 import {restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
@@ -18,11 +16,12 @@ import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
 import {waitForApiReady} from '../src/kube/health.js'
 import {isNodeReady} from '../src/kube/nodes.js'
-import {waitFor} from '../src/kube/wait.js'
-import {skip, nothingToDo} from '../src/saga/engine.js'
+import {waitNodeReadyAt, waitNodesReady} from '../src/kube/node-waits.js'
+import {skip} from '../src/saga/engine.js'
 import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
 import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
-import {createBackup, restoreBackup, type VeleroSettings} from '../src/velero.js'
+import {restoreBackup, type VeleroSettings} from '../src/velero.js'
+import {backupStep} from './backup-step.js'
 import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
 export const BINARY_UPGRADE_SAGA = 'binary-upgrade'
@@ -61,13 +60,6 @@ export interface SagaTimings {
 
 type Ctx = ActionContext<UpgradeInput, UpgradeData, UpgradeCompensations>
 
-/** A Kubernetes object name for the backup: `pre-upgrade-v1-32-0-k3s1-20261122t031500`. */
-export function backupName(target: string, at: Date): string {
-  const version = target.toLowerCase().replace(/[^a-z0-9]+/g, '-')
-  const stamp = at.toISOString().replace(/[-:]/g, '').slice(0, 15).toLowerCase()
-  return `pre-upgrade-${version}-${stamp}`
-}
-
 /** The command a person runs to restart a service under the node's service manager. */
 export function restartCommand(manager: ServiceManager, service: string): string {
   return manager === 'systemd' ? `systemctl restart ${service}` : `rc-service ${service} restart`
@@ -95,46 +87,12 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   const {kube} = deps
   const now = deps.now ?? (() => new Date())
 
-  const inventoryNode = (name: string): InventoryNode => {
-    const node = deps.inventory.nodes.find((n) => n.name === name)
-    if (!node) throw new HomelabError(`node ${name} from the journal is no longer in the inventory`, {hint: 'restore it in homelab.yaml, then run again'})
-    return node
-  }
+  const inventoryNode = (name: string): InventoryNode => journalNode(deps.inventory, name)
 
   const readNode = (name: string) => kube.core.readNode({name})
 
-  /** Waits by watch until `name` is Ready with kubeletVersion = version. */
   const waitNodeAt = (distribution: DistributionDescriptor, name: string, version: string, timeoutMs: number, signal?: AbortSignal) =>
-    waitFor<V1Node, true>({
-      kube,
-      path: '/api/v1/nodes',
-      query: {fieldSelector: `metadata.name=${name}`},
-      list: () => kube.core.listNode({fieldSelector: `metadata.name=${name}`}),
-      check: (nodes) => {
-        const node = nodes.get(`/${name}`)
-        return node && isNodeReady(node) && node.status?.nodeInfo?.kubeletVersion === version ? true : undefined
-      },
-      timeoutMs,
-      description: `node ${name} to be Ready at ${version}`,
-      hint: `check ${distribution.name} on ${name} (journalctl -u ${distribution.services.server} or ${distribution.services.agent}), or raise upgrade.timeouts.nodeReady`,
-      signal,
-    })
-
-  /** Waits until every server but `except` is Ready: never two servers down at once. */
-  const waitServersReady = (servers: readonly string[], timeoutMs: number, signal?: AbortSignal) =>
-    waitFor<V1Node, true>({
-      kube,
-      path: '/api/v1/nodes',
-      list: () => kube.core.listNode(),
-      check: (nodes) => (servers.every((name) => {
-        const node = nodes.get(`/${name}`)
-        return node !== undefined && isNodeReady(node)
-      }) ? true : undefined),
-      timeoutMs,
-      description: `servers ${servers.join(', ')} to be Ready`,
-      hint: 'a server is not Ready; fix it before going on (homelab k8s status)',
-      signal,
-    })
+    waitNodeReadyAt(kube, name, version, {timeoutMs, signal, hint: `check ${distribution.name} on ${name} (journalctl -u ${distribution.services.server} or ${distribution.services.agent}), or raise upgrade.timeouts.nodeReady`})
 
   async function restartAndWait(target: {name: string; role: 'server' | 'agent'; serviceManager: ServiceManager}, version: string, input: UpgradeInput, signal?: AbortSignal) {
     const distribution = binaryDistributionOf(input.distribution)
@@ -214,7 +172,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     ctx.log('info', `Ready at ${target}`)
     if (node.role === 'server') {
       const others = input.plan.servers.map((s) => s.name).filter((name) => name !== node.name)
-      await waitServersReady(others, input.timeouts.nodeReadyMs)
+      await waitNodesReady(kube, others, {timeoutMs: input.timeouts.nodeReadyMs, what: 'servers'})
     }
     if (weCordon) {
       await uncordonNode(kube, node.name, ctx.runId)
@@ -226,42 +184,16 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   return {
     name: BINARY_UPGRADE_SAGA,
     steps: [
-      {
-        name: 'backup',
-        title: 'Back up (Velero, etcd snapshot)',
-        async run(ctx) {
-          const {plan} = ctx.input
-          if (plan.servers.length + plan.agents.length === 0) return nothingToDo(`every node is already at ${ctx.input.target}`)
-          if (ctx.input.skipBackup) return skip('--skip-backup')
-          if (plan.backup.velero) {
-            const name = ctx.data.veleroBackup ?? backupName(ctx.input.target, now())
-            // Named in the journal before it exists, so a resumed run follows this backup instead of taking another.
-            await ctx.updateData((data) => {
-              data.veleroBackup = name
-            })
-            ctx.log('info', `Velero backup ${name}`)
-            await createBackup(kube, ctx.input.velero, name, ctx.signal)
-            await ctx.registerCompensation({
-              id: 'restore-backup',
-              handler: 'restoreBackup',
-              params: {backupName: name},
-              description: `restore Velero backup ${name}`,
-              manual: [`velero restore create --from-backup ${name} --existing-resource-policy update`],
-            })
-          }
-          const snapshotNode = plan.backup.etcdSnapshotNode
-          if (snapshotNode && !ctx.data.etcdSnapshot) {
-            const server = inventoryNode(snapshotNode)
-            const transport = await deps.connect(server)
-            const name = await saveEtcdSnapshot(transport, binaryDistributionOf(ctx.input.distribution), {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
-            await ctx.updateData((data) => {
-              data.etcdSnapshot = {node: snapshotNode, name}
-            })
-            ctx.log('info', `etcd snapshot ${name} on ${snapshotNode}`)
-          }
-          if (!plan.backup.velero && !snapshotNode) return skip('no backup configured (Velero disabled, no embedded etcd)')
+      backupStep<UpgradeInput, UpgradeData, UpgradeCompensations>({
+        kube,
+        now,
+        nothingReason: 'no backup configured (Velero disabled, no embedded etcd)',
+        async etcdSnapshot(ctx, node) {
+          const server = inventoryNode(node)
+          const transport = await deps.connect(server)
+          return saveEtcdSnapshot(transport, binaryDistributionOf(ctx.input.distribution), {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
         },
-      },
+      }),
       {
         name: 'servers',
         title: 'Upgrade servers, one at a time',

@@ -1,3 +1,4 @@
+import {HomelabError} from './errors.js'
 import {type ClusterNode, type NodeRole, type ServerKind, serverKindRank} from './kube/nodes.js'
 
 /** The SSH settings for one node after merging the cluster file's defaults and overrides. */
@@ -113,4 +114,11 @@ export function buildInventory(config: InventoryConfig, clusterNodes: readonly C
     onlyInCluster: clusterNodes && !config.discover ? [...clusterByName.keys()].filter((name) => !fileByName.has(name)) : [],
     warnings,
   }
+}
+
+/** The inventory's node of that name, for a saga following its journal (the file may have changed since). */
+export function journalNode(inventory: Inventory, name: string): InventoryNode {
+  const node = inventory.nodes.find((n) => n.name === name)
+  if (!node) throw new HomelabError(`node ${name} from the journal is no longer in the inventory`, {hint: 'restore it in homelab.yaml, then run again'})
+  return node
 }

@@ -1,5 +1,6 @@
 import type {AnyDistribution, PackageDistribution} from './distributions/index.js'
 import type {KubeClients} from './kube/client.js'
+import {controlPlaneVersions} from './kube/control-plane.js'
 import type {Inventory, InventoryNode} from './inventory.js'
 import type {NodeRole, ServerKind} from './kube/nodes.js'
 import {readInstalledVersion} from './node/installed-version.js'
@@ -112,22 +113,4 @@ async function readUpgraderVersion(transport: Transport, distribution: PackageDi
   const out = (await transport.run([distribution.upgrader, 'version', '-o', 'short'], {signal, timeoutMs: 30_000})).trim()
   if (!/^v\d+\.\d+\.\d+/.test(out)) throw new Error(`${distribution.upgrader} version printed ${JSON.stringify(out.slice(0, 80))}`)
   return out
-}
-
-/**
- * Per node, the Kubernetes version its control-plane static pods run (the image tag of
- * kube-apiserver etc.); "mixed" when they disagree, as in the middle of `kubeadm upgrade node`.
- */
-async function controlPlaneVersions(kube: KubeClients, distribution: PackageDistribution): Promise<Map<string, string>> {
-  const pods = await kube.core.listNamespacedPod({namespace: 'kube-system', labelSelector: 'tier=control-plane'})
-  const byNode = new Map<string, Set<string>>()
-  for (const pod of pods.items) {
-    const component = pod.metadata?.labels?.component
-    const node = pod.spec?.nodeName
-    const image = pod.spec?.containers?.[0]?.image
-    if (!component || !node || !image || !distribution.controlPlaneComponents.includes(component)) continue
-    const tag = image.slice(image.lastIndexOf(':') + 1)
-    byNode.set(node, (byNode.get(node) ?? new Set()).add(tag))
-  }
-  return new Map([...byNode].map(([node, tags]) => [node, tags.size === 1 ? [...tags][0] : `mixed (${[...tags].sort().join(', ')})`]))
 }

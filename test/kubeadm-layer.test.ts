@@ -1,7 +1,7 @@
 /**
  * kubeadm on the distribution layer: plain versions, dl.k8s.io-style release files, detection
  * from the kubeadm-config ConfigMap, `status` with the kubeadm package and control-plane
- * versions, and an honest refusal of `upgrade` (no kubeadm saga yet) that changes nothing.
+ * versions, and the pre-flight behind `--dry-run`. The saga itself: test/upgrade/kubeadm-*.test.ts.
  */
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
@@ -98,19 +98,6 @@ describe('kubeadm on the simulated homelab', () => {
     const result = await lab.cli(['k8s', 'upgrade', '--to', 'v1.32.9', '--dry-run'])
     assert.equal(result.exitCode, 3, result.stdout + result.stderr)
     assert.match(result.stderr, /has no kubeadm v1\.32\.9 \(it offers 1\.32\.4-/)
-  })
-
-  test('upgrade is refused by name before any change: exit 2, no API write, no package command', async () => {
-    const writes = lab.api.audit.writes().length
-    const result = await lab.cli(['k8s', 'upgrade', '--to', 'stable', '--yes'])
-    assert.equal(result.exitCode, 2, result.stdout + result.stderr)
-    assert.match(result.stderr + result.stdout, /cannot upgrade kubeadm clusters yet; nothing was changed/)
-    assert.equal(lab.api.audit.writes().length, writes)
-    for (const node of lab.nodes) {
-      const log = await readCommandLog(node.fixture)
-      // Pre-flight reads (showhold, madison from a scratch dir); nothing as root that changes packages or services.
-      assert.deepEqual(log.filter((e) => e.privileged && ['apt-get', 'apt-mark', 'dnf', 'kubeadm', 'systemctl'].includes(e.tool)), [])
-    }
   })
 
   test('SUC plans are refused for kubeadm with what to use instead', async () => {

@@ -70,14 +70,18 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
   })
   const planned: KubeadmPlannedNode[] = []
   let stackedEtcd = false
+  let hasEtcdctl = false
   inspected.forEach((outcome, index) => {
     const node = candidates[index]
     if (outcome.status === 'rejected') {
       problems.push(`node ${node.name}: ${isHomelabError(outcome.reason) ? outcome.reason.oneLine() : (outcome.reason as Error).message}`)
       return
     }
-    const {plan, etcd} = outcome.value
-    if (node === first) stackedEtcd = etcd
+    const {plan, etcd, etcdctl} = outcome.value
+    if (node === first) {
+      stackedEtcd = etcd
+      hasEtcdctl = etcdctl
+    }
     const atTarget = node.cluster?.kubeletVersion === target.format() && Object.entries(plan.packagesTarget).every(([p, v]) => plan.packagesBefore[p] === v)
     if (atTarget) skipped.push({node: node.name, reason: `already at ${target.format()}`})
     else planned.push(plan)
@@ -87,8 +91,11 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
   const etcdMode = config.upgrade.backup.etcdSnapshot
   let etcdSnapshotNode: string | undefined
   if (!request.skipBackup && etcdMode !== 'never' && first) {
-    if (stackedEtcd) etcdSnapshotNode = first.name
-    else if (etcdMode === 'always') {
+    if (stackedEtcd && hasEtcdctl) etcdSnapshotNode = first.name
+    else if (stackedEtcd) {
+      problems.push(`${first.name} runs etcd (stacked), but etcdctl is not installed there to take the snapshot`)
+      fix.push('install etcdctl on it (the etcd-client package, or etcdctl from the etcd release), or set upgrade.backup.etcdSnapshot: never')
+    }    else if (etcdMode === 'always') {
       problems.push(`upgrade.backup.etcdSnapshot is always, but ${first.name} has no ${distribution.etcd.manifest(first.configDir)} (etcd is external)`)
       fix.push('back up the external etcd yourself and set upgrade.backup.etcdSnapshot: auto')
     } else warnings.push('etcd is external to the control planes: back it up yourself before the upgrade')
@@ -103,7 +110,7 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
   return planOf(target, planned, {skipped, backup: {velero: wantVelero, etcdSnapshotNode}, skippedComponents: [], drain, warnings})
 }
 
-async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution, node: InventoryNode, target: ReleaseVersion, isFirst: boolean, signal?: AbortSignal): Promise<{plan: KubeadmPlannedNode; etcd: boolean}> {
+async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution, node: InventoryNode, target: ReleaseVersion, isFirst: boolean, signal?: AbortSignal): Promise<{plan: KubeadmPlannedNode; etcd: boolean; etcdctl: boolean}> {
   const transport = await deps.connect(node)
   if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
   const [arch, manager] = await Promise.all([detectArch(transport, signal), detectPackageManager(transport, {signal})])
@@ -132,13 +139,16 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
     })
   }
   let etcd = false
+  let etcdctl = false
   if (node.role === 'server') {
-    const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
+    const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; command -v etcdctl >/dev/null 2>&1 && echo etcdctl; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
     if (isFirst && !facts.includes('admin')) throw new PreflightError(`no ${distribution.adminConf(node.configDir)} on the first control plane`, {hint: 'kubeadm upgrade apply runs where admin.conf is; list that control plane first, or set install.configDir'})
-    etcd = facts.includes('etcd')
+    etcd = /^etcd$/m.test(facts)
+    etcdctl = /^etcdctl$/m.test(facts)
   }
   return {
     etcd,
+    etcdctl,
     plan: {
       ...plannedBase(node, arch, node.cluster?.kubeletVersion ?? (before.kubelet as string)),
       traits: [manager, ...(repositoryAfter !== repositoryBefore ? [`repository → v${toMinor}`] : [])],

@@ -12,7 +12,7 @@ import {compareVersions, sortVersions, parseVersion} from '../versions/release-v
 import {drainSettings, veleroSettings} from './settings.js'
 import {planUpgradeHops, resolveTarget} from './target.js'
 import type {UpgradeDeps, UpgradePlan} from './types.js'
-import {UPGRADE_SAGAS, sagaFor, sagaOfJournal, upgraderFor, type UpgradeSaga} from './upgraders.js'
+import {UPGRADE_SAGAS, sagaOfJournal, upgraderFor, type UpgradeSaga} from './upgraders.js'
 
 /** What every upgrade saga's input and data carry, whatever else they hold. */
 interface CommonInput {
@@ -186,7 +186,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       if (later.length === 0) result.outcome = 'nothing-to-do'
       continue
     }
-    const saga = sagaFor(deps.distribution)
+    const saga = upgraderFor(deps.distribution).saga
     if (deps.confirm && !asked) {
       asked = true
       if (!(await deps.confirm(plan, result.hops))) {

@@ -1,10 +1,11 @@
 import {BINARY_UPGRADE_SAGA, binaryUpgradeSaga, type SagaTimings} from '../../sagas/binary-upgrade.js'
+import {KUBEADM_UPGRADE_SAGA, kubeadmUpgradeSaga} from '../../sagas/kubeadm-upgrade.js'
 import type {AnyDistribution} from '../distributions/index.js'
-import {ConfigError, HomelabError} from '../errors.js'
+import {HomelabError} from '../errors.js'
 import type {RunJournal, SagaDefinition} from '../saga/types.js'
 import {kubeadmPreflight} from './kubeadm-preflight.js'
 import {preflight, type PreflightRequest} from './preflight.js'
-import {manualRecoverySteps} from './recovery.js'
+import {kubeadmManualRecoverySteps, manualRecoverySteps} from './recovery.js'
 import type {BinaryUpgradeDeps, UpgradeDeps, UpgradePlan} from './types.js'
 
 /** The saga that carries out a plan, with its manual recovery. */
@@ -22,8 +23,7 @@ export interface UpgradeSaga {
  */
 export interface Upgrader {
   preflight(deps: UpgradeDeps, request: PreflightRequest): Promise<UpgradePlan>
-  /** Absent while only the pre-flight exists: `--dry-run` works, a real run is refused by name. */
-  saga?: UpgradeSaga
+  saga: UpgradeSaga
 }
 
 function asBinary(deps: UpgradeDeps): BinaryUpgradeDeps {
@@ -38,28 +38,19 @@ export const UPGRADERS: Readonly<Record<AnyDistribution['install'], Upgrader>> =
     preflight: (deps, request) => preflight(asBinary(deps), request),
     saga: {name: BINARY_UPGRADE_SAGA, definition: (deps, timings) => binaryUpgradeSaga(asBinary(deps), timings), manualRecoverySteps},
   },
-  // kubeadm's package saga is the next step; its pre-flight already answers --dry-run.
-  packages: {preflight: (deps, request) => kubeadmPreflight(deps, request)},
+  packages: {
+    preflight: (deps, request) => kubeadmPreflight(deps, request),
+    saga: {name: KUBEADM_UPGRADE_SAGA, definition: (deps, timings) => kubeadmUpgradeSaga(deps, timings), manualRecoverySteps: kubeadmManualRecoverySteps},
+  },
 }
 
-export const UPGRADE_SAGAS: readonly string[] = Object.values(UPGRADERS).flatMap((u) => (u.saga ? [u.saga.name] : []))
+export const UPGRADE_SAGAS: readonly string[] = Object.values(UPGRADERS).map((u) => u.saga.name)
 
 export function upgraderFor(distribution: AnyDistribution): Upgrader {
   return UPGRADERS[distribution.install]
 }
 
-/** The saga that carries out this distribution's plans; refused by name where there is none yet. */
-export function sagaFor(distribution: AnyDistribution): UpgradeSaga {
-  const found = UPGRADERS[distribution.install].saga
-  if (!found) {
-    throw new ConfigError(`homelab k8s upgrade cannot upgrade ${distribution.name} clusters yet; nothing was changed`, {
-      hint: `--dry-run shows the pre-flight and the plan; upgrade ${distribution.name} by hand for now (kubernetes.io/docs/tasks/administer-cluster/kubeadm/kubeadm-upgrade/)`,
-    })
-  }
-  return found
-}
-
 /** The saga that wrote a journal (resume and rollback follow the journal, not the config). */
 export function sagaOfJournal(saga: string): UpgradeSaga | undefined {
-  return Object.values(UPGRADERS).find((u) => u.saga?.name === saga)?.saga
+  return Object.values(UPGRADERS).find((u) => u.saga.name === saga)?.saga
 }
