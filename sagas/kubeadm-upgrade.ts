@@ -148,7 +148,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
       handler: 'controlPlaneUpgraded',
       params: {node: node.name, version: target, backupDir: distribution.backupDir(node.configDir)},
       description: `the control plane on ${node.name} runs ${target}; kubeadm does not downgrade it`,
-      manual: controlPlaneRecovery(node, distribution.backupDir(node.configDir)),
+      manual: controlPlaneRecovery(node, target, distribution.backupDir(node.configDir)),
     })
     await ctx.dropCompensation(`restore-packages:${node.name}`)
     await ctx.dropCompensation('restore-backup')
@@ -298,8 +298,8 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
         await restoreBackup(kube, ctx.input.velero, params.backupName, `${params.backupName}-restore`.slice(0, 63), ctx.signal)
       },
       async controlPlaneUpgraded(params) {
-        throw new HomelabError(`the control plane on ${params.node} stays at ${params.version}: kubeadm has no downgrade`, {
-          hint: `the node is uncordoned and serving; finish the upgrade (homelab k8s upgrade --resume) or go back by hand from ${params.backupDir} (see the steps below)`,
+        throw new HomelabError('kubeadm has no downgrade', {
+          hint: `${params.node} is uncordoned and serving at ${params.version}; fix the cause and run homelab k8s upgrade --to ${params.version} again (the nodes already there are skipped), or go back by hand from ${params.backupDir} (see the steps below)`,
         })
       },
     },
@@ -307,11 +307,12 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
 }
 
 /** kubeadm's documented way back for one control plane: its backup dirs under /etc/kubernetes/tmp. */
-function controlPlaneRecovery(node: KubeadmPlannedNode, backupDir: string): string[] {
+function controlPlaneRecovery(node: KubeadmPlannedNode, version: string, backupDir: string): string[] {
   const ssh = `ssh ${sshDestination(node)}`
   return [
-    `# going forward is the supported way: homelab k8s upgrade --resume (or kubeadm upgrade node on ${node.name})`,
-    `# to go back by hand on ${node.name}: ${ssh} sudo ls -d ${backupDir}/kubeadm-backup-manifests-* ${backupDir}/kubeadm-backup-etcd-*`,
+    `# going forward is the supported way: fix the cause, then homelab k8s upgrade --to ${version} again (${node.name} is skipped, the other nodes follow)`,
+    `# to go back by hand on ${node.name}, from kubeadm's backups (kubeadm-backup-manifests-<date>, kubeadm-backup-etcd-<date>):`,
+    `${ssh} sudo ls ${backupDir}`,
     `${ssh} sudo cp <the kubeadm-backup-manifests dir>/*.yaml ${node.configDir}/manifests/`,
     `# if etcd was upgraded too: stop the etcd static pod, put <the kubeadm-backup-etcd dir>/etcd back as the etcd data dir, start it again`,
   ]

@@ -1,5 +1,10 @@
 import type {UpgradeEvent} from '../../src/upgrade/run-upgrade.js'
 
+/** A node's error without its own name in front (errors name the node for the final report; the line names it already). */
+export function withoutNode(node: string, message: string): string {
+  return message.startsWith(`${node}: `) ? message.slice(node.length + 2) : message
+}
+
 /** One line for a person, or undefined for events a person need not see. */
 export function describeEvent(event: UpgradeEvent): string | undefined {
   switch (event.type) {
@@ -32,7 +37,7 @@ export function describeEvent(event: UpgradeEvent): string | undefined {
     case 'action-skipped':
       return ` < ${event.node}: skipped (${event.reason})`
     case 'action-failed':
-      return ` ! ${event.node}: ${event.error.message}`
+      return ` ! ${event.node}: ${withoutNode(event.node, event.error.message)}`
     case 'action-interrupted':
       return ` ! ${event.node}: interrupted`
     case 'compensation-registered':

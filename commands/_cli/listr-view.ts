@@ -2,7 +2,7 @@ import {Listr, type ListrTask} from 'listr2'
 
 import type {UpgradePlan} from '../../src/upgrade/types.js'
 import type {UpgradeEvent} from '../../src/upgrade/run-upgrade.js'
-import {describeEvent} from './events.js'
+import {describeEvent, withoutNode} from './events.js'
 
 interface Deferred {
   promise: Promise<{skip?: string}>
@@ -107,7 +107,7 @@ export class ListrView {
         this.get(`action:${event.step}:${event.node}`).resolve({skip: event.reason})
         return
       case 'action-failed':
-        this.get(`action:${event.step}:${event.node}`).reject(new Error(event.error.message))
+        this.get(`action:${event.step}:${event.node}`).reject(new Error(withoutNode(event.node, event.error.message)))
         return
       case 'action-interrupted':
         this.get(`action:${event.step}:${event.node}`).reject(new Error('interrupted'))
