@@ -60,7 +60,9 @@ export function renderResult(result: UpgradeResult): string {
     locked: 'Another run holds the cluster lock; nothing was changed.',
     declined: 'Not confirmed; nothing was changed.',
   }
-  lines.push(headline[result.outcome])
+  // Undone means what was in flight: an earlier hop, or control planes kubeadm does not downgrade, stay where they got.
+  const kept = result.outcome === 'compensated' ? result.nodes.filter((n) => n.before && n.after && n.after !== n.before) : []
+  lines.push(kept.length === 0 ? headline[result.outcome] : `The upgrade failed; the changes in flight were undone. Newer than before, and kept: ${kept.map((n) => `${n.name} (${n.after})`).join(', ')}.`)
   if (result.error) lines.push(`  cause: ${result.error.message}${result.error.hint ? ` (fix: ${result.error.hint})` : ''}`)
   if (result.runIds.length > 0) lines.push(`  run: ${result.runIds.join(', ')}`)
   if (result.outcome !== 'dry-run' && result.outcome !== 'declined') {

@@ -9,6 +9,8 @@ import {readdir} from 'node:fs/promises'
 import path from 'node:path'
 import {test} from 'node:test'
 
+import {renderResult} from '../../commands/_cli/upgrade-output.js'
+import type {UpgradeResult} from '../../src/upgrade/run-upgrade.js'
 import {kubeadmFixture, setKubeadmFailure, setKubeletCrashVersions} from '../sim/kubeadm-node.js'
 import {journals, parseJson, spawnCli} from './helpers.js'
 import {CONTROL_PLANES, KFROM, KTO, WORKERS, changes, installs, kubeadmLab, kubeadmNodeStates, nodeLog, packageVersions, repository} from './kubeadm-helpers.js'
@@ -71,6 +73,10 @@ test('a worker whose new kubelet never becomes Ready goes back to its old packag
   assert.equal(homelab.api.kubeadm.kubernetesVersion(), KTO)
   assert.equal(homelab.api.store.list('restores.velero.io').length, 0, 'no Velero restore into an upgraded control plane')
   assert.deepEqual(result.nodes.map((n) => [n.name, n.after, n.end?.healthy]), [...CONTROL_PLANES.map((n) => [n, KTO, true]), ['agent-1', KTO, true], ['agent-2', KFROM, true], ['agent-3', KFROM, true]])
+  // A person is not told that everything was undone.
+  const text = renderResult(parseJson<UpgradeResult>(run.stdout))
+  assert.match(text, /^The upgrade failed; the changes in flight were undone\. Newer than before, and kept: server-1 \(v1\.32\.4\), server-2 \(v1\.32\.4\), server-3 \(v1\.32\.4\), agent-1 \(v1\.32\.4\)\.$/m)
+  assert.doesNotMatch(text, /every change was undone/)
 })
 
 test('a control plane failing after the first one was upgraded: exit 5, every node uncordoned, kubeadm\'s way back printed', async (t) => {
