@@ -8,13 +8,19 @@
 import {packageDistributionOf, type PackageDistribution} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
 import type {InventoryNode} from '../inventory.js'
-import {checkPrivilege, detectArch, script} from '../node/node-ops.js'
+import {clusterKubernetesVersion} from '../kube/control-plane.js'
+import {kubeadmUpgradePlan} from '../node/kubeadm-ops.js'
+import {checkPrivilege, detectArch, freeKilobytes, script} from '../node/node-ops.js'
 import {detectPackageManager, findRepositoryFile, heldPackages, installedVersions, offeredVersions, packageVersionFor, readRepositoryFile, switchRepositoryMinor, type PackageManagerName} from '../node/packages.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import type {ReleaseVersion} from '../versions/release-version.js'
 import {checkVelero, clusterProblems, planDrains, planOf, plannedBase, refuseIfProblems, SSH_FANOUT, type PreflightRequest} from './preflight.js'
 import type {PlannedNodeBase, UpgradeDeps, UpgradePlan} from './types.js'
+
+// apt and dnf download into /var/cache; kubeadm, kubelet and kubectl unpack into the bin dir.
+const PACKAGE_CACHE = '/var/cache'
+const MIN_FREE_KB = 200 * 1024
 
 export interface KubeadmPlannedNode extends PlannedNodeBase {
   packageManager: PackageManagerName
@@ -64,9 +70,11 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
 
   const servers = candidates.filter((n) => n.role === 'server')
   const first = servers[0]
+  // Once the cluster is at the target (a run started again after a failure), there is nothing left to plan.
+  const needsApply = (await clusterKubernetesVersion(deps.kube, distribution).catch(() => undefined)) !== target.format()
   const inspected = await settleWithConcurrency(candidates, SSH_FANOUT, (node) => {
     request.onProgress?.(`checking ${node.name} over SSH`)
-    return inspectNode(deps, distribution, node, target, node === first, signal)
+    return inspectNode(deps, distribution, node, target, node === first, needsApply, signal)
   })
   const planned: KubeadmPlannedNode[] = []
   let stackedEtcd = false
@@ -110,17 +118,22 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
   return planOf(target, planned, {skipped, backup: {velero: wantVelero, etcdSnapshotNode}, skippedComponents: [], drain, warnings})
 }
 
-async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution, node: InventoryNode, target: ReleaseVersion, isFirst: boolean, signal?: AbortSignal): Promise<{plan: KubeadmPlannedNode; etcd: boolean; etcdctl: boolean}> {
+async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution, node: InventoryNode, target: ReleaseVersion, isFirst: boolean, needsApply: boolean, signal?: AbortSignal): Promise<{plan: KubeadmPlannedNode; etcd: boolean; etcdctl: boolean}> {
   const transport = await deps.connect(node)
   if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
   const [arch, manager] = await Promise.all([detectArch(transport, signal), detectPackageManager(transport, {signal})])
   const packages = [distribution.upgrader, ...distribution.nodePackages]
-  const [before, held, file, swap] = await Promise.all([
+  const [before, held, file, swap, binFree, cacheFree] = await Promise.all([
     installedVersions(transport, manager, packages, {signal}),
     heldPackages(transport, manager, {signal}),
     findRepositoryFile(transport, manager, manager === 'apt' ? distribution.repositoryFiles.apt : distribution.repositoryFiles.dnf, node.repositoryFile, {signal}),
     script(transport, 'swapon --show --noheadings 2>/dev/null || true', [], {signal}),
+    freeKilobytes(transport, node.binDir, signal),
+    freeKilobytes(transport, PACKAGE_CACHE, signal),
   ])
+  for (const [dir, free] of [[node.binDir, binFree], [PACKAGE_CACHE, cacheFree]] as const) {
+    if (free < MIN_FREE_KB) throw new PreflightError(`only ${Math.round(free / 1024)} MiB free for ${dir}; the three packages need about ${MIN_FREE_KB / 1024} MiB to download and unpack`, {hint: `free space on the filesystem of ${dir} (apt-get clean or dnf clean packages helps)`})
+  }
   const missing = packages.filter((p) => !before[p])
   if (missing.length > 0) throw new PreflightError(`${missing.join(', ')} not installed through ${manager}`, {hint: 'install kubeadm, kubelet and kubectl from the Kubernetes package repository, as kubeadm clusters are set up'})
   if (swap.trim()) throw new PreflightError(`swap is on (${swap.trim().split('\n')[0]})`, {hint: 'turn it off (swapoff -a and remove it from /etc/fstab): the kubelet refuses to start with swap by default'})
@@ -143,6 +156,12 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
   if (node.role === 'server') {
     const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; command -v etcdctl >/dev/null 2>&1 && echo etcdctl; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
     if (isFirst && !facts.includes('admin')) throw new PreflightError(`no ${distribution.adminConf(node.configDir)} on the first control plane`, {hint: 'kubeadm upgrade apply runs where admin.conf is; list that control plane first, or set install.configDir'})
+    // Read-only, with the kubeadm installed now: its version rules and health checks, before any package moves.
+    if (isFirst && needsApply) {
+      await kubeadmUpgradePlan(transport, distribution, target.format(), node.configDir, {signal}).catch((error: unknown) => {
+        throw new PreflightError(isHomelabError(error) ? error.message.replace(`${transport.node}: `, '') : String(error), {cause: error, hint: isHomelabError(error) ? error.hint : undefined})
+      })
+    }
     etcd = /^etcd$/m.test(facts)
     etcdctl = /^etcdctl$/m.test(facts)
   }

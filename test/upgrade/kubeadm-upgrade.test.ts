@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import {stat} from 'node:fs/promises'
 import {test} from 'node:test'
 
-import {heldPackages, kubeadmFixture, manifestVersions} from '../sim/kubeadm-node.js'
+import {heldPackages, kubeadmFixture, manifestVersions, setKubeadmFailure} from '../sim/kubeadm-node.js'
 import {cordonPatches, journals, parseJson, writes} from './helpers.js'
 import {CONTROL_PLANES, KFROM, KTO, WORKERS, changes, indexOf, installs, kubeadmLab, kubeadmNodeStates, kubeadmUpgrade, nodeLog, packageVersions, repository} from './kubeadm-helpers.js'
 
@@ -117,14 +117,18 @@ test('a patch upgrade keeps the repository definition as it is, and restarts eac
   for (const [name, state] of await kubeadmNodeStates(homelab)) assert.deepEqual([state.kubelet, state.ready, state.cordoned], ['v1.31.5', true, false], name)
 })
 
-test('a downgrade, a skipped minor and a version the repository lacks: exit 3, no package change, no API write', async (t) => {
+test('a downgrade, a skipped minor, a version the repository lacks, kubeadm upgrade plan refusing: exit 3, no package change, no API write', async (t) => {
   const homelab = await kubeadmLab(t, {servers: 1, agents: 1, releases: ['v1.31.5', KTO, 'v1.33.1']})
   const cases: Array<[string[], RegExp]> = [
     [['--to', 'v1.31.3'], /runs v1\.31\.4; v1\.31\.3 would be a downgrade/],
     [['--to', 'v1.33.1', '--no-hops'], /v1\.33\.1 is more than one minor version ahead of v1\.31\.4; nothing was changed/],
     [['--to', 'v1.32.9'], /has no kubeadm v1\.32\.9/],
+    [['--to', KTO, '--only-plan-fails'], /node server-1: kubeadm upgrade plan v1\.32\.4 failed: \[upgrade\/versions\] FATAL: the API server is not healthy/],
   ]
-  for (const [args, message] of cases) {
+  for (const [flags, message] of cases) {
+    const planFails = flags.includes('--only-plan-fails')
+    const args = flags.filter((f) => f !== '--only-plan-fails')
+    await setKubeadmFailure(kubeadmFixture(homelab.node('server-1').fixture), 'plan', planFails ? 'the API server is not healthy' : null)
     const since = (homelab.api.audit.at(-1)?.seq ?? 0)
     const run = await homelab.cli(['k8s', 'upgrade', ...args, '--yes'])
     assert.equal(run.exitCode, 3, `${args.join(' ')}: ${run.stdout}${run.stderr}`)
