@@ -246,11 +246,13 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
         async etcdSnapshot(ctx, node) {
           const transport = await deps.connect(inventoryNode(node))
           const stamp = now().toISOString().replace(/[-:]/g, '').slice(0, 15).toLowerCase()
-          return saveKubeadmEtcdSnapshot(transport, packageDistributionOf(ctx.input.distribution), {
+          const {file, via} = await saveKubeadmEtcdSnapshot(transport, packageDistributionOf(ctx.input.distribution), {
             configDir: ctx.input.plan.servers.find((s) => s.name === node)?.configDir ?? inventoryNode(node).configDir,
             name: `homelab-etcd-snapshot-${ctx.input.target.replace(/[^a-z0-9.]+/gi, '-')}-${stamp}`,
             signal: ctx.signal,
           })
+          if (via === 'pod') ctx.log('info', 'etcdctl is not installed on the host: the snapshot was taken with the etcd image\'s etcdctl (crictl exec)')
+          return file
         },
       }),
       {

@@ -70,21 +70,38 @@ export async function restoreKubeletConfig(transport: Transport, paths: {live: s
   await script(transport, '[ ! -f "$2" ] || { cp -p "$2" "$1.tmp" && mv -f "$1.tmp" "$1"; }', [paths.live, paths.copy], {privileged: true, signal: options.signal})
 }
 
+// On the host when etcdctl is installed there; else inside the etcd static pod through crictl,
+// writing into etcd's data dir, which kubeadm mounts at the same path on the host, then moved out.
+const ETCD_SNAPSHOT = `mkdir -p "$(dirname "$1")" || exit 1
+if command -v etcdctl >/dev/null 2>&1; then
+  etcdctl snapshot save "$1" --endpoints="$2" --cacert="$3" --cert="$4" --key="$5" || exit 1
+  echo host; exit 0
+fi
+command -v crictl >/dev/null 2>&1 || { echo "neither etcdctl nor crictl is installed on this node" >&2; exit 127; }
+id=$(crictl ps --name '^etcd$' --state running -q | head -n 1)
+[ -n "$id" ] || { echo "no running etcd container (crictl ps --name etcd)" >&2; exit 1; }
+d=$(sed -n 's/.*--data-dir=\\([^"[:space:]]*\\).*/\\1/p' "$6" | head -n 1)
+[ -n "$d" ] || d=/var/lib/etcd
+n=$(basename "$1")
+crictl exec "$id" etcdctl snapshot save "$d/$n" --endpoints="$2" --cacert="$3" --cert="$4" --key="$5" || exit 1
+mv -f "$d/$n" "$1" && echo pod`
+
 /**
  * `etcdctl snapshot save` against the node's stacked etcd with kubeadm's etcd certificates, into
- * kubeadm's backup dir. Returns the snapshot's path on the node.
+ * kubeadm's backup dir: with the host's etcdctl, or the one in the etcd image (crictl exec).
+ * Returns the snapshot's path on the node and where etcdctl ran.
  */
-export async function saveKubeadmEtcdSnapshot(transport: Transport, distribution: PackageDistribution, options: Options & {configDir: string; name: string}): Promise<string> {
+export async function saveKubeadmEtcdSnapshot(transport: Transport, distribution: PackageDistribution, options: Options & {configDir: string; name: string}): Promise<{file: string; via: 'host' | 'pod'}> {
   const certs = distribution.etcd.certs(options.configDir)
   const file = `${distribution.backupDir(options.configDir)}/${options.name}.db`
   const result = await transport.exec(
-    ['sh', '-c', 'command -v etcdctl >/dev/null 2>&1 || { echo "etcdctl is not installed on this node" >&2; exit 127; }; mkdir -p "$(dirname "$1")" && etcdctl snapshot save "$1" --endpoints="$2" --cacert="$3" --cert="$4" --key="$5"', 'homelab', file, distribution.etcd.endpoint, certs.cacert, certs.cert, certs.key],
+    ['sh', '-c', ETCD_SNAPSHOT, 'homelab', file, distribution.etcd.endpoint, certs.cacert, certs.cert, certs.key, distribution.etcd.manifest(options.configDir)],
     {privileged: true, signal: options.signal, timeoutMs: 300_000},
   )
   if (result.exitCode !== 0) {
     throw new CommandError(`${transport.node}: etcdctl snapshot save failed: ${lastLines(result.stderr)}`, result.exitCode, result.stderr, {
-      hint: 'install etcdctl on the first control plane (the etcd-client package, or the etcd release), or set upgrade.backup.etcdSnapshot: never',
+      hint: 'check the etcd static pod on the first control plane (crictl ps --name etcd), or set upgrade.backup.etcdSnapshot: never',
     })
   }
-  return file
+  return {file, via: result.stdout.trim().split('\n').at(-1) === 'pod' ? 'pod' : 'host'}
 }

@@ -101,8 +101,8 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
   if (!request.skipBackup && etcdMode !== 'never' && first) {
     if (stackedEtcd && hasEtcdctl) etcdSnapshotNode = first.name
     else if (stackedEtcd) {
-      problems.push(`${first.name} runs etcd (stacked), but etcdctl is not installed there to take the snapshot`)
-      fix.push('install etcdctl on it (the etcd-client package, or etcdctl from the etcd release), or set upgrade.backup.etcdSnapshot: never')
+      problems.push(`${first.name} runs etcd (stacked), but neither etcdctl nor crictl is installed there to take the snapshot`)
+      fix.push('install etcdctl (the etcd-client package) or crictl (cri-tools) on it, or set upgrade.backup.etcdSnapshot: never')
     }    else if (etcdMode === 'always') {
       problems.push(`upgrade.backup.etcdSnapshot is always, but ${first.name} has no ${distribution.etcd.manifest(first.configDir)} (etcd is external)`)
       fix.push('back up the external etcd yourself and set upgrade.backup.etcdSnapshot: auto')
@@ -154,7 +154,7 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
   let etcd = false
   let etcdctl = false
   if (node.role === 'server') {
-    const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; command -v etcdctl >/dev/null 2>&1 && echo etcdctl; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
+    const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; command -v etcdctl >/dev/null 2>&1 && echo etcdctl; command -v crictl >/dev/null 2>&1 && echo crictl; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
     if (isFirst && !facts.includes('admin')) throw new PreflightError(`no ${distribution.adminConf(node.configDir)} on the first control plane`, {hint: 'kubeadm upgrade apply runs where admin.conf is; list that control plane first, or set install.configDir'})
     // Read-only, with the kubeadm installed now: its version rules and health checks, before any package moves.
     if (isFirst && needsApply) {
@@ -163,7 +163,8 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
       })
     }
     etcd = /^etcd$/m.test(facts)
-    etcdctl = /^etcdctl$/m.test(facts)
+    // Without etcdctl on the host, the etcd image's own etcdctl is reached through crictl.
+    etcdctl = /^(etcdctl|crictl)$/m.test(facts)
   }
   return {
     etcd,

@@ -74,6 +74,8 @@ export interface SimNodeSpec {
   aptSourceFormat?: AptSourceFormat
   /** kubeadm: `swapon --show` reports swap. */
   swap?: boolean
+  /** kubeadm stacked control planes: etcdctl on the host (default true); false: only inside the etcd container. */
+  hostEtcdctl?: boolean
 }
 
 const DEFAULT_VERSION: Record<SimDistribution, string> = {k3s: 'v1.31.4+k3s1', rke2: 'v1.31.3+rke2r1', kubeadm: 'v1.31.4'}
@@ -247,6 +249,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
               packageManager: spec.packageManager,
               held: spec.held,
               aptSourceFormat: spec.aptSourceFormat,
+              hostEtcdctl: spec.hostEtcdctl,
               etcd: spec.role === 'server' ? (etcd ? 'stacked' : 'external') : undefined,
               swap: spec.swap,
               loginAsRoot: become === 'none',
@@ -266,8 +269,8 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
           serviceManager: full.serviceManager,
           loginAsRoot: become === 'none',
         })
-        if (!kubeadm && (spec.packageManager || spec.held !== undefined || spec.aptSourceFormat || spec.swap !== undefined)) {
-          throw new Error(`homelab: node ${spec.name}: packageManager, held, aptSourceFormat and swap are for kubeadm nodes`)
+        if (!kubeadm && (spec.packageManager || spec.held !== undefined || spec.aptSourceFormat || spec.swap !== undefined || spec.hostEtcdctl !== undefined)) {
+          throw new Error(`homelab: node ${spec.name}: packageManager, held, aptSourceFormat, swap and hostEtcdctl are for kubeadm nodes`)
         }
         const start = useOpenSsh ? startOpenSshNode : startInprocSshNode
         const ssh = await start({name: spec.name, dir: fixture.dir, address, authorizedKey: keys.public})

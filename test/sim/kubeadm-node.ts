@@ -102,6 +102,8 @@ export interface KubeadmNodeOptions {
   swap?: boolean
   /** Sessions log in as root (become: none). */
   loginAsRoot?: boolean
+  /** Stacked control planes: etcdctl installed on the host (default true); else only inside the etcd container (crictl exec). */
+  hostEtcdctl?: boolean
 }
 
 export interface KubeadmNodeFixture extends NodeFixture {
@@ -312,7 +314,7 @@ export async function createKubeadmNodeFixture(options: KubeadmNodeOptions): Pro
   const managed = packageManager === 'apt' ? ['apt-get', 'apt-cache', 'apt-mark', 'apt-config', 'dpkg', 'dpkg-query'] : ['dnf', 'rpm']
   for (const tool of managed) scripts[tool] = wrapper(tool)
   if (packageManager === 'dnf') scripts.yum = wrapper('dnf')
-  if (etcd === 'stacked') scripts.etcdctl = wrapper('etcdctl')
+  if (etcd === 'stacked' && options.hostEtcdctl !== false) scripts.etcdctl = wrapper('etcdctl')
   for (const [name, text] of Object.entries(scripts)) await writeFile(join(fixture.fakebinDir, name), text, {mode: 0o755})
   return fixture
 }

@@ -100,13 +100,17 @@ test('a minor upgrade of 3 control planes + 3 workers follows kubeadm\'s order o
   assert.deepEqual(writes(homelab, since).filter((e) => e.resource !== 'leases'), [])
 })
 
-test('a patch upgrade keeps the repository definition as it is, and restarts each kubelet once', async (t) => {
-  const homelab = await kubeadmLab(t, {servers: 1, agents: 2})
+test('a patch upgrade keeps the repository definition as it is, restarts each kubelet once, and snapshots etcd from inside its pod when the host has no etcdctl', async (t) => {
+  const homelab = await kubeadmLab(t, {nodes: [{name: 'server-1', role: 'server', hostEtcdctl: false}, {name: 'agent-1', role: 'agent'}, {name: 'agent-2', role: 'agent'}]})
   const names = ['server-1', 'agent-1', 'agent-2']
   const files = new Map(await Promise.all(names.map(async (n) => [n, {text: await repository(homelab, n), mtime: (await stat(kubeadmFixture(homelab.node(n).fixture).repoFile)).mtimeMs}] as const)))
   const run = await homelab.cli(['k8s', 'upgrade', '--to', 'v1.31.5', '--yes', '--json'])
   assert.equal(run.exitCode, 0, run.stdout + run.stderr)
-  assert.equal(parseJson<Result>(run.stdout).outcome, 'succeeded')
+  const result = parseJson<Result>(run.stdout)
+  assert.equal(result.outcome, 'succeeded')
+  const snapshot = result.backups[0]?.etcdSnapshot?.name as string
+  assert.ok((await stat(snapshot)).size > 0, 'the snapshot was moved out of the etcd data dir into kubeadm\'s backup dir')
+  assert.ok((await nodeLog(homelab, 'server-1')).some((e) => e.tool === 'crictl' && e.argv[0] === 'exec' && e.argv.includes('etcdctl') && e.privileged), 'taken with crictl exec … etcdctl')
   for (const name of names) {
     assert.equal(await repository(homelab, name), files.get(name)?.text, `${name}: repository unchanged`)
     assert.equal((await stat(kubeadmFixture(homelab.node(name).fixture).repoFile)).mtimeMs, files.get(name)?.mtime, `${name}: repository not rewritten`)
