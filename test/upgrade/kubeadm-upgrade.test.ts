@@ -154,3 +154,20 @@ test('--dry-run of a kubeadm minor upgrade writes nothing and changes no package
   assert.deepEqual(writes(homelab), [])
   for (const node of homelab.nodes) assert.deepEqual(changes(await nodeLog(homelab, node.spec.name)), [], node.spec.name)
 })
+
+test('two minors ahead: one hop per minor, each switching the repository one minor on', async (t) => {
+  const homelab = await kubeadmLab(t, {servers: 1, agents: 1, releases: [KTO, 'v1.33.1'], workloads: false})
+  const before = await repository(homelab, 'agent-1')
+  const run = await homelab.cli(['k8s', 'upgrade', '--to', 'v1.33.1', '--yes', '--json'])
+  assert.equal(run.exitCode, 0, run.stdout + run.stderr)
+  const result = parseJson<Result & {hops: string[]; runIds: string[]}>(run.stdout)
+  assert.deepEqual(result.hops, [KTO, 'v1.33.1'])
+  assert.equal(result.runIds.length, 2)
+  for (const name of ['server-1', 'agent-1']) {
+    assert.deepEqual(await packageVersions(homelab, name), {kubeadm: '1.33.1-1.1', kubelet: '1.33.1-1.1', kubectl: '1.33.1-1.1'}, name)
+    const applies = (await nodeLog(homelab, name)).filter((e) => e.tool === 'kubeadm' && e.argv[1] === 'apply').map((e) => e.argv[2])
+    assert.deepEqual(applies, name === 'server-1' ? [KTO, 'v1.33.1'] : [])
+  }
+  assert.equal(await repository(homelab, 'agent-1'), before.replaceAll('/v1.31/', '/v1.33/'))
+  assert.equal(homelab.api.kubeadm.kubernetesVersion(), 'v1.33.1')
+})
