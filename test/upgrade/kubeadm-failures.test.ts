@@ -135,3 +135,28 @@ test('SIGKILL in the worker stage, then --resume: finishes with one backup and o
   const [done] = await journals(homelab)
   assert.equal(done.status, 'succeeded')
 })
+
+test('Ctrl-C while a worker drains: exit 130, that worker uncordoned with its old kubelet; --resume finishes', async (t) => {
+  const homelab = await kubeadmLab(t, {config: {upgrade: {agentConcurrency: 1}}})
+  const cli = spawnCli(t, homelab, ['k8s', 'upgrade', '--to', KTO, '--yes', '--log-format', 'json'])
+  const draining = await cli.waitForEvent((e) => e.type === 'log' && e.step === 'workers' && e.message === 'draining', 120_000)
+  cli.child.kill('SIGINT')
+  const exit = await cli.exited
+  assert.equal(exit.code, 130, cli.stderr().slice(-3000))
+  const [journal] = await journals(homelab)
+  assert.equal(journal.status, 'interrupted')
+  const states = kubeadmNodeStates(homelab)
+  for (const [name, state] of states) {
+    assert.equal(state.cordoned, false, `${name} left cordoned`)
+    assert.equal(state.ready, true, `${name} left NotReady`)
+  }
+  const worker = draining.node as string
+  assert.equal(states.get(worker)?.kubelet, KFROM, 'the drained worker kept its kubelet')
+  assert.equal((await packageVersions(homelab, worker)).kubelet, OLD.kubelet)
+
+  const resumed = await homelab.cli(['k8s', 'upgrade', '--resume', journal.id, '--yes', '--json'])
+  assert.equal(resumed.exitCode, 0, resumed.stdout + resumed.stderr)
+  for (const name of [...CONTROL_PLANES, ...WORKERS]) assert.deepEqual(await packageVersions(homelab, name), NEW, name)
+  for (const [name, state] of kubeadmNodeStates(homelab)) assert.deepEqual([state.kubelet, state.ready, state.cordoned], [KTO, true, false], name)
+  assert.equal(homelab.api.audit.matching({verb: 'create', resource: 'backups', code: 201}).length, 1)
+})
