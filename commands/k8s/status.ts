@@ -8,7 +8,7 @@ import {renderTable} from '../_cli/table.js'
 
 export default class Status extends HomelabCommand<typeof Status> {
   static override summary = 'Show the cluster\'s nodes, versions and version skew'
-  static override description = `Per node: role, address, kubelet version, Ready, cordoned (and by which homelab run), reachable over SSH, and the version of the k3s or rke2 binary on disk; then the cluster's skew verdict. Read-only.`
+  static override description = `Per node: role, address, kubelet version, Ready, cordoned (and by which homelab run), reachable over SSH, and the version of the k3s or rke2 binary on disk (kubeadm: of the kubeadm package, and the control plane's from its static pods); then the cluster's skew verdict. Read-only.`
   static override examples = ['<%= config.bin %> k8s status', '<%= config.bin %> k8s status --json']
   static override flags = {
     'accept-new-host-keys': Flags.boolean({description: 'trust and record host keys not yet in known_hosts (like OpenSSH accept-new); a changed key is still refused'}),

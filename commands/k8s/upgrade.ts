@@ -20,8 +20,8 @@ export const EXIT_CODES_HELP = `EXIT CODES
   130  interrupted (resumable with --resume)`
 
 export default class Upgrade extends HomelabCommand<typeof Upgrade> {
-  static override summary = 'Upgrade k3s or rke2 on every node, safely, with backup and undo'
-  static override description = `The distribution is distribution: in homelab.yaml, else detected from the nodes' kubelet versions (+k3sN, +rke2rN). Pre-flight checks everything first (versions, skew, SSH, sudo, disk, package-owned binaries, .skip manifests, drains, backups, checksums). Then: a Velero backup (and an etcd snapshot), servers one at a time (etcd-only ones first), agents drained and upgraded in parallel under --concurrency. A failure undoes every change in reverse.
+  static override summary = 'Upgrade k3s, rke2 or kubeadm on every node, safely, with backup and undo'
+  static override description = `The distribution is distribution: in homelab.yaml, else detected from the nodes' kubelet versions (+k3sN, +rke2rN; plain vX.Y.Z with the kubeadm-config ConfigMap: kubeadm). Pre-flight checks everything first (versions, skew, SSH, sudo, disk, package-owned binaries, .skip manifests, drains, backups, checksums). Then: a Velero backup (and an etcd snapshot), servers one at a time (etcd-only ones first), agents drained and upgraded in parallel under --concurrency. A failure undoes every change in reverse. kubeadm: packages (repository switched per minor), kubeadm upgrade apply on the first control plane, kubeadm upgrade node elsewhere, then kubelet and kubectl; a control plane kubeadm has upgraded is not downgraded (exit 5 with the way back).
 
 ${EXIT_CODES_HELP}`
   static override examples = [

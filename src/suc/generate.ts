@@ -51,7 +51,8 @@ export interface GenerateRequest {
 export interface GenerateDeps {
   config: HomelabConfig
   /** Opens the API; may throw ConfigError when there is no kubeconfig. Called only when needed. */
-  kube?: () => KubeClients
+  /** Opens the API on first use (may load the Kubernetes client then). */
+  kube?: () => KubeClients | Promise<KubeClients>
   fetch?: typeof globalThis.fetch
   signal?: AbortSignal
 }
@@ -181,7 +182,7 @@ async function readNodes(deps: GenerateDeps, mode: ClusterMode) {
   let kube: KubeClients
   try {
     if (!deps.kube) throw new ConfigError('no kubeconfig', {hint: 'pass --kubeconfig'})
-    kube = deps.kube()
+    kube = await deps.kube()
   } catch (error) {
     if (mode === 'required' || !(error instanceof ConfigError)) throw error
     return `no usable kubeconfig (${error.message}): the plans were not checked against the cluster's versions (--check-cluster makes that an error)`

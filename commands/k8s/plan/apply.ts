@@ -62,7 +62,7 @@ EXIT CODES
     const {flags} = this
     const timeoutMs = parseDuration(flags.timeout, '--timeout')
     const context = await planContext(flags)
-    const kube = context.kube()
+    const kube = await context.kube()
     const dryRun = flags['dry-run']
     const warnings: string[] = []
 

@@ -47,7 +47,7 @@ EXIT CODES
     const timeoutMs = parseDuration(flags.timeout, '--timeout')
     const stuckAfterMs = parseDuration(flags['stuck-after'], '--stuck-after')
     const context = await planContext(flags)
-    const kube = context.kube()
+    const kube = await context.kube()
     const names = flags['name-prefix'] === undefined ? undefined : Object.values(planNames(context.config.distribution, flags['name-prefix']))
     const options = {namespace: flags.namespace, names, stuckAfterMs}
 

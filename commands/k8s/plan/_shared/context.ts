@@ -2,7 +2,7 @@ import {homedir} from 'node:os'
 
 import {findConfigFile, loadConfig} from '../../../../src/config/load.js'
 import {type HomelabConfig, makeConfigSchema} from '../../../../src/config/schema.js'
-import {KubeClients, loadKubeConfig} from '../../../../src/kube/client.js'
+import type {KubeClients} from '../../../../src/kube/client.js'
 import type {ClusterMode, GenerateRequest} from '../../../../src/suc/generate.js'
 import type {PlanFlagValues} from './plan-flags.js'
 
@@ -11,7 +11,7 @@ export interface PlanContext {
   /** The cluster file used, if any: the plan commands work without one. */
   configFile?: string
   /** Opens the API once, on first use; throws ConfigError when there is no usable kubeconfig. */
-  kube: () => KubeClients
+  kube: () => Promise<KubeClients>
 }
 
 /**
@@ -30,11 +30,12 @@ export async function planContext(flags: {config?: string; kubeconfig?: string; 
   } else {
     config = makeConfigSchema({home: search.home, baseDir: search.cwd}).parse({discover: true})
   }
-  let kube: KubeClients | undefined
+  let kube: Promise<KubeClients> | undefined
   return {
     config,
     configFile,
-    kube: () => (kube ??= new KubeClients(loadKubeConfig({kubeconfig: flags.kubeconfig, context: flags.context, fromFile: config.kubernetes}).kubeConfig)),
+    // The Kubernetes client is most of a cold start: loaded only when a step needs the API (not for --offline).
+    kube: () => (kube ??= import('../../../../src/kube/client.js').then(({KubeClients, loadKubeConfig}) => new KubeClients(loadKubeConfig({kubeconfig: flags.kubeconfig, context: flags.context, fromFile: config.kubernetes}).kubeConfig))),
   }
 }
 

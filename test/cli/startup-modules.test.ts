@@ -1,0 +1,62 @@
+/**
+ * Start-up guard (issue 11): `--help`, `--version`, `k8s upgrade --help` and an offline
+ * `plan generate` must not load the Kubernetes client, ssh2, listr2 or execa — together they are
+ * most of a cold start. Asserted by the modules a run resolves (an ESM resolve hook), not by timing.
+ */
+import assert from 'node:assert/strict'
+import {execFile} from 'node:child_process'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {after, before, test} from 'node:test'
+import {pathToFileURL} from 'node:url'
+import {promisify} from 'node:util'
+
+import {REPO_ROOT} from '../sim/homelab.js'
+
+const run = promisify(execFile)
+const HEAVY = ['@kubernetes/client-node', 'ssh2', 'listr2', 'execa']
+
+let dir: string
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'homelab-startup-'))
+  await writeFile(path.join(dir, 'hook.mjs'), `import {appendFileSync} from 'node:fs'
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context)
+  appendFileSync(process.env.HOMELAB_TEST_LOADED, resolved.url + '\\n')
+  return resolved
+}
+`)
+  await writeFile(path.join(dir, 'register.mjs'), `import {register} from 'node:module'\nregister(${JSON.stringify(pathToFileURL(path.join(dir, 'hook.mjs')).href)})\n`)
+})
+after(() => rm(dir, {recursive: true, force: true}))
+
+/** The packages under node_modules a CLI run resolved, and what it printed. */
+async function loaded(args: string[]): Promise<{packages: Set<string>; stdout: string}> {
+  const log = path.join(dir, `${args.join('_').replace(/[^a-z0-9]+/gi, '-')}.log`)
+  const {stdout} = await run(process.execPath, ['--import', pathToFileURL(path.join(dir, 'register.mjs')).href, path.join(REPO_ROOT, 'bin', 'run.js'), ...args], {
+    cwd: dir, // no homelab.yaml here
+    env: {...process.env, HOMELAB_TEST_LOADED: log, HOME: dir, XDG_CONFIG_HOME: dir, KUBECONFIG: path.join(dir, 'none')},
+  })
+  const packages = new Set<string>()
+  for (const url of (await readFile(log, 'utf8')).split('\n')) {
+    const match = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)
+    if (match) packages.add(match[1])
+  }
+  return {packages, stdout}
+}
+
+for (const args of [['--help'], ['--version'], ['k8s', 'upgrade', '--help'], ['k8s', 'plan', 'generate', '--to', 'v1.31.5+k3s1', '--offline']]) {
+  test(`homelab ${args.join(' ')} loads none of ${HEAVY.join(', ')}`, async () => {
+    const {packages, stdout} = await loaded(args)
+    assert.ok(stdout.length > 0, 'the command printed its output')
+    assert.ok(packages.has('@oclif/core'), 'the hook saw the run (oclif was resolved)')
+    assert.deepEqual(HEAVY.filter((p) => packages.has(p)), [])
+  })
+}
+
+test('the guard can fail: a command that needs the API loads the Kubernetes client', async () => {
+  // Without --offline it tries the cluster (and warns that there is no kubeconfig): the client is loaded then.
+  const {packages} = await loaded(['k8s', 'plan', 'generate', '--to', 'v1.31.5+k3s1'])
+  assert.ok(packages.has('@kubernetes/client-node'))
+})
