@@ -58,7 +58,7 @@ async function createAndWait(kube: KubeClients, settings: VeleroSettings, plural
     if ((error as {code?: number}).code !== 409) throw error
   }
   const kind = plural === 'backups' ? 'Backup' : 'Restore'
-  const phase = await waitFor<VeleroObject, string>({
+  const ended = await waitFor<VeleroObject, {phase: string; reason?: string}>({
     kube,
     path: `/apis/${GROUP}/${VERSION}/namespaces/${settings.namespace}/${plural}`,
     query: {fieldSelector: `metadata.name=${name}`},
@@ -75,15 +75,16 @@ async function createAndWait(kube: KubeClients, settings: VeleroSettings, plural
     check: (objects) => {
       const object = objects.get(`${settings.namespace}/${name}`)
       const current = object?.status?.phase
-      return current === 'Completed' || (current && FINAL_FAILURES.has(current)) ? current : undefined
+      const reason = object?.status?.failureReason
+      return current === 'Completed' || (current && FINAL_FAILURES.has(current)) ? {phase: current, reason} : undefined
     },
     timeoutMs: settings.timeoutMs,
     description: `Velero ${kind} ${name} to complete`,
     hint: `check Velero (velero ${kind.toLowerCase()} describe ${name}); raise upgrade.backup.velero.timeout if it is just slow`,
     signal,
   })
-  if (phase !== 'Completed') {
-    throw new BackupError(`Velero ${kind} ${name} ended ${phase}`, {
+  if (ended.phase !== 'Completed') {
+    throw new BackupError(`Velero ${kind} ${name} ended ${ended.phase}${ended.reason ? ` (${ended.reason})` : ''}`, {
       hint: `see velero ${kind.toLowerCase()} describe ${name} --details; nothing on the nodes was changed by this step`,
     })
   }

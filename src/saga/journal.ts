@@ -8,10 +8,11 @@
  * Never write secrets here: see the contract on `RunJournal`.
  */
 import {randomBytes} from 'node:crypto'
-import {link, mkdir, open, readdir, readFile, rename, rm} from 'node:fs/promises'
+import {link, mkdir, open, readdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {z} from 'zod'
+import {ExitCode} from '../errors.js'
 import {JournalError} from './errors.js'
 import type {RunJournal, RunStatus} from './types.js'
 
@@ -71,6 +72,25 @@ export class JournalStore {
     this.writer = options.writer ?? {pid: process.pid, hostname: os.hostname()}
   }
 
+  /**
+   * Makes sure runs can be recorded here: the directory exists and takes a file. Asked before a
+   * run changes anything, so an unwritable state dir refuses the run instead of failing it late.
+   */
+  async ensureDir(): Promise<void> {
+    const fail = (error: unknown) => {
+      throw new JournalError(`cannot write run journals to ${this.dir}`, {
+        cause: error,
+        file: this.dir,
+        exitCode: ExitCode.usage,
+        hint: 'check that the directory is writable, or set XDG_STATE_HOME to one that is',
+      })
+    }
+    await mkdir(this.dir, {recursive: true, mode: 0o700}).catch(fail)
+    const probe = path.join(this.dir, `.probe-${process.pid}-${Date.now()}`)
+    await writeFile(probe, '', {mode: 0o600}).catch(fail)
+    await rm(probe, {force: true})
+  }
+
   /** Creates and writes a new run with no steps yet (the engine adds them). */
   async create(run: NewRun): Promise<Journal> {
     const created = this.now()
@@ -90,13 +110,7 @@ export class JournalStore {
       steps: [],
       compensations: [],
     }
-    await mkdir(this.dir, {recursive: true, mode: 0o700}).catch((error: unknown) => {
-      throw new JournalError(`cannot create the runs directory ${this.dir}`, {
-        cause: error,
-        file: this.dir,
-        hint: 'check that the directory is writable, or set XDG_STATE_HOME to one that is',
-      })
-    })
+    await this.ensureDir()
     const journal = new Journal(this.fileOf(id), state, this.now, this.writer, {exclusive: true})
     await journal.flush()
     return journal

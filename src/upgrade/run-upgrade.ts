@@ -1,7 +1,7 @@
 import {hostname} from 'node:os'
 
 import type {SagaTimings} from '../../sagas/binary-upgrade.js'
-import {ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
+import {ConnectionError, ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
 import type {Inventory} from '../inventory.js'
 import {ClusterLock} from '../kube/lock.js'
 import {gatherStatus, type NodeStatus} from '../status.js'
@@ -141,17 +141,25 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     if (deps.distributionSource) deps.onEvent({type: 'distribution', name: distribution.name, source: deps.distributionSource})
     if (!request.to) throw new HomelabError('--to is required (or --resume)', {exitCode: ExitCode.usage, hint: `pass --to ${distribution.exampleVersion}, --to stable, or --to v1.31`})
     const {config} = deps
-    const target = await resolveTarget(request.to, {channelUrl: config.install.channelUrl, distribution: config.distribution, signal: deps.signal})
+    // A channel server that cannot be reached refuses the run like any pre-flight problem: nothing was touched.
+    const unreachable = (error: unknown): never => {
+      if (error instanceof ConnectionError) throw new PreflightError(`${error.message}; nothing was changed`, {cause: error, hint: error.hint})
+      throw error
+    }
+    const target = await resolveTarget(request.to, {channelUrl: config.install.channelUrl, distribution: config.distribution, signal: deps.signal}).catch(unreachable)
     const inventory = await deps.loadInventory()
     const versions = inventory.nodes.map((n) => n.cluster?.kubeletVersion).filter((v): v is string => Boolean(v))
     if (versions.length === 0) throw new PreflightError('no node reports a kubelet version', {hint: 'check that the kubeconfig points at the cluster in homelab.yaml'})
     const oldest = sortVersions(versions.map((v) => parseVersion(v, config.distribution)))[0]
-    const hops = compareVersions(oldest, target.version) >= 0 ? [target.version] : await planUpgradeHops(oldest.format(), target.version, {channelUrl: config.install.channelUrl, distribution: config.distribution, noHops: request.noHops, signal: deps.signal})
+    const hops = compareVersions(oldest, target.version) >= 0 ? [target.version] : await planUpgradeHops(oldest.format(), target.version, {channelUrl: config.install.channelUrl, distribution: config.distribution, noHops: request.noHops, signal: deps.signal}).catch(unreachable)
     result.target = target.version.format()
     result.hops = hops.map((h) => h.format())
     deps.onEvent({type: 'target-resolved', target: result.target, channel: target.channel, hops: result.hops})
     pendingHops = result.hops
   }
+
+  // Before the lock or any pre-flight: a run that could not keep its journal must not start.
+  if (!request.dryRun && pendingHops.length > 0) await deps.journals.ensureDir()
 
   while (pendingHops.length > 0) {
     const [hop, ...later] = pendingHops
