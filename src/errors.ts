@@ -37,7 +37,8 @@ export class HomelabError extends Error {
   oneLine(): string {
     if (!this.hint) return this.message
     // A message listing several problems keeps the fix apart, so it is not read as the last problem's.
-    return this.message.includes('\n') ? `${this.message}\n  fix: ${this.hint}` : `${this.message} (fix: ${this.hint})`
+    // Several fixes (one per problem) each get their own `fix:` line.
+    return this.message.includes('\n') ? `${this.message}\n  fix: ${this.hint.split('\n').join('\n  fix: ')}` : `${this.message} (fix: ${this.hint})`
   }
 }
 

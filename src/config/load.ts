@@ -176,17 +176,25 @@ async function identityFileProblems(config: HomelabConfig, file: string, locate:
       hint:
         why === 'is not readable (permission denied)'
           ? `make it readable: chmod u+r ${identityFile}`
-          : `set ${pathText} to your private key (e.g. ~/.ssh/id_ed25519), or remove it to use the SSH agent, ~/.ssh/config's IdentityFile and the default keys`,
+          : why === 'is a public key, not the private key'
+            ? `set ${pathText} to the private key${identityFile.endsWith('.pub') ? `: ${identityFile.slice(0, -'.pub'.length)}` : ' (the file without .pub)'}`
+            : `set ${pathText} to your private key (e.g. ~/.ssh/id_ed25519), or remove it to use the SSH agent, ~/.ssh/config's IdentityFile and the default keys`,
     })
   }
   return problems
 }
+
+/** An OpenSSH public key line: `ssh-ed25519 AAAA…`, `ecdsa-sha2-nistp256 AAAA…`, `sk-ssh-ed25519@openssh.com AAAA…`. */
+const PUBLIC_KEY_LINE = /^(?:ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+@openssh\.com)\s+AAAA/
 
 /** Why a private key file cannot be read, or undefined when it can. */
 async function unreadable(path: string): Promise<string | undefined> {
   try {
     if ((await stat(path)).isDirectory()) return 'is a directory, not a key file'
     await access(path, fsConstants.R_OK)
+    // The public half named instead of the private key (id_ed25519.pub): it can never log in.
+    const head = (await readFile(path, 'utf8')).slice(0, 200).trimStart()
+    if (PUBLIC_KEY_LINE.test(head)) return 'is a public key, not the private key'
     return undefined
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
@@ -215,19 +223,21 @@ function parse(text: string, file: string, options: {home?: string} & SchemaOpti
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, {lineCounter, prettyErrors: true, uniqueKeys: true})
   if (doc.errors.length > 0) {
-    throw new ConfigProblemsError(
-      doc.errors.map((e) => {
-        const pos = e.linePos?.[0]
-        return {
-          file,
-          path: '',
-          line: pos?.line,
-          column: pos?.col,
-          problem: `YAML syntax error: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`,
-          hint: pos ? `fix the YAML at line ${pos.line} of ${file} (indent with spaces; quote values that contain ": " or " #")` : `fix the YAML syntax of ${file}`,
-        }
-      }),
-    )
+    // The parser goes on after the first error and reports what follows from it (one tab gave
+    // eleven errors): name the first, where to look, and how many came after it.
+    const [e] = doc.errors
+    const pos = e.linePos?.[0]
+    const more = doc.errors.length - 1
+    throw new ConfigProblemsError([
+      {
+        file,
+        path: '',
+        line: pos?.line,
+        column: pos?.col,
+        problem: `YAML syntax error: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}${more > 0 ? ` (and ${more} more after it, likely caused by this one)` : ''}`,
+        hint: pos ? `fix the YAML at line ${pos.line} of ${file} (indent with spaces; quote values that contain ": " or " #")` : `fix the YAML syntax of ${file}`,
+      },
+    ])
   }
 
   let raw: unknown

@@ -1,7 +1,7 @@
 import {resolveChannel} from '../channels.js'
-import {PreflightError} from '../errors.js'
+import {PreflightError, VersionError} from '../errors.js'
 import {isVersionString, looksLikeChannel, parseVersion, type Distribution, type ReleaseVersion} from '../versions/release-version.js'
-import {planHops} from '../versions/skew.js'
+import {classifyUpgrade, planHops} from '../versions/skew.js'
 
 export interface TargetOptions {
   channelUrl: string
@@ -23,14 +23,28 @@ export async function resolveTarget(to: string, options: TargetOptions): Promise
 /**
  * The versions to pass through from the oldest node to the target, one minor at a time; the
  * newest of each minor in between comes from that minor's channel. With --no-hops, more than one
- * hop is a refusal.
+ * hop is a refusal, whether or not the channel server can name the minors in between.
  */
 export async function planUpgradeHops(oldest: string, target: ReleaseVersion, options: TargetOptions & {noHops: boolean}): Promise<ReleaseVersion[]> {
-  const hops = await planHops(oldest, target, (line) => resolveChannel(line, {baseUrl: options.channelUrl, distribution: options.distribution, signal: options.signal}))
-  if (hops.length > 1 && options.noHops) {
+  // An exact --to needs no channel, but the minors in between do: say so instead of "no channel v1.32" alone.
+  const latestOfMinor = async (line: string) => {
+    try {
+      return await resolveChannel(line, {baseUrl: options.channelUrl, distribution: options.distribution, signal: options.signal})
+    } catch (error) {
+      if (!(error instanceof VersionError)) throw error
+      throw new PreflightError(`${target.format()} is more than one minor version ahead of ${oldest}, and the ${line} release to pass through is unknown: ${error.message}; nothing was changed`, {
+        cause: error,
+        hint: `upgrade to a ${line} release first (give its exact version to --to), or point install.channelUrl at a channel server that lists ${line}`,
+      })
+    }
+  }
+  if (options.noHops && classifyUpgrade(oldest, target) === 'skip') {
+    // Refused either way; the hops (when the channel server knows them) only make the fix exact.
+    const hops = await planHops(oldest, target, latestOfMinor).catch(() => undefined)
+    const first = hops?.[0]?.format() ?? `a v${target.major}.${parseVersion(oldest, target.distribution).minor + 1} release`
     throw new PreflightError(`${target.format()} is more than one minor version ahead of ${oldest}; nothing was changed`, {
-      hint: `upgrade one minor at a time (first to ${hops[0].format()}), or drop --no-hops to let homelab pass through ${hops.slice(0, -1).map((h) => h.format()).join(', ')}`,
+      hint: `upgrade one minor at a time (first to ${first}), or drop --no-hops to let homelab pass through ${hops ? hops.slice(0, -1).map((h) => h.format()).join(', ') : 'each minor in between'}`,
     })
   }
-  return hops
+  return planHops(oldest, target, latestOfMinor)
 }
