@@ -5,11 +5,12 @@ import path from 'node:path'
 import {loadConfig} from './config/load.js'
 import type {HomelabConfig} from './config/schema.js'
 import {detectDistribution, detectPackageDistribution} from './distributions/detect.js'
-import {distributionOf, type AnyDistribution} from './distributions/index.js'
+import {distributionOf, kubeconfigPaths, type AnyDistribution} from './distributions/index.js'
 import {ConfigError} from './errors.js'
 import {buildInventory, type Inventory, type InventoryNode} from './inventory.js'
 import {KubeClients, loadKubeConfig} from './kube/client.js'
 import {listClusterNodes, type ClusterNode} from './kube/nodes.js'
+import {apiFailure} from './kube/api-errors.js'
 import {ReleaseSource} from './release/release-source.js'
 import {JournalStore} from './saga/journal.js'
 import {resolveSshTarget} from './transport/ssh-config.js'
@@ -62,7 +63,7 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
   const kube = new KubeClients(kubeConfig)
 
   // The nodes' kubelet versions name the distribution; a file that names another one is wrong.
-  let firstList: ClusterNode[] | undefined = await listClusterNodes(kube)
+  let firstList: ClusterNode[] | undefined = await listClusterNodes(kube).catch((error: unknown) => refusedCredentials(error, kube.server))
   const detected = detectDistribution(firstList) ?? (await detectPackageDistribution(kube, firstList))
   let distributionSource = `distribution: ${config.distribution} in ${file}`
   if (loaded.explicit.distribution) {
@@ -148,4 +149,19 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
     },
   }
   return session
+}
+
+/** The first API call says whether the kubeconfig's credentials work: 401 and 403 are config errors with the fix. */
+function refusedCredentials(error: unknown, server: string): never {
+  const {code} = apiFailure(error)
+  if (code === 401) {
+    throw new ConfigError(`the API server ${server} refused the kubeconfig's credentials (401 Unauthorized)`, {
+      cause: error,
+      hint: `the token or client certificate is wrong or expired: copy a fresh kubeconfig from a server (${kubeconfigPaths()}), or pick another --context`,
+    })
+  }
+  if (code === 403) {
+    throw new ConfigError(`the kubeconfig's user may not list nodes on ${server} (403 Forbidden)`, {cause: error, hint: 'use an admin kubeconfig: homelab reads and cordons nodes, drains pods and takes a Lease in kube-system'})
+  }
+  throw error
 }

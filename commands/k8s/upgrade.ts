@@ -53,6 +53,8 @@ ${EXIT_CODES_HELP}`
 
   async run(): Promise<UpgradeResult> {
     const {flags} = this
+    const only = flags.nodes?.split(',').map((n) => n.trim()).filter(Boolean)
+    if (only && only.length === 0) throw new UsageError(`--nodes ${JSON.stringify(flags.nodes)} names no node`, {hint: 'give node names separated by commas (--nodes agent-1,agent-2), or leave --nodes out for every node'})
     if (!flags.to && !flags.resume) throw new UsageError('say where to go: --to <version|channel>, or --resume', {hint: 'e.g. homelab k8s upgrade --to v1.32.0+k3s1 --dry-run'})
     const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && process.env.CI !== 'true'
     if (!flags['dry-run'] && !flags.yes && !interactive) {
@@ -93,7 +95,7 @@ ${EXIT_CODES_HELP}`
         to: flags.to,
         dryRun: flags['dry-run'],
         noHops: flags['no-hops'],
-        only: flags.nodes?.split(',').map((n) => n.trim()).filter(Boolean),
+        only,
         concurrency: flags.concurrency,
         onFailure: flags['on-failure'],
         skipBackup: flags['skip-backup'],

@@ -9,7 +9,7 @@ import {
   PolicyV1Api,
   Watch,
 } from '@kubernetes/client-node'
-import {existsSync} from 'node:fs'
+import {existsSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
@@ -44,6 +44,9 @@ export function loadKubeConfig(source: KubeConfigSource = {}): {kubeConfig: Kube
       throw new ConfigError(`kubeconfig ${explicit} does not exist`, {
         hint: `pass --kubeconfig with the path of your cluster's kubeconfig (a server writes it to ${kubeconfigPaths()})`,
       })
+    }
+    if (statSync(explicit).isDirectory()) {
+      throw new ConfigError(`kubeconfig ${explicit} is a directory`, {hint: 'pass --kubeconfig with the path of the kubeconfig file inside it'})
     }
     kubeConfig.loadFromFile(explicit)
     origin = explicit

@@ -362,7 +362,8 @@ async function readJournal(file: string): Promise<RunJournal> {
   } catch (error) {
     throw new JournalError(
       isErrno(error, 'ENOENT') ? `no run journal at ${file}` : `cannot read the run journal ${file}`,
-      {cause: error, file, hint: `check the run id; run journals are in ${path.dirname(file)}`},
+      // A run id that names no journal is the user's typo, not a failure of the run.
+      {cause: error, file, hint: `check the run id; run journals are in ${path.dirname(file)}`, ...(isErrno(error, 'ENOENT') ? {exitCode: ExitCode.usage} : {})},
     )
   }
   let json: unknown
@@ -396,7 +397,7 @@ async function readJournal(file: string): Promise<RunJournal> {
 function checkId(id: string): void {
   // Ids become file names: no separators, no dot-dot.
   if (!RUN_ID.test(id)) {
-    throw new JournalError(`not a run id: ${JSON.stringify(id)}`, {hint: 'a run id looks like 20250514-103012-3f9a1c'})
+    throw new JournalError(`not a run id: ${JSON.stringify(id)}`, {hint: 'a run id looks like 20250514-103012-3f9a1c', exitCode: ExitCode.usage})
   }
 }
 

@@ -6,9 +6,6 @@
  * and the fix (one line, or pre-flight's list of problems), not one write to the API (leases
  * included), no node command beyond the read-only pre-flight, no binary swapped, no service
  * restarted, and no file created by a shell metacharacter smuggled into a value.
- *
- * Cases marked `todo` are defects found here whose fix lies outside what this change may touch;
- * they run, report, and turn into ordinary cases once fixed.
  */
 import assert from 'node:assert/strict'
 import {existsSync, mkdtempSync, rmSync} from 'node:fs'
@@ -43,8 +40,6 @@ interface Case {
   shape?: 'line' | 'list'
   /** A file a shell metacharacter in the input would have created. */
   creates?: string
-  /** A known defect outside this change: what is wrong today. */
-  todo?: string
 }
 
 const up = (...args: string[]) => ['k8s', 'upgrade', ...args, '--yes']
@@ -84,11 +79,11 @@ const CASES: Case[] = [
   {name: 'an unknown --on-failure', args: up('--to', TO, '--on-failure', 'ignore'), exit: 2, says: /Expected --on-failure=ignore to be one of: compensate, stop/},
   {name: 'no --yes under CI', args: ['k8s', 'upgrade', '--to', TO], exit: 2, says: /refusing to change the cluster without confirmation/, fix: /pass --yes/},
   {name: '--resume with nothing to resume', args: up('--resume'), exit: 2, says: /there is no interrupted upgrade to resume/, fix: /start one with --to/},
-  {name: '--resume with a run id that is $(…)', args: up('--resume', `$(touch ${mark('resume')})`), exit: 2, says: /not a run id: "\$\(touch/, creates: mark('resume'), todo: 'exits 1: JournalError (src/saga/journal.ts) carries no exit code'},
-  {name: '--resume with a run that does not exist', args: up('--resume', '20250514-103012-3f9a1c'), exit: 2, says: /no run journal at .*20250514-103012-3f9a1c\.json/, fix: /check the run id/, todo: 'exits 1: JournalError (src/saga/journal.ts) carries no exit code'},
+  {name: '--resume with a run id that is $(…)', args: up('--resume', `$(touch ${mark('resume')})`), exit: 2, says: /not a run id: "\$\(touch/, creates: mark('resume')},
+  {name: '--resume with a run that does not exist', args: up('--resume', '20250514-103012-3f9a1c'), exit: 2, says: /no run journal at .*20250514-103012-3f9a1c\.json/, fix: /check the run id/},
   {name: '--nodes naming a node that does not exist', args: up('--to', TO, '--nodes', 'server-9'), exit: 3, shape: 'list', says: /--nodes names server-9, which is not in the inventory/},
   {name: '--nodes with ;touch', args: up('--to', TO, '--nodes', `agent-1;touch ${mark('nodes')}`), exit: 3, shape: 'list', says: /--nodes names agent-1;touch .*, which is not in the inventory/, creates: mark('nodes')},
-  {name: '--nodes naming no node at all', args: up('--to', TO, '--nodes', ','), exit: 2, says: /--nodes/, todo: 'exits 0 saying "every node is already at v1.31.5+k3s1", which is false: commands/k8s/upgrade.ts turns "," into an empty selection'},
+  {name: '--nodes naming no node at all', args: up('--to', TO, '--nodes', ','), exit: 2, says: /--nodes/},
 
   // homelab.yaml: syntax, unknown keys, wrong types
   {name: 'YAML: an unclosed quote', args: up('--to', TO), yaml: sub('context: homelab-sim', 'context: "homelab-sim'), exit: 2, says: /homelab\.yaml:\d+:\d+: YAML syntax error: Missing closing "quote/, fix: YAML_FIX},
@@ -138,7 +133,7 @@ const CASES: Case[] = [
   {name: 'a kubeconfig path with spaces and quotes that does not exist (homelab.yaml)', args: ['k8s', 'status'], yaml: sub(/kubeconfig: .*/, `kubeconfig: ${JSON.stringify(`${QUOTED_PATH}/config`)}`), exit: 2, says: /kubeconfig \/tmp\/no such dir\/it's "quoted"\/config does not exist/, fix: /pass --kubeconfig/},
   {name: 'a --kubeconfig that does not exist', args: up('--to', TO, '--kubeconfig', `${QUOTED_PATH}/kubeconfig`), exit: 2, says: /kubeconfig \/tmp\/no such dir\/it's "quoted"\/kubeconfig does not exist/},
   {name: 'a kubeconfig that is not a kubeconfig', args: ['k8s', 'status'], yaml: (text, h) => sub(/kubeconfig: .*/, `kubeconfig: ${h.configPath}`)(text), exit: 2, says: /context "homelab-sim" is not in .*homelab\.yaml \(contexts: none\)/},
-  {name: 'a kubeconfig that is a directory', args: ['k8s', 'status', '--kubeconfig', MARKS], exit: 2, says: /kubeconfig .* is a directory/, todo: 'exits 1 with a raw EISDIR: src/kube/client.ts loads it without a check'},
+  {name: 'a kubeconfig that is a directory', args: ['k8s', 'status', '--kubeconfig', MARKS], exit: 2, says: /kubeconfig .* is a directory/},
   {
     name: 'a kubeconfig whose token the API rejects (expired)',
     args: ['k8s', 'status', '--kubeconfig', path.join(MARKS, 'expired', 'kubeconfig')],
@@ -149,7 +144,6 @@ const CASES: Case[] = [
     },
     exit: 2,
     says: /401|Unauthorized|credentials/,
-    todo: 'exits 1 with client-node\'s multi-line "HTTP-Code: 401" dump: src/kube/* does not turn 401 into an error with a fix',
   },
   {name: 'a --config with spaces and quotes that does not exist', args: ['k8s', 'status', '--config', `${QUOTED_PATH}/homelab.yaml`], exit: 2, says: /config file \/tmp\/no such dir\/it's "quoted"\/homelab\.yaml \(from --config\) does not exist/, fix: /pass the path of an existing file to --config/},
 
@@ -174,9 +168,9 @@ const CASES: Case[] = [
   {name: 'rollback: two run ids', args: ['k8s', 'rollback', 'run-a', 'run-b', '--yes'], exit: 2, says: /Unexpected argument: run-b/},
   {name: 'rollback: no --yes under CI', args: ['k8s', 'rollback'], exit: 2, says: /refusing to roll back without confirmation/, fix: /pass --yes/},
   {name: 'rollback: an unknown key in homelab.yaml', args: ['k8s', 'rollback', '--yes'], yaml: (text) => `${text}rollback: {force: true}\n`, exit: 2, says: /rollback: unknown key/},
-  {name: 'rollback: a run id that is a path', args: ['k8s', 'rollback', '../../../etc/passwd', '--yes'], exit: 2, says: /not a run id: "\.\.\/\.\.\/\.\.\/etc\/passwd"/, fix: /a run id looks like/, todo: 'exits 1: JournalError (src/saga/journal.ts) carries no exit code'},
-  {name: 'rollback: a run id that is $(…)', args: ['k8s', 'rollback', `$(touch ${mark('rollback')})`, '--yes'], exit: 2, says: /not a run id/, creates: mark('rollback'), todo: 'exits 1: JournalError (src/saga/journal.ts) carries no exit code'},
-  {name: 'rollback: a run that does not exist', args: ['k8s', 'rollback', '20250514-103012-3f9a1c', '--yes'], exit: 2, says: /no run journal at/, todo: 'exits 1: JournalError (src/saga/journal.ts) carries no exit code'},
+  {name: 'rollback: a run id that is a path', args: ['k8s', 'rollback', '../../../etc/passwd', '--yes'], exit: 2, says: /not a run id: "\.\.\/\.\.\/\.\.\/etc\/passwd"/, fix: /a run id looks like/},
+  {name: 'rollback: a run id that is $(…)', args: ['k8s', 'rollback', `$(touch ${mark('rollback')})`, '--yes'], exit: 2, says: /not a run id/, creates: mark('rollback')},
+  {name: 'rollback: a run that does not exist', args: ['k8s', 'rollback', '20250514-103012-3f9a1c', '--yes'], exit: 2, says: /no run journal at/},
 ]
 
 /** The node commands pre-flight runs (read-only): sudo's own check, the service manager asked what it runs, the .skip manifests listed. */
@@ -247,10 +241,10 @@ describe('bad input: exit 2 or 3, the problem and the fix, nothing written, noth
   })
   after(() => stop?.())
 
-  test('the table has at least 40 cases', () => assert.ok(CASES.filter((c) => !c.todo).length >= 40, String(CASES.length)))
+  test('the table has at least 40 cases', () => assert.ok(CASES.length >= 40, String(CASES.length)))
 
   for (const c of CASES) {
-    test(`${c.name}: homelab ${c.args.join(' ')}`, {todo: c.todo}, async () => {
+    test(`${c.name}: homelab ${c.args.join(' ')}`, async () => {
       await c.setup?.(homelab)
       await writeFile(homelab.configPath, c.yaml ? c.yaml(saved, homelab) : saved)
       const writes = homelab.api.audit.writes().length
