@@ -293,7 +293,9 @@ function reportPlan(plan: Plan, input: DiagnoseInput): PlanReport {
   const complete = stale ? undefined : status.conditions?.find((c) => c.type === 'Complete')
   const resolved = hash !== undefined && (wanted === undefined || status.latestVersion === wanted)
   const done = names('done')
-  const finished = resolved && complete?.status === 'True' && nodes.every((n) => n.state === 'done' || n.state === 'opted-out')
+  // A node's Job can finish before its kubelet reports the new version (the upgrade restarts it): done means running it.
+  const running = (n: NodeProgress) => status.latestVersion === undefined || munge(n.version) === status.latestVersion
+  const finished = resolved && complete?.status === 'True' && nodes.every((n) => (n.state === 'done' && running(n)) || n.state === 'opted-out')
   const role = plan.metadata.labels?.[PLAN_ROLE_LABEL]
   return {
     name: plan.metadata.name,
