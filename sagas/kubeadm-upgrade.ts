@@ -117,7 +117,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
   }
 
   /** The kubeadm part of a node: `upgrade apply` on the first control plane, `upgrade node` elsewhere. */
-  async function upgradeWithKubeadm(ctx: Ctx, distribution: PackageDistribution, node: KubeadmPlannedNode, onNode: {kubelet?: string}) {
+  async function upgradeWithKubeadm(ctx: Ctx, distribution: PackageDistribution, node: KubeadmPlannedNode, onNode: {kubelet?: string}, controlPlaneAt: boolean) {
     const transport = await deps.connect(inventoryNode(node.name))
     const target = ctx.input.target
     if (node.role === 'agent') {
@@ -127,9 +127,8 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
       await kubeadmUpgradeNode(transport, distribution, false, node.configDir, {signal: ctx.signal})
       return
     }
-    const upgraded = (await controlPlaneVersions(kube, distribution)).get(node.name) === target
     const clusterAt = node.applies ? (await clusterKubernetesVersion(kube, distribution)) === target : true
-    if (!(upgraded && clusterAt)) {
+    if (!(controlPlaneAt && clusterAt)) {
       if (node.applies) {
         ctx.log('info', `${distribution.upgrader} upgrade plan ${target}`)
         await kubeadmUpgradePlan(transport, distribution, target, node.configDir, {signal: ctx.signal})
@@ -188,7 +187,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
       ctx.log('info', `installing ${distribution.upgrader} ${node.packagesTarget[distribution.upgrader]}`)
       await installPackages(transport, node.packageManager, {[distribution.upgrader]: node.packagesTarget[distribution.upgrader]}, {held: node.held, signal: ctx.signal})
     }
-    await upgradeWithKubeadm(ctx, distribution, node, onNode)
+    await upgradeWithKubeadm(ctx, distribution, node, onNode, controlPlaneAt)
 
     const weCordon = !node.preCordoned
     if (weCordon) {
