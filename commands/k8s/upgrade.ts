@@ -37,6 +37,7 @@ ${EXIT_CODES_HELP}`
     concurrency: Flags.integer({description: 'agents upgraded at once (default: upgrade.agentConcurrency)', min: 1}),
     'on-failure': Flags.option({options: ['compensate', 'stop'] as const, default: 'compensate', description: 'compensate: undo everything; stop: only uncordon, leave the rest for --resume or rollback'})(),
     'skip-backup': Flags.boolean({description: 'upgrade without a Velero backup or etcd snapshot'}),
+    'allow-removed-apis': Flags.boolean({description: 'upgrade although the target no longer serves API versions the cluster still uses (warned instead of refused)'}),
     nodes: Flags.string({description: 'only these nodes (comma-separated names)'}),
     resume: Flags.string({description: 'resume an interrupted run (the newest, or the run id given)', exclusive: ['to']}),
     'no-hops': Flags.boolean({description: 'refuse a target more than one minor ahead instead of passing through each minor'}),
@@ -99,6 +100,7 @@ ${EXIT_CODES_HELP}`
         concurrency: flags.concurrency,
         onFailure: flags['on-failure'],
         skipBackup: flags['skip-backup'],
+        allowRemovedApis: flags['allow-removed-apis'],
         resume: flags.resume === undefined ? undefined : flags.resume === 'latest' ? (true as const) : flags.resume,
       }
       // On a terminal, show the plan and ask before the first change (pre-flight runs once).

@@ -4,6 +4,8 @@ import type {SagaTimings} from '../../sagas/binary-upgrade.js'
 import {ConnectionError, ExitCode, HomelabError, LockHeldError, PreflightError, isHomelabError} from '../errors.js'
 import type {Inventory} from '../inventory.js'
 import {ClusterLock} from '../kube/lock.js'
+import {gateRemovedApis} from '../safety/removed-api-gate.js'
+import type {RemovedApiFinding} from '../safety/removed-api-scan.js'
 import {gatherStatus, type NodeStatus} from '../status.js'
 import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
 import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
@@ -38,6 +40,8 @@ export interface UpgradeRequest {
   skipBackup: boolean
   /** A run id, or true for the newest resumable run. */
   resume?: string | true
+  /** Upgrade although the target minors no longer serve APIs the cluster uses (warned instead). */
+  allowRemovedApis?: boolean
 }
 
 /** What the runner says besides the saga's own events. */
@@ -105,6 +109,8 @@ export interface UpgradeResult {
   error?: {message: string; hint?: string}
   /** Commands for a person when compensation could not finish. */
   manualSteps: string[]
+  /** What the removed-API scan found (a minor upgrade only; refused unless --allow-removed-apis). */
+  removedApis?: RemovedApiFinding[]
 }
 
 function errorInfo(error: unknown): {message: string; hint?: string} {
@@ -123,6 +129,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
   const result: UpgradeResult = {outcome: 'nothing-to-do', exitCode: ExitCode.ok, distribution: deps.distribution.name, hops: [], runIds: [], nodes: [], backups: [], plans: [], warnings: [], durationMs: 0, manualSteps: []}
   const finish = () => recordAfter(deps, result, started)
   let asked = false
+  // Shown with the first plan, so a person reads them before saying yes.
+  const scanWarnings: string[] = []
 
   let pendingHops: string[]
   if (request.resume !== undefined) {
@@ -155,6 +163,10 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     result.target = target.version.format()
     result.hops = hops.map((h) => h.format())
     deps.onEvent({type: 'target-resolved', target: result.target, channel: target.channel, hops: result.hops})
+    if (oldest.minor < target.version.minor) deps.onEvent({type: 'progress', message: `checking for APIs removed after ${oldest.minorLine()} up to ${target.version.minorLine()}`})
+    const gate = await gateRemovedApis(deps.kube, {current: oldest, target: target.version, allow: request.allowRemovedApis === true, signal: deps.signal})
+    if (gate.scanned) result.removedApis = gate.findings
+    scanWarnings.push(...gate.warnings)
     pendingHops = result.hops
   }
 
@@ -181,6 +193,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       signal: deps.signal,
       onProgress: (message) => deps.onEvent({type: 'progress', message}),
     })
+    plan.warnings.unshift(...scanWarnings.splice(0))
     result.plans.push(plan)
     result.warnings.push(...plan.warnings)
     if (result.nodes.length === 0) recordBefore(result, plan)

@@ -217,7 +217,7 @@ export class SimKubeApi {
   ) {
     this.token = options.token ?? randomBytes(24).toString('base64url')
     this.caPem = caPem
-    this.registry = new ResourceRegistry()
+    this.registry = new ResourceRegistry(() => Number(this.versionInfo().minor))
     this.store = new ObjectStore(this.registry, this.seq, this.changes, options.watchHistorySize ?? 1000)
     const ctx: ControllerContext = {store: this.store, registry: this.registry, timers: this.timers}
 

@@ -35,7 +35,7 @@ export interface AuditEntry {
   path: string
   query: Record<string, string>
   /** Kubernetes verb for resource requests; `discovery` / `health` / `version` otherwise. */
-  verb: Verb | 'discovery' | 'health' | 'version' | 'unknown'
+  verb: Verb | 'discovery' | 'health' | 'version' | 'metrics' | 'unknown'
   group?: string
   version?: string
   resource?: string

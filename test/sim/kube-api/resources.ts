@@ -26,6 +26,12 @@ export interface ResourceType {
   requireResourceVersionOnUpdate: boolean
   /** True for the version objects are stored in (a CRD may serve several). */
   storage: boolean
+  /**
+   * A deprecated built-in version: the minor (`1.25`) from which the apiserver no longer serves
+   * it, and the version to use instead (the text of the apiserver's Warning header).
+   */
+  removedIn?: string
+  replacement?: string
 }
 
 /** Store key shared by every version of one resource. */
@@ -49,6 +55,8 @@ interface BuiltinSpec {
   shortNames?: string[]
   sub?: string[]
   resetStatus?: boolean
+  removedIn?: string
+  replacement?: string
 }
 
 const builtinSpecs: BuiltinSpec[] = [
@@ -72,6 +80,14 @@ const builtinSpecs: BuiltinSpec[] = [
   {gv: 'rbac.authorization.k8s.io/v1', resource: 'roles', kind: 'Role', namespaced: true},
   {gv: 'rbac.authorization.k8s.io/v1', resource: 'rolebindings', kind: 'RoleBinding', namespaced: true},
   {gv: 'apiextensions.k8s.io/v1', resource: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false, shortNames: ['crd', 'crds'], sub: ['status'], resetStatus: true},
+  {gv: 'batch/v1', resource: 'cronjobs', kind: 'CronJob', namespaced: true, shortNames: ['cj'], sub: ['status'], resetStatus: true},
+  {gv: 'flowcontrol.apiserver.k8s.io/v1', resource: 'flowschemas', kind: 'FlowSchema', namespaced: false, sub: ['status']},
+  {gv: 'flowcontrol.apiserver.k8s.io/v1', resource: 'prioritylevelconfigurations', kind: 'PriorityLevelConfiguration', namespaced: false, sub: ['status']},
+  // Deprecated versions a 1.2x apiserver still serves (the deprecation guide's removals).
+  {gv: 'policy/v1beta1', resource: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true, shortNames: ['pdb'], sub: ['status'], resetStatus: true, removedIn: '1.25', replacement: 'policy/v1'},
+  {gv: 'batch/v1beta1', resource: 'cronjobs', kind: 'CronJob', namespaced: true, shortNames: ['cj'], sub: ['status'], resetStatus: true, removedIn: '1.25', replacement: 'batch/v1'},
+  {gv: 'flowcontrol.apiserver.k8s.io/v1beta3', resource: 'flowschemas', kind: 'FlowSchema', namespaced: false, sub: ['status'], removedIn: '1.32', replacement: 'flowcontrol.apiserver.k8s.io/v1'},
+  {gv: 'flowcontrol.apiserver.k8s.io/v1beta3', resource: 'prioritylevelconfigurations', kind: 'PriorityLevelConfiguration', namespaced: false, sub: ['status'], removedIn: '1.32', replacement: 'flowcontrol.apiserver.k8s.io/v1'},
 ]
 
 function builtin(spec: BuiltinSpec): ResourceType {
@@ -89,8 +105,13 @@ function builtin(spec: BuiltinSpec): ResourceType {
     builtin: true,
     resetStatusOnCreate: spec.resetStatus ?? false,
     requireResourceVersionOnUpdate: false,
-    storage: true,
+    storage: spec.removedIn === undefined,
+    ...(spec.removedIn ? {removedIn: spec.removedIn, replacement: spec.replacement} : {}),
   }
+}
+
+function minorOf(version: string): number {
+  return Number(version.split('.')[1])
 }
 
 const verbs = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']
@@ -120,7 +141,25 @@ export function typesFromCrd(crd: KubeObject): ResourceType[] {
 }
 
 export class ResourceRegistry {
-  private types: ResourceType[] = builtinSpecs.map(builtin)
+  private typesAll: ResourceType[] = builtinSpecs.map(builtin)
+
+  /** `servedMinor`: the apiserver's minor now; versions removed at or before it are not served. */
+  constructor(private readonly servedMinor: () => number = () => 31) {}
+
+  private askingMinor = false
+
+  private get types(): ResourceType[] {
+    // The version is read from Node objects, whose lookup comes back here: no deprecated kind matters for it.
+    if (this.askingMinor) return this.typesAll.filter((t) => t.removedIn === undefined)
+    this.askingMinor = true
+    let minor: number
+    try {
+      minor = this.servedMinor()
+    } finally {
+      this.askingMinor = false
+    }
+    return this.typesAll.filter((t) => t.removedIn === undefined || minor < minorOf(t.removedIn))
+  }
 
   all(): ResourceType[] {
     return [...this.types]
@@ -128,8 +167,7 @@ export class ResourceRegistry {
 
   /** Replaces whatever the CRD named `crdName` served before with `types`. */
   setCustom(crdName: string, types: ResourceType[]): void {
-    this.types = this.types.filter((t) => t.builtin || `${t.resource}.${t.group}` !== crdName)
-    this.types.push(...types)
+    this.typesAll = [...this.typesAll.filter((t) => t.builtin || `${t.resource}.${t.group}` !== crdName), ...types]
   }
 
   byPath(group: string, version: string, resource: string): ResourceType | undefined {

@@ -96,6 +96,7 @@ export class ApiServer {
   private readonly sockets = new Set<Socket>()
   private readonly watchClosers = new Set<() => void>()
   private readonly faults: ActiveFault[] = []
+  private readonly deprecatedRequested = new Map<string, Record<string, string>>()
   private readonly rest: Rest
   private boundPort = 0
   private listening = false
@@ -211,6 +212,12 @@ export class ApiServer {
       const nonResource = this.nonResource(method, path, url)
       if (nonResource) {
         entry.verb = nonResource.verb
+        // Only a fault naming the verb (`metrics`, `health`) touches these paths.
+        await this.applyFault(entry, res, {verbRequired: true})
+        if (res.destroyed) {
+          finish(0, 'ConnectionReset')
+          return
+        }
         send(res, nonResource.code, nonResource.body)
         finish(nonResource.code)
         return
@@ -220,6 +227,7 @@ export class ApiServer {
       Object.assign(entry, {group: route.rt.group, version: route.rt.version, resource: route.rt.resource, subresource: route.subresource, namespace: route.namespace, name: route.name})
       const verb = verbOf(method, route, query)
       entry.verb = verb
+      const deprecation = this.deprecationOf(route)
       const dryRunValues = url.searchParams.getAll('dryRun')
       for (const v of dryRunValues) if (v !== 'All') throw errors.badRequest(`dryRun: Unsupported value: "${v}": supported values: "All"`)
 
@@ -240,7 +248,7 @@ export class ApiServer {
         fieldValidation: (query.fieldValidation as RequestContext['fieldValidation']) ?? 'Warn',
         force: query.force === undefined ? undefined : query.force === 'true',
         userAgent: String(req.headers['user-agent'] ?? ''),
-        warnings: [],
+        warnings: deprecation ? [deprecation] : [],
       }
       const {code, body} = this.dispatch(verb, route, query, req, rawBody, ctx)
       const headers: Record<string, string[]> = {}
@@ -254,10 +262,11 @@ export class ApiServer {
     }
   }
 
-  private async applyFault(entry: Omit<AuditEntry, 'seq' | 'at' | 'code'>, res: ServerResponse): Promise<void> {
+  private async applyFault(entry: Omit<AuditEntry, 'seq' | 'at' | 'code'>, res: ServerResponse, options: {verbRequired?: boolean} = {}): Promise<void> {
     const f = this.faults.find(
       (x) =>
         x.remaining > 0 &&
+        (!options.verbRequired || x.verb !== undefined) &&
         (x.verb === undefined || x.verb === entry.verb) &&
         (x.method === undefined || x.method === entry.method) &&
         (x.group === undefined || x.group === entry.group) &&
@@ -287,6 +296,7 @@ export class ApiServer {
       return {verb: 'health', code: ok ? 200 : 500, body: ok ? 'ok' : `[-]etcd failed: reason withheld\n${path.slice(1)} check failed\n`}
     }
     if (path === '/version') return {verb: 'version', code: 200, body: this.opts.versionInfo()}
+    if (path === '/metrics' && method === 'GET') return {verb: 'metrics', code: 200, body: this.metricsText()}
     if (method !== 'GET') return undefined
     if (path === '/api') {
       return {verb: 'discovery', code: 200, body: {kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${this.boundPort}`}]}}
@@ -367,6 +377,40 @@ export class ApiServer {
       default:
         throw errors.methodNotAllowed()
     }
+  }
+
+  // ------------------------------------------------------------------ deprecated APIs
+
+  /**
+   * A request to a deprecated version is answered, warned about in a `Warning` header, and
+   * counted in `apiserver_requested_deprecated_apis` until the server restarts, as the apiserver does.
+   */
+  private deprecationOf(route: ResourceRoute): string | undefined {
+    const {rt, subresource} = route
+    if (!rt.removedIn) return undefined
+    const labels = {group: rt.group, removed_release: rt.removedIn, resource: rt.resource, subresource: subresource ?? '', version: rt.version}
+    this.deprecatedRequested.set(JSON.stringify(labels), labels)
+    return `${apiVersionOf(rt)} ${rt.kind} is deprecated, unavailable in v${rt.removedIn}+; use ${rt.replacement} ${rt.kind}`
+  }
+
+  /** A slice of the apiserver's Prometheus text: the deprecated-API gauge and a counter beside it. */
+  private metricsText(): string {
+    const lines = [
+      '# HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.',
+      '# TYPE apiserver_requested_deprecated_apis gauge',
+    ]
+    for (const labels of this.deprecatedRequested.values()) {
+      const text = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')
+      lines.push(`apiserver_requested_deprecated_apis{${text}} 1`)
+    }
+    lines.push('# HELP apiserver_storage_objects [STABLE] Number of stored objects at the time of last check split by kind.', '# TYPE apiserver_storage_objects gauge')
+    lines.push(`apiserver_storage_objects{resource="nodes"} ${this.store.list('nodes').length}`)
+    return `${lines.join('\n')}\n`
+  }
+
+  /** The apiserver process restarted: its gauges start empty. */
+  resetMetrics(): void {
+    this.deprecatedRequested.clear()
   }
 
   // ------------------------------------------------------------------ watch
