@@ -54,8 +54,23 @@ export function resolveLocalPath(value: string, ctx: PathContext): string {
   return isAbsolute(value) ? resolve(value) : resolve(ctx.baseDir, value)
 }
 
+/**
+ * What the JSON Schema (schema-json.ts) says of a setting that zod cannot describe by itself (a
+ * transform from `unknown`, such as a duration). Read only by the JSON Schema generator.
+ */
+export const jsonSchemaHints = z.registry<{jsonSchema: Record<string, unknown>}>()
+
+/** A duration as the file may write it: `30s`, `5m`, `1h30m`, `250ms`, or whole seconds. */
+const DURATION_JSON_SCHEMA = {
+  anyOf: [
+    {type: 'string', pattern: '^\\s*(?:\\d+|(?:(?:\\d+(?:\\.\\d+)?|\\.\\d+)(?:ms|h|m|s))+)\\s*$'},
+    {type: 'integer', minimum: 0},
+  ],
+  description: `a duration: ${DURATION_FORMS}`,
+}
+
 function duration(options: {allowZero?: boolean} = {}) {
-  return z.unknown().transform((value, ctx): number => {
+  const schema = z.unknown().transform((value, ctx): number => {
     const ms = typeof value === 'string' || typeof value === 'number' ? durationMs(value) : undefined
     if (ms === undefined) {
       problem(ctx, `${JSON.stringify(value)} is not a duration (use ${DURATION_FORMS})`, 'set {path} to a duration such as 5m')
@@ -67,6 +82,8 @@ function duration(options: {allowZero?: boolean} = {}) {
     }
     return ms
   })
+  jsonSchemaHints.add(schema, {jsonSchema: DURATION_JSON_SCHEMA})
+  return schema
 }
 
 function localPath(pathCtx: PathContext) {
@@ -255,6 +272,14 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
         apiReady: duration().prefault('5m'),
         /** ms; for a restarted node to report Ready on the new version. */
         nodeReady: duration().prefault('10m'),
+      })
+      .prefault({}),
+    /** After each node is back, its workloads must be as available as before the run before the next drain. */
+    healthGate: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** ms. */
+        timeout: duration().prefault('10m'),
       })
       .prefault({}),
   })
