@@ -22,11 +22,12 @@ import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
 import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {backupStep} from './backup-step.js'
+import {HealthGates, healthBaselineStep, type HealthGateData, type HealthGateInput} from './health-gate.js'
 import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
 export const BINARY_UPGRADE_SAGA = 'binary-upgrade'
 
-export interface UpgradeInput {
+export interface UpgradeInput extends HealthGateInput {
   /** Which descriptor's names, paths and commands this run uses; kept in the journal for resume and rollback. */
   distribution: Distribution
   target: string
@@ -43,7 +44,7 @@ export interface UpgradeInput {
   install: {source: 'cli' | 'node'; releaseUrl: string}
 }
 
-export interface UpgradeData {
+export interface UpgradeData extends HealthGateData {
   veleroBackup?: string
   etcdSnapshot?: {node: string; name: string}
 }
@@ -88,6 +89,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   const now = deps.now ?? (() => new Date())
 
   const inventoryNode = (name: string): InventoryNode => journalNode(deps.inventory, name)
+  const gates = new HealthGates(kube)
 
   const readNode = (name: string) => kube.core.readNode({name})
 
@@ -115,6 +117,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       return skip(`already Ready at ${target}`)
     }
     if (ctx.signal.aborted) throw new AbortedError(`cancelled before ${node.name} was touched`)
+    const gateKeys = await gates.beforeCordon(ctx)
 
     const weCordon = !node.preCordoned
     if (weCordon) {
@@ -179,11 +182,13 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       await ctx.dropCompensation(`uncordon:${node.name}`)
       ctx.log('info', 'uncordoned')
     }
+    await gates.afterUncordon(ctx, gateKeys)
   }
 
   return {
     name: BINARY_UPGRADE_SAGA,
     steps: [
+      healthBaselineStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube, now),
       backupStep<UpgradeInput, UpgradeData, UpgradeCompensations>({
         kube,
         now,

@@ -29,10 +29,11 @@ import type {UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {sshDestination, type SagaTimings} from './binary-upgrade.js'
 import {backupStep} from './backup-step.js'
+import {HealthGates, healthBaselineStep, type HealthGateData, type HealthGateInput} from './health-gate.js'
 
 export const KUBEADM_UPGRADE_SAGA = 'kubeadm-upgrade'
 
-export interface KubeadmUpgradeInput {
+export interface KubeadmUpgradeInput extends HealthGateInput {
   distribution: 'kubeadm'
   target: string
   finalTarget: string
@@ -45,7 +46,7 @@ export interface KubeadmUpgradeInput {
   timeouts: {apiReadyMs: number; nodeReadyMs: number}
 }
 
-export interface KubeadmUpgradeData {
+export interface KubeadmUpgradeData extends HealthGateData {
   veleroBackup?: string
   /** `name` is the snapshot's path on `node`. */
   etcdSnapshot?: {node: string; name: string}
@@ -108,6 +109,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
   const now = deps.now ?? (() => new Date())
 
   const inventoryNode = (name: string): InventoryNode => journalNode(deps.inventory, name)
+  const gates = new HealthGates(kube)
 
   async function restartAndWait(distribution: PackageDistribution, name: string, role: 'server' | 'agent', version: string, input: KubeadmUpgradeInput) {
     const transport = await deps.connect(inventoryNode(name))
@@ -173,6 +175,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
       return skip(`already Ready at ${target}`)
     }
     if (ctx.signal.aborted) throw new AbortedError(`cancelled before ${node.name} was touched`)
+    const gateKeys = await gates.beforeCordon(ctx)
 
     const kubeletConfig = kubeletConfigPaths(distribution, inventory.dataDir, node.configDir, ctx.runId)
     if (!(node.role === 'server' && controlPlaneAt && ctx.data.controlPlanesUpgraded?.includes(node.name))) {
@@ -230,6 +233,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
       await ctx.dropCompensation(`uncordon:${node.name}`)
       ctx.log('info', 'uncordoned')
     }
+    await gates.afterUncordon(ctx, gateKeys)
     // A worker that made it stays at the target: a later worker's failure does not take it back,
     // since the control planes it talks to are not going back either.
     if (node.role === 'agent') await ctx.dropCompensation(`restore-packages:${node.name}`)
@@ -238,6 +242,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
   return {
     name: KUBEADM_UPGRADE_SAGA,
     steps: [
+      healthBaselineStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>(kube, now),
       backupStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>({
         kube,
         now,

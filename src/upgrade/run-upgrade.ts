@@ -227,6 +227,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       velero: veleroSettings(deps.config),
       drain: drainSettings(deps.config),
       timeouts: {apiReadyMs: deps.config.upgrade.timeouts.apiReady, nodeReadyMs: deps.config.upgrade.timeouts.nodeReady},
+      healthGate: {enabled: deps.config.upgrade.healthGate.enabled, timeoutMs: deps.config.upgrade.healthGate.timeout},
       install: {source: deps.config.install.source, releaseUrl: deps.config.install.releaseUrl},
     }
     const journals = new JournalStore({dir: deps.journals.dir, newId: () => id})

@@ -17,9 +17,24 @@ export interface KubeletOptions {
   terminationDelayMs: number
 }
 
+/**
+ * How a workload's pods behave on some nodes: `never` Ready there (a new kubelet or runtime the
+ * app does not survive), or Ready only `delayMs` after they start. Matched by labels, and by
+ * the node's kubelet version when `onVersion` is given ("on upgraded nodes").
+ */
+export interface PodReadinessRule {
+  namespace?: string
+  matchLabels: Record<string, string>
+  onVersion?: string
+  never?: boolean
+  delayMs?: number
+}
+
 export class Kubelet extends Controller {
   /** Pods whose status a test controls: the kubelet leaves their phase and readiness alone. */
   readonly pinned = new Set<string>()
+  /** Readiness rules, first match wins; a test adds them while the simulation runs. */
+  readonly readiness: PodReadinessRule[] = []
   private readonly starting = new Map<string, () => void>()
   private readonly stopping = new Map<string, () => void>()
   /** Nodes seen deleted: their pods are garbage (upstream's pod GC); a node never added is not. */
@@ -74,15 +89,41 @@ export class Kubelet extends Controller {
         continue
       }
       if ((phase === 'Pending' || phase === undefined || (phase === 'Running' && !isPodReady(pod))) && !this.starting.has(uid)) {
+        const rule = this.ruleFor(pod, node)
+        if (rule?.never) {
+          if (phase !== 'Running') this.runUnready(pod, node)
+          continue
+        }
         this.starting.set(
           uid,
-          this.ctx.timers.after(this.options.podStartupDelayMs, () => {
+          this.ctx.timers.after(this.options.podStartupDelayMs + (rule?.delayMs ?? 0), () => {
             this.starting.delete(uid)
             this.start_(pod.metadata.namespace, pod.metadata.name, uid, node)
           }, 'kubelet-start'),
         )
       }
     }
+  }
+
+  private ruleFor(pod: StoredObject, node: StoredObject): PodReadinessRule | undefined {
+    const labels = (pod.metadata.labels ?? {}) as Record<string, string>
+    const version = node.status?.nodeInfo?.kubeletVersion
+    return this.readiness.find(
+      (r) => (r.namespace === undefined || r.namespace === pod.metadata.namespace) && Object.entries(r.matchLabels).every(([k, v]) => labels[k] === v) && (r.onVersion === undefined || r.onVersion === version),
+    )
+  }
+
+  /** Started, but its readiness probe never passes. */
+  private runUnready(pod: StoredObject, node: StoredObject): void {
+    const status = (pod.status ??= {}) as Dict
+    status.phase = 'Running'
+    status.hostIP = ((node.status?.addresses ?? []) as Dict[]).find((a) => a.type === 'InternalIP')?.address ?? '127.0.0.1'
+    status.startTime = nowIso()
+    setCondition(pod, {type: 'PodScheduled', status: 'True'})
+    setCondition(pod, {type: 'Initialized', status: 'True'})
+    setCondition(pod, {type: 'ContainersReady', status: 'False', reason: 'ContainersNotReady'})
+    setCondition(pod, {type: 'Ready', status: 'False', reason: 'ContainersNotReady'})
+    this.store.updateIn(this.type('pods'), pod, {source: this.source})
   }
 
   private cancel(map: Map<string, () => void>, uid: string): void {
