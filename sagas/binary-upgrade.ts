@@ -22,7 +22,8 @@ import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
 import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {backupStep} from './backup-step.js'
-import {HealthGates, healthBaselineStep, type HealthGateData, type HealthGateInput} from './health-gate.js'
+import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
+import {verifyStep, type VerifyData} from './verify-step.js'
 import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
 export const BINARY_UPGRADE_SAGA = 'binary-upgrade'
@@ -44,7 +45,7 @@ export interface UpgradeInput extends HealthGateInput {
   install: {source: 'cli' | 'node'; releaseUrl: string}
 }
 
-export interface UpgradeData extends HealthGateData {
+export interface UpgradeData extends VerifyData {
   veleroBackup?: string
   etcdSnapshot?: {node: string; name: string}
 }
@@ -221,6 +222,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
           )
         },
       },
+      verifyStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube),
     ],
     compensations: {
       async uncordon(params, ctx) {

@@ -29,7 +29,8 @@ import type {UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {sshDestination, type SagaTimings} from './binary-upgrade.js'
 import {backupStep} from './backup-step.js'
-import {HealthGates, healthBaselineStep, type HealthGateData, type HealthGateInput} from './health-gate.js'
+import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
+import {verifyStep, type VerifyData} from './verify-step.js'
 
 export const KUBEADM_UPGRADE_SAGA = 'kubeadm-upgrade'
 
@@ -46,7 +47,7 @@ export interface KubeadmUpgradeInput extends HealthGateInput {
   timeouts: {apiReadyMs: number; nodeReadyMs: number}
 }
 
-export interface KubeadmUpgradeData extends HealthGateData {
+export interface KubeadmUpgradeData extends VerifyData {
   veleroBackup?: string
   /** `name` is the snapshot's path on `node`. */
   etcdSnapshot?: {node: string; name: string}
@@ -281,6 +282,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
           await ctx.actions(workers.map((w) => w.name), {concurrency: ctx.input.concurrency}, (action) => upgradeNode(action, byName.get(action.node) as KubeadmPlannedNode))
         },
       },
+      verifyStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>(kube),
     ],
     compensations: {
       async uncordon(params, ctx) {

@@ -72,6 +72,12 @@ export function renderResult(result: UpgradeResult): string {
       lines.push(`  ${node.name} (${node.role}): ${node.before ?? '?'} → ${node.after ?? '?'}${state}`)
     }
   }
+  const verification = result.verification
+  if (verification) {
+    lines.push(verification.passed ? '  verified: every upgraded node Ready at the target, workloads as available as before, kube-system pods Ready' : '  verification FAILED:')
+    for (const problem of verification.problems) lines.push(`    - ${problem}`)
+    for (const w of verification.workloads) lines.push(`    ${w.workload}: ${w.before} → ${w.after} available (of ${w.desired})`)
+  }
   for (const backup of result.backups) {
     if (backup.velero) lines.push(`  Velero backup: ${backup.velero}`)
     if (backup.etcdSnapshot) lines.push(`  etcd snapshot: ${backup.etcdSnapshot.name} on ${backup.etcdSnapshot.node}`)

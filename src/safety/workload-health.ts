@@ -2,7 +2,7 @@
  * The workloads' health the upgrade must give back: recorded before the first change, and
  * waited for (by watch) after each node is back, for the workloads whose pods that node ran.
  */
-import type {V1DaemonSet, V1Deployment, V1LabelSelector, V1PodDisruptionBudget, V1ReplicaSet, V1StatefulSet} from '@kubernetes/client-node'
+import type {V1DaemonSet, V1Deployment, V1LabelSelector, V1Pod, V1PodDisruptionBudget, V1ReplicaSet, V1StatefulSet} from '@kubernetes/client-node'
 
 import {AbortedError, HomelabError, TimeoutError} from '../errors.js'
 import type {KubeClients} from '../kube/client.js'
@@ -26,6 +26,8 @@ export interface HealthRecord {
 export interface HealthBaseline {
   takenAt: string
   records: HealthRecord[]
+  /** kube-system pods' controllers (or pod names) not Running and Ready before the run: not held against it. */
+  kubeSystemUnready?: string[]
 }
 
 export const healthKey = (r: Pick<HealthRecord, 'kind' | 'namespace' | 'name'>): string => `${r.kind} ${r.namespace}/${r.name}`
@@ -94,13 +96,30 @@ const owned = (object: Listed) => (object.metadata?.ownerReferences ?? []).some(
 
 /** One list per kind, before the first change. A ReplicaSet a Deployment owns is the Deployment's. */
 export async function recordHealth(kube: KubeClients, now: () => Date = () => new Date()): Promise<HealthBaseline> {
-  const lists = await Promise.all(KINDS.map(async (spec) => ({spec, items: (await spec.list(kube)).items as Listed[]})))
+  const [lists, systemPods] = await Promise.all([Promise.all(KINDS.map(async (spec) => ({spec, items: (await spec.list(kube)).items as Listed[]}))), kube.core.listNamespacedPod({namespace: 'kube-system'})])
   const records = lists.flatMap(({spec, items}) =>
     items
       .filter((item) => spec.kind !== 'ReplicaSet' || !owned(item))
       .map((item) => ({kind: spec.kind, namespace: item.metadata?.namespace ?? '', name: item.metadata?.name ?? '', ...spec.counts(item)})),
   )
-  return {takenAt: now().toISOString(), records}
+  const kubeSystemUnready = [...new Set(systemPods.items.filter((pod) => expectedRunning(pod) && !runningAndReady(pod)).map(podController))].sort()
+  return {takenAt: now().toISOString(), records, kubeSystemUnready}
+}
+
+/** A pod the cluster means to keep running: not a Job's (those finish), not finished. */
+export function expectedRunning(pod: V1Pod): boolean {
+  const job = pod.metadata?.ownerReferences?.some((ref) => ref.controller && ref.kind === 'Job')
+  return !job && pod.status?.phase !== 'Succeeded' && !pod.metadata?.deletionTimestamp
+}
+
+export function runningAndReady(pod: V1Pod): boolean {
+  return pod.status?.phase === 'Running' && (pod.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')
+}
+
+/** What a pod stands for across restarts: its controller, else its own name. */
+export function podController(pod: V1Pod): string {
+  const owner = pod.metadata?.ownerReferences?.find((ref) => ref.controller)
+  return owner ? `${owner.kind} ${pod.metadata?.namespace}/${owner.name}` : `Pod ${pod.metadata?.namespace}/${pod.metadata?.name}`
 }
 
 /**

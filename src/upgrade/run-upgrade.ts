@@ -6,6 +6,7 @@ import type {Inventory} from '../inventory.js'
 import {ClusterLock} from '../kube/lock.js'
 import {gateRemovedApis} from '../safety/removed-api-gate.js'
 import type {RemovedApiFinding} from '../safety/removed-api-scan.js'
+import type {Verification} from '../safety/verification.js'
 import {gatherStatus, type NodeStatus} from '../status.js'
 import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
 import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
@@ -27,6 +28,7 @@ interface CommonInput {
 interface CommonData {
   veleroBackup?: string
   etcdSnapshot?: {node: string; name: string}
+  verification?: Verification
 }
 
 export interface UpgradeRequest {
@@ -111,6 +113,8 @@ export interface UpgradeResult {
   manualSteps: string[]
   /** What the removed-API scan found (a minor upgrade only; refused unless --allow-removed-apis). */
   removedApis?: RemovedApiFinding[]
+  /** The last hop's check of the cluster at the end, read from the API: before → after. */
+  verification?: Verification
 }
 
 function errorInfo(error: unknown): {message: string; hint?: string} {
@@ -299,6 +303,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     }
     const data = saga.journal.data as CommonData
     if (data.veleroBackup || data.etcdSnapshot) res.backups.push({velero: data.veleroBackup, etcdSnapshot: data.etcdSnapshot})
+    if (data.verification) res.verification = data.verification
     res.outcome = saga.outcome
     res.exitCode = exitCodeFor(saga)
     if (saga.error) res.error = errorInfo(saga.error)
