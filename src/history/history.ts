@@ -6,7 +6,7 @@
  */
 import {HomelabError} from '../errors.js'
 import {writerIsAlive, type JournalStore} from '../saga/journal.js'
-import type {ErrorRecord, RunJournal, RunStatus, StepState} from '../saga/types.js'
+import type {ActionRecord, ErrorRecord, RunJournal, RunStatus, StepRecord} from '../saga/types.js'
 
 /** A journal's status, and `running` split into a live run and one whose process is gone. */
 export type RunOutcome = Exclude<RunStatus, 'running'> | 'running' | 'abandoned'
@@ -41,28 +41,11 @@ export interface RunSummary {
   error?: ErrorRecord
 }
 
-export interface ActionDetail {
-  node: string
-  state: StepState
-  startedAt?: string
-  finishedAt?: string
-  durationMs?: number
-  reason?: string
-  error?: ErrorRecord
-}
+/** A node action as the journal keeps it, and how long it took. */
+export type ActionDetail = ActionRecord & {durationMs?: number}
 
-export interface StepDetail {
-  name: string
-  title: string
-  state: StepState
-  attempts: number
-  startedAt?: string
-  finishedAt?: string
-  durationMs?: number
-  reason?: string
-  error?: ErrorRecord
-  actions: ActionDetail[]
-}
+/** A step as the journal keeps it, and how long it took. */
+export type StepDetail = Omit<StepRecord, 'actions'> & {durationMs?: number; actions: ActionDetail[]}
 
 export interface CompensationDetail {
   id: string
