@@ -329,7 +329,7 @@ const BINARY_BODY = String.raw`
       const req = http.request(url, {
         method: 'POST',
         headers: {'content-type': 'application/json', 'content-length': payload.length},
-        signal: AbortSignal.timeout(3000),
+        signal: AbortSignal.timeout(30000),
       }, (res) => {
         res.resume();
         res.on('end', () => {

@@ -1271,7 +1271,7 @@ export const NOTIFY_SCRIPT = String.raw`#!/usr/bin/env node
       const req = http.request(url, {
         method: 'POST',
         headers: {'content-type': 'application/json', 'content-length': 2},
-        signal: AbortSignal.timeout(3000),
+        signal: AbortSignal.timeout(30000),
       }, (res) => {
         res.resume();
         res.on('end', () => (res.statusCode >= 200 && res.statusCode < 300 ? resolve() : reject(new Error('HTTP ' + res.statusCode))));

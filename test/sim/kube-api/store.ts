@@ -207,7 +207,18 @@ export class ObjectStore {
     let selector: Selector = []
     if (typeof opts.labelSelector === 'string') selector = parseLabelSelector(opts.labelSelector)
     else if (opts.labelSelector) selector = fromLabelSelector(opts.labelSelector)
-    return this.listIn(rt, opts.namespace).filter((o) => matchesLabels(selector, o.metadata.labels) && (!opts.where || opts.where(o)))
+    // Labels are matched on the stored objects, so only the matches are copied (the simulated
+    // apiserver asks for the few control-plane Nodes among hundreds on every version lookup).
+    const m = this.data.get(resourceKey(rt))
+    if (!m) return []
+    const out: StoredObject[] = []
+    for (const o of m.values()) {
+      if (rt.namespaced && opts.namespace !== undefined && o.metadata.namespace !== opts.namespace) continue
+      if (!matchesLabels(selector, o.metadata.labels)) continue
+      const copy = this.present(rt, o)
+      if (!opts.where || opts.where(copy)) out.push(copy)
+    }
+    return out.sort((a, b) => objKey(a.metadata.namespace, a.metadata.name).localeCompare(objKey(b.metadata.namespace, b.metadata.name)))
   }
 
   /** Creates an object; its type comes from apiVersion/kind. */

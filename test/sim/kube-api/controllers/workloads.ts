@@ -56,7 +56,8 @@ export class ReplicaSetController extends Controller {
         const victims = [...active].sort((a, b) => deletionRank(a) - deletionRank(b) || b.metadata.creationTimestamp.localeCompare(a.metadata.creationTimestamp))
         for (const p of victims.slice(0, active.length - want)) deleteObject(this.store, podsRt, p.metadata.namespace, p.metadata.name, {source: this.source})
       }
-      const after = ownedPods(this.store.listIn(podsRt, rs.metadata.namespace), rs).filter((p) => !p.metadata.deletionTimestamp)
+      // Listed again only when this pass created or deleted pods (a full copy of every pod per ReplicaSet otherwise).
+      const after = active.length === want ? active : ownedPods(this.store.listIn(podsRt, rs.metadata.namespace), rs).filter((p) => !p.metadata.deletionTimestamp)
       const ready = after.filter(isPodReady).length
       writeStatus(
         this.store,
