@@ -148,8 +148,9 @@ export async function drainNode(options: DrainOptions): Promise<{evicted: string
   while (pending.size > 0) {
     if (signal?.aborted) throw new AbortedError(`cancelled while draining ${node}`)
     let refusal: string | undefined
-    for (const [name, pod] of pending) {
-      const outcome = await evictOrDelete(kube, pod, settings)
+    // All at once, as kubectl does (a goroutine per pod): a node's drain lasts its slowest pod, not their sum.
+    const outcomes = await Promise.all([...pending].map(async ([name, pod]) => [name, await evictOrDelete(kube, pod, settings)] as const))
+    for (const [name, outcome] of outcomes) {
       if (outcome === 'gone' || outcome === 'requested') {
         pending.delete(name)
         evicted.push(name)
