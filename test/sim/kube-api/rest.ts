@@ -66,7 +66,7 @@ export class Rest {
   list(rt: ResourceType, namespace: string | undefined, q: ListQuery): Dict {
     const labels = parseLabelSelector(q.labelSelector)
     const fields = parseFieldSelector(q.fieldSelector, resourceKey(rt), !rt.builtin)
-    let items = this.store.listIn(rt, namespace).filter((o) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o))
+    let items = this.store.scanIn(rt, namespace).filter((o) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o)).map((o) => this.store.copyOf(rt, o))
     const meta: Dict = {resourceVersion: String(this.store.resourceVersion)}
     if (q.continue) {
       let after: string

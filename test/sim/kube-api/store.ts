@@ -117,6 +117,25 @@ export class ObjectStore {
     return out.sort((a, b) => objKey(a.metadata.namespace, a.metadata.name).localeCompare(objKey(b.metadata.namespace, b.metadata.name)))
   }
 
+  /**
+   * The stored objects themselves, in listIn's order, without copying them: for simulated
+   * controllers and list requests that only read (a reconcile over a thousand pods copied every
+   * one of them). Never change what this returns; `getIn` gives a copy to change and write back.
+   * apiVersion is the storage version's.
+   */
+  scanIn(rt: ResourceType, namespace?: string): readonly StoredObject[] {
+    const m = this.data.get(resourceKey(rt))
+    if (!m) return []
+    const out: StoredObject[] = []
+    for (const o of m.values()) if (!rt.namespaced || namespace === undefined || o.metadata.namespace === namespace) out.push(o)
+    return out.sort((a, b) => objKey(a.metadata.namespace, a.metadata.name).localeCompare(objKey(b.metadata.namespace, b.metadata.name)))
+  }
+
+  /** A copy of a stored object for the caller to keep or change (what getIn and listIn hand out). */
+  copyOf(rt: ResourceType, o: StoredObject): StoredObject {
+    return this.present(rt, o)
+  }
+
   createIn(rt: ResourceType, input: KubeObject, opts: WriteOptions = {}): StoredObject {
     const storage = this.registry.storageType(rt.group, rt.resource) ?? rt
     const obj = deepClone(input) as StoredObject

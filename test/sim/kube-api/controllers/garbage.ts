@@ -30,10 +30,11 @@ export class GarbageCollector extends Controller {
   protected reconcile(): void {
     const types = this.ctx.registry.all().filter((t) => t.storage)
     const uids = new Set<string>()
-    for (const rt of types) for (const o of this.store.listIn(rt)) uids.add(o.metadata.uid)
+    // Read-only passes over every object: scanned, not copied.
+    for (const rt of types) for (const o of this.store.scanIn(rt)) uids.add(o.metadata.uid)
 
     for (const rt of types) {
-      for (const o of this.store.listIn(rt)) {
+      for (const o of this.store.scanIn(rt)) {
         const refs = o.metadata.ownerReferences ?? []
         if (refs.length === 0 || o.metadata.deletionTimestamp) continue
         if (refs.every((r) => !uids.has(r.uid)) && refs.some((r) => this.deletedUids.has(r.uid))) this.remove(rt, o)

@@ -65,8 +65,9 @@ export class Kubelet extends Controller {
 
   protected reconcile(): void {
     const podsRt = this.type('pods')
-    const nodes = new Map(this.store.listIn(this.type('nodes')).map((n) => [n.metadata.name, n]))
-    for (const pod of this.store.listIn(podsRt)) {
+    // Scanned, not copied (a thousand pods on every pod or node event); a pod is copied before it changes.
+    const nodes = new Map(this.store.scanIn(this.type('nodes')).map((n) => [n.metadata.name, n]))
+    for (const pod of this.store.scanIn(podsRt)) {
       const nodeName = pod.spec?.nodeName as string | undefined
       if (!nodeName) continue
       const uid = pod.metadata.uid
@@ -85,13 +86,13 @@ export class Kubelet extends Controller {
       const phase = pod.status?.phase
       if (!up) {
         this.cancel(this.starting, uid)
-        if (phase === 'Running' && isPodReady(pod)) this.setReady(pod, false)
+        if (phase === 'Running' && isPodReady(pod)) this.setReady(this.store.copyOf(podsRt, pod), false)
         continue
       }
       if ((phase === 'Pending' || phase === undefined || (phase === 'Running' && !isPodReady(pod))) && !this.starting.has(uid)) {
         const rule = this.ruleFor(pod, node)
         if (rule?.never) {
-          if (phase !== 'Running') this.runUnready(pod, node)
+          if (phase !== 'Running') this.runUnready(this.store.copyOf(podsRt, pod), node)
           continue
         }
         this.starting.set(

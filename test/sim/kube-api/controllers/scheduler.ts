@@ -40,16 +40,18 @@ export class Scheduler extends Controller {
   protected reconcile(): void {
     const nodesRt = this.type('nodes')
     const podsRt = this.type('pods')
-    let nodes = this.store.listIn(nodesRt)
+    // Nodes and pods are scanned, not copied; the few that change are copied first.
+    let nodes = this.store.scanIn(nodesRt)
     if (this.options.manageTaints) nodes = nodes.map((n) => this.syncTaints(n))
 
-    const pods = this.store.listIn(podsRt)
+    const pods = this.store.scanIn(podsRt)
     const load = new Map<string, number>(nodes.map((n) => [n.metadata.name, 0]))
     for (const p of pods) if (p.spec?.nodeName && !p.metadata.deletionTimestamp) load.set(p.spec.nodeName, (load.get(p.spec.nodeName) ?? 0) + 1)
 
-    for (const pod of pods) {
-      if (pod.spec?.nodeName || pod.metadata.deletionTimestamp) continue
-      if (pod.spec?.schedulerName && pod.spec.schedulerName !== 'default-scheduler') continue
+    for (const stored of pods) {
+      if (stored.spec?.nodeName || stored.metadata.deletionTimestamp) continue
+      if (stored.spec?.schedulerName && stored.spec.schedulerName !== 'default-scheduler') continue
+      const pod = this.store.copyOf(podsRt, stored)
       const fits = nodes.filter((n) => podFitsNode(pod, n)).sort((a, b) => (load.get(a.metadata.name)! - load.get(b.metadata.name)!) || a.metadata.name.localeCompare(b.metadata.name))
       const target = fits[0]
       if (target) {
@@ -77,6 +79,7 @@ export class Scheduler extends Controller {
     const added = want.filter((w) => !current.some((t) => t.key === w.key && t.effect === w.effect)).map((w) => ({...w, timeAdded: nowIso()}))
     if (added.length === 0 && kept.length === current.length) return node
     const taints = [...kept, ...added]
+    node = this.store.copyOf(this.type('nodes'), node)
     node.spec = {...(node.spec ?? {})}
     if (taints.length > 0) node.spec.taints = taints
     else delete node.spec.taints

@@ -13,7 +13,7 @@ import {deleteObject} from '../deletion.js'
 import {Controller, type ControllerContext} from './base.js'
 import {podFromTemplate} from './pod-template.js'
 
-function ownedPods(pods: StoredObject[], owner: StoredObject): StoredObject[] {
+function ownedPods(pods: readonly StoredObject[], owner: StoredObject): StoredObject[] {
   return pods.filter((p) => controllerRef(p)?.uid === owner.metadata.uid)
 }
 
@@ -44,7 +44,8 @@ export class ReplicaSetController extends Controller {
   protected reconcile(): void {
     const rsRt = this.type('replicasets.apps')
     const podsRt = this.type('pods')
-    const pods = this.store.listIn(podsRt)
+    // Only read here (pods are created and deleted by name): scanned, not copied.
+    const pods = this.store.scanIn(podsRt)
     for (const rs of this.store.listIn(rsRt)) {
       if (rs.metadata.deletionTimestamp) continue
       const mine = ownedPods(pods, rs)
