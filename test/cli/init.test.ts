@@ -10,6 +10,7 @@ import path from 'node:path'
 import {after, before, describe, test} from 'node:test'
 
 import {parseConfig} from '../../src/config/load.js'
+import {sshConfigMatches} from '../../src/init/init.js'
 import {REPO_ROOT, type Homelab} from '../sim/homelab.js'
 import {lab, TO} from '../upgrade/helpers.js'
 
@@ -119,4 +120,13 @@ describe('homelab init against the simulated homelab', () => {
     assert.match(accepted.stdout, /3 node\(s\); 1 left out, each with a comment saying why/)
     assert.match(await readFile(homelab.knownHostsPath, 'utf8'), /ssh-ed25519|ecdsa|rsa/, 'the accepted keys were recorded')
   })
+})
+
+test('a node matches ~/.ssh/config when a Host pattern of its own does, not through Host * alone', () => {
+  const text = 'Host server-1 server-2\n  User pi\nHost 10.0.0.*\n  ProxyJump bastion\nHost *\n  ServerAliveInterval 30\n'
+  assert.equal(sshConfigMatches(text, 'server-1'), true)
+  assert.equal(sshConfigMatches(text, '10.0.0.21'), true)
+  assert.equal(sshConfigMatches(text, 'agent-1'), false)
+  assert.equal(sshConfigMatches(text, '192.168.1.5'), false)
+  assert.equal(sshConfigMatches(undefined, 'server-1'), false)
 })
