@@ -48,6 +48,11 @@ function defaultManager(userAgent: string): string {
   return (userAgent.split('/')[0] || 'unknown').slice(0, 128)
 }
 
+/** The order a list comes back in (the store's listIn order): namespace/name. */
+function listKey(o: StoredObject): string {
+  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`
+}
+
 export class Rest {
   constructor(private readonly store: ObjectStore) {}
 
@@ -66,7 +71,11 @@ export class Rest {
   list(rt: ResourceType, namespace: string | undefined, q: ListQuery): Dict {
     const labels = parseLabelSelector(q.labelSelector)
     const fields = parseFieldSelector(q.fieldSelector, resourceKey(rt), !rt.builtin)
-    let items = this.store.scanIn(rt, namespace).filter((o) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o)).map((o) => this.store.copyOf(rt, o))
+    let items = this.store
+      .scanIn(rt, namespace)
+      .filter((o) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o))
+      .map((o) => this.store.copyOf(rt, o))
+      .sort((a, b) => listKey(a).localeCompare(listKey(b)))
     const meta: Dict = {resourceVersion: String(this.store.resourceVersion)}
     if (q.continue) {
       let after: string

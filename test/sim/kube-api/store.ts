@@ -118,17 +118,17 @@ export class ObjectStore {
   }
 
   /**
-   * The stored objects themselves, in listIn's order, without copying them: for simulated
-   * controllers and list requests that only read (a reconcile over a thousand pods copied every
-   * one of them). Never change what this returns; `getIn` gives a copy to change and write back.
-   * apiVersion is the storage version's.
+   * The stored objects themselves, in the order they were first stored, neither copied nor
+   * sorted: for simulated controllers and list requests that only read (a reconcile over a
+   * thousand pods copied every one of them). Never change what this returns; `copyOf` or `getIn`
+   * give a copy to change and write back. apiVersion is the storage version's.
    */
   scanIn(rt: ResourceType, namespace?: string): readonly StoredObject[] {
     const m = this.data.get(resourceKey(rt))
     if (!m) return []
     const out: StoredObject[] = []
     for (const o of m.values()) if (!rt.namespaced || namespace === undefined || o.metadata.namespace === namespace) out.push(o)
-    return out.sort((a, b) => objKey(a.metadata.namespace, a.metadata.name).localeCompare(objKey(b.metadata.namespace, b.metadata.name)))
+    return out
   }
 
   /** A copy of a stored object for the caller to keep or change (what getIn and listIn hand out). */

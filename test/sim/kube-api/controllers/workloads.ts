@@ -58,7 +58,7 @@ export class ReplicaSetController extends Controller {
         for (const p of victims.slice(0, active.length - want)) deleteObject(this.store, podsRt, p.metadata.namespace, p.metadata.name, {source: this.source})
       }
       // Listed again only when this pass created or deleted pods (a full copy of every pod per ReplicaSet otherwise).
-      const after = active.length === want ? active : ownedPods(this.store.listIn(podsRt, rs.metadata.namespace), rs).filter((p) => !p.metadata.deletionTimestamp)
+      const after = active.length === want ? active : ownedPods(this.store.scanIn(podsRt, rs.metadata.namespace), rs).filter((p) => !p.metadata.deletionTimestamp)
       const ready = after.filter(isPodReady).length
       writeStatus(
         this.store,
