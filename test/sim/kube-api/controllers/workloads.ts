@@ -184,10 +184,11 @@ export class DaemonSetController extends Controller {
   protected reconcile(): void {
     const dsRt = this.type('daemonsets.apps')
     const podsRt = this.type('pods')
-    const nodes = this.store.listIn(this.type('nodes'))
+    // Nodes and pods are only read (pods are created and deleted by name): scanned, not copied.
+    const nodes = this.store.scanIn(this.type('nodes'))
     for (const ds of this.store.listIn(dsRt)) {
       if (ds.metadata.deletionTimestamp) continue
-      const mine = ownedPods(this.store.listIn(podsRt, ds.metadata.namespace), ds)
+      const mine = ownedPods(this.store.scanIn(podsRt, ds.metadata.namespace), ds)
       const wanted = nodes.filter((n) => this.eligible(ds, n))
       for (const node of wanted) {
         const here = mine.filter((p) => p.spec?.nodeName === node.metadata.name)
@@ -201,7 +202,7 @@ export class DaemonSetController extends Controller {
         if (p.metadata.deletionTimestamp || wanted.some((n) => n.metadata.name === p.spec?.nodeName)) continue
         deleteObject(this.store, podsRt, p.metadata.namespace, p.metadata.name, {source: this.source})
       }
-      const active = ownedPods(this.store.listIn(podsRt, ds.metadata.namespace), ds).filter((p) => !p.metadata.deletionTimestamp)
+      const active = ownedPods(this.store.scanIn(podsRt, ds.metadata.namespace), ds).filter((p) => !p.metadata.deletionTimestamp)
       const ready = active.filter(isPodReady).length
       writeStatus(
         this.store,
