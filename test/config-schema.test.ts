@@ -81,6 +81,16 @@ test('the schema refuses wrong types and values: role, port, durations, a nested
   for (const timeout of ['30s', '1h30m', '250ms', '1.5h', 45]) assert.equal(validate({upgrade: {drain: {timeout}}}), true, `${timeout}: ${errors()}`)
 })
 
+test('a key with nothing after it is "not set" for the schema as for homelab (sections commented out)', () => {
+  const text = 'distribution:\nssh:\n  # user: admin\ninstall:\nupgrade:\n  drain:\n    timeout:\nnodes:\n  - {name: server-1, host: 10.0.0.11, role: server}\n'
+  assert.equal(validate(parse(text)), true, errors())
+  assert.doesNotThrow(() => parseConfig(text, '/lab/homelab.yaml', {home: '/home/me'}))
+  // A list entry that is empty is still wrong for both.
+  const empty = 'nodes:\n  -\n'
+  assert.equal(validate(parse(empty)), false)
+  assert.throws(() => parseConfig(empty, '/lab/homelab.yaml', {home: '/home/me'}))
+})
+
 test('every key carries a description for the editor, and the modeline names the schema', () => {
   const schema = configJsonSchema() as {properties: Record<string, {description?: string; properties?: Record<string, {description?: string}>}>}
   for (const [key, value] of Object.entries(schema.properties)) assert.ok(value.description, key)

@@ -97,8 +97,21 @@ function describe(node: JsonObject, at: string): void {
   const description = DESCRIPTIONS[at]
   // A kind's own words (what a duration looks like) follow what the setting is for.
   if (description) node.description = typeof node.description === 'string' ? `${description}; ${node.description}` : description
-  for (const [key, child] of Object.entries((node.properties ?? {}) as Record<string, JsonObject>)) describe(child, at ? `${at}.${key}` : key)
+  for (const [key, child] of Object.entries((node.properties ?? {}) as Record<string, JsonObject>)) {
+    describe(child, at ? `${at}.${key}` : key)
+    allowNull(child)
+  }
   if (node.items && typeof node.items === 'object') describe(node.items as JsonObject, `${at}[]`)
+}
+
+/**
+ * `key:` with nothing after it (a section whose lines are commented out) is YAML null, which
+ * homelab reads as "not set": the schema must not flag it either.
+ */
+function allowNull(node: JsonObject): void {
+  if (Array.isArray(node.enum) && !node.enum.includes(null)) node.enum.push(null)
+  if (typeof node.type === 'string') node.type = [node.type, 'null']
+  else if (Array.isArray(node.anyOf)) node.anyOf.push({type: 'null'})
 }
 
 /** The schema's text: the file the build wrote when there is one, else generated now (running from the sources). */

@@ -88,6 +88,9 @@ function has(raw: unknown, segments: ReadonlyArray<string | number>): boolean {
 const formatPath = (segments: ReadonlyArray<string | number>) =>
   segments.reduce<string>((out, s) => (typeof s === 'number' ? `${out}[${s}]` : out ? `${out}.${s}` : s), '')
 
+/** The schema's type, without the `null` every key also allows (an empty `key:` is "not set"). */
+const typeOf = (schema: Json) => (Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type)
+
 const isDuration = (schema: Json) => Array.isArray(schema.anyOf) && JSON.stringify(schema.anyOf).includes('(?:ms|h|m|s)')
 
 export async function effectiveConfig(options: ShowOptions): Promise<EffectiveConfig> {
@@ -105,11 +108,11 @@ export async function effectiveConfig(options: ShowOptions): Promise<EffectiveCo
   // The file's own settings, walked in the schema's order, so every key with a default shows.
   const walk = (schema: Json, value: unknown, segments: Array<string | number>) => {
     if (value === undefined) return
-    if (schema.type === 'object' && schema.properties && value && typeof value === 'object' && !Array.isArray(value)) {
+    if (typeOf(schema) === 'object' && schema.properties && value && typeof value === 'object' && !Array.isArray(value)) {
       for (const [key, child] of Object.entries(schema.properties as Record<string, Json>)) walk(child, (value as Json)[key], [...segments, key])
       return
     }
-    if (schema.type === 'array' && schema.items && (schema.items as Json).type === 'object' && Array.isArray(value)) {
+    if (typeOf(schema) === 'array' && schema.items && typeOf(schema.items as Json) === 'object' && Array.isArray(value)) {
       value.forEach((item, i) => {
         walk(schema.items as Json, item, [...segments, i])
         // A node's own settings, then how it will be reached.
