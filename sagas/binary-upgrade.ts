@@ -18,12 +18,13 @@ import {waitForApiReady} from '../src/kube/health.js'
 import {isNodeReady} from '../src/kube/nodes.js'
 import {waitNodeReadyAt, waitNodesReady} from '../src/kube/node-waits.js'
 import {skip} from '../src/saga/engine.js'
-import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
+import type {ActionContext, SagaDefinition, StepContext} from '../src/saga/types.js'
 import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {backupStep} from './backup-step.js'
 import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
 import {verifyStep, type VerifyData} from './verify-step.js'
+import {afterCanary, canaryStep, soakStep} from './canary-steps.js'
 import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
 export const BINARY_UPGRADE_SAGA = 'binary-upgrade'
@@ -186,6 +187,11 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     await gates.afterUncordon(ctx, gateKeys)
   }
 
+  async function upgradeAgents(ctx: StepContext<UpgradeInput, UpgradeData, UpgradeCompensations>, names: string[]): Promise<void> {
+    const byName = new Map(ctx.input.plan.agents.map((agent) => [agent.name, agent]))
+    await ctx.actions(names, {concurrency: ctx.input.concurrency}, (action) => upgradeNode(action, byName.get(action.node) as PlannedNode, true))
+  }
+
   return {
     name: BINARY_UPGRADE_SAGA,
     steps: [
@@ -210,16 +216,15 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
           }
         },
       },
+      canaryStep<UpgradeInput, UpgradeData, UpgradeCompensations>((ctx, names) => upgradeAgents(ctx, names)),
+      soakStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube),
       {
         name: 'agents',
         title: 'Drain and upgrade agents',
         async run(ctx) {
-          const agents = ctx.input.plan.agents
+          const agents = afterCanary(ctx.input.plan, ctx.input.plan.agents)
           if (agents.length === 0) return skip('no agent to upgrade')
-          const byName = new Map(agents.map((agent) => [agent.name, agent]))
-          await ctx.actions(agents.map((agent) => agent.name), {concurrency: ctx.input.concurrency}, (action) =>
-            upgradeNode(action, byName.get(action.node) as PlannedNode, true),
-          )
+          await upgradeAgents(ctx, agents.map((agent) => agent.name))
         },
       },
       verifyStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube),

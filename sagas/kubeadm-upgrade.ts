@@ -23,7 +23,7 @@ import {waitNodeReadyAt, waitNodesReady} from '../src/kube/node-waits.js'
 import {kubeadmUpgradeApply, kubeadmUpgradeNode, kubeadmUpgradePlan, kubeletConfigPaths, restartKubelet, restoreKubeletConfig, saveKubeadmEtcdSnapshot, saveKubeletConfig} from '../src/node/kubeadm-ops.js'
 import {installedVersions, installPackages, readRepositoryFile, writeRepositoryFile, type PackageManagerName} from '../src/node/packages.js'
 import {skip} from '../src/saga/engine.js'
-import type {ActionContext, SagaDefinition} from '../src/saga/types.js'
+import type {ActionContext, SagaDefinition, StepContext} from '../src/saga/types.js'
 import type {KubeadmPlannedNode} from '../src/upgrade/kubeadm-preflight.js'
 import type {UpgradeDeps, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
@@ -31,6 +31,7 @@ import {sshDestination, type SagaTimings} from './binary-upgrade.js'
 import {backupStep} from './backup-step.js'
 import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
 import {verifyStep, type VerifyData} from './verify-step.js'
+import {afterCanary, canaryStep, soakStep} from './canary-steps.js'
 
 export const KUBEADM_UPGRADE_SAGA = 'kubeadm-upgrade'
 
@@ -240,6 +241,11 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
     if (node.role === 'agent') await ctx.dropCompensation(`restore-packages:${node.name}`)
   }
 
+  async function upgradeWorkers(ctx: StepContext<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>, names: string[]): Promise<void> {
+    const byName = new Map(ctx.input.plan.agents.map((worker) => [worker.name, worker]))
+    await ctx.actions(names, {concurrency: ctx.input.concurrency}, (action) => upgradeNode(action, byName.get(action.node) as KubeadmPlannedNode))
+  }
+
   return {
     name: KUBEADM_UPGRADE_SAGA,
     steps: [
@@ -272,14 +278,15 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
           for (const server of ctx.input.plan.servers) await ctx.dropCompensation(`control-plane:${server.name}`)
         },
       },
+      canaryStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>((ctx, names) => upgradeWorkers(ctx, names)),
+      soakStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>(kube),
       {
         name: 'workers',
         title: 'Drain and upgrade workers',
         async run(ctx) {
-          const workers = ctx.input.plan.agents
+          const workers = afterCanary(ctx.input.plan, ctx.input.plan.agents)
           if (workers.length === 0) return skip('no worker to upgrade')
-          const byName = new Map(workers.map((worker) => [worker.name, worker]))
-          await ctx.actions(workers.map((w) => w.name), {concurrency: ctx.input.concurrency}, (action) => upgradeNode(action, byName.get(action.node) as KubeadmPlannedNode))
+          await upgradeWorkers(ctx, workers.map((w) => w.name))
         },
       },
       verifyStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>(kube),

@@ -2,6 +2,7 @@ import {setMaxListeners} from 'node:events'
 
 import {Flags} from '@oclif/core'
 
+import {parseDuration} from '../../src/duration.js'
 import {ExitCode, UsageError} from '../../src/errors.js'
 import {openSession} from '../../src/session.js'
 import {runUpgrade, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
@@ -39,6 +40,9 @@ ${EXIT_CODES_HELP}`
     'skip-backup': Flags.boolean({description: 'upgrade without a Velero backup or etcd snapshot'}),
     'allow-removed-apis': Flags.boolean({description: 'upgrade although the target no longer serves API versions the cluster still uses (warned instead of refused)'}),
     nodes: Flags.string({description: 'only these nodes (comma-separated names)'}),
+    canary: Flags.integer({description: 'upgrade this many agents first (the ones with the fewest pods to evict), soak, then the rest', min: 0}),
+    'canary-nodes': Flags.string({description: 'the canary agents by name (comma-separated), instead of --canary N'}),
+    soak: Flags.string({description: 'how long the cluster runs with the canaries before the rest (default 5m with a canary): 30s, 5m, 1h'}),
     resume: Flags.string({description: 'resume an interrupted run (the newest, or the run id given)', exclusive: ['to']}),
     'no-hops': Flags.boolean({description: 'refuse a target more than one minor ahead instead of passing through each minor'}),
     'log-format': Flags.option({options: ['text', 'json'] as const, default: 'text', description: 'json: stream NDJSON events to stderr'})(),
@@ -55,6 +59,9 @@ ${EXIT_CODES_HELP}`
   async run(): Promise<UpgradeResult> {
     const {flags} = this
     const only = flags.nodes?.split(',').map((n) => n.trim()).filter(Boolean)
+    const canaryNodes = flags['canary-nodes']?.split(',').map((n) => n.trim()).filter(Boolean)
+    if (canaryNodes && canaryNodes.length === 0) throw new UsageError(`--canary-nodes ${JSON.stringify(flags['canary-nodes'])} names no node`, {hint: 'give agent names separated by commas (--canary-nodes agent-1)'})
+    const canary = {count: flags.canary, nodes: canaryNodes, soakMs: flags.soak === undefined ? undefined : parseDuration(flags.soak, '--soak')}
     if (only && only.length === 0) throw new UsageError(`--nodes ${JSON.stringify(flags.nodes)} names no node`, {hint: 'give node names separated by commas (--nodes agent-1,agent-2), or leave --nodes out for every node'})
     if (!flags.to && !flags.resume) throw new UsageError('say where to go: --to <version|channel>, or --resume', {hint: 'e.g. homelab k8s upgrade --to v1.32.0+k3s1 --dry-run'})
     const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && process.env.CI !== 'true'
@@ -101,6 +108,7 @@ ${EXIT_CODES_HELP}`
         onFailure: flags['on-failure'],
         skipBackup: flags['skip-backup'],
         allowRemovedApis: flags['allow-removed-apis'],
+        canary,
         resume: flags.resume === undefined ? undefined : flags.resume === 'latest' ? (true as const) : flags.resume,
       }
       // On a terminal, show the plan and ask before the first change (pre-flight runs once).

@@ -12,6 +12,7 @@ import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
 import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
 import type {RunJournal, SagaEvent, SagaOutcome, SagaResult} from '../saga/types.js'
 import {compareVersions, sortVersions, parseVersion} from '../versions/release-version.js'
+import {chooseCanary, type CanaryRequest} from './canary.js'
 import {drainSettings, veleroSettings} from './settings.js'
 import {planUpgradeHops, resolveTarget} from './target.js'
 import type {UpgradeDeps, UpgradePlan} from './types.js'
@@ -44,6 +45,8 @@ export interface UpgradeRequest {
   resume?: string | true
   /** Upgrade although the target minors no longer serve APIs the cluster uses (warned instead). */
   allowRemovedApis?: boolean
+  /** --canary, --canary-nodes, --soak. */
+  canary?: CanaryRequest
 }
 
 /** What the runner says besides the saga's own events. */
@@ -198,6 +201,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       onProgress: (message) => deps.onEvent({type: 'progress', message}),
     })
     plan.warnings.unshift(...scanWarnings.splice(0))
+    const canary = chooseCanary(plan, request.canary ?? {})
+    if (canary) plan.canary = canary
     result.plans.push(plan)
     result.warnings.push(...plan.warnings)
     if (result.nodes.length === 0) recordBefore(result, plan)

@@ -73,4 +73,6 @@ export interface UpgradePlan<N extends PlannedNodeBase = PlannedNodeBase> {
   skippedComponents: string[]
   drain: DrainReport[]
   warnings: string[]
+  /** --canary: these agents go first, then the cluster soaks (ms) before the rest. */
+  canary?: {nodes: string[]; soakMs: number}
 }
