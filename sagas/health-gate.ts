@@ -62,7 +62,7 @@ export class HealthGates {
     const baseline = ctx.data.healthBaseline
     const settings = ctx.input.healthGate
     if (!keys || !baseline || !settings?.enabled || keys.length === 0) return
-    const gate = waitHealthRestored(this.kube, baseline, keys, {timeoutMs: settings.timeoutMs, after: ctx.node, signal: ctx.signal, onProgress: (message) => ctx.log('info', message)})
+    const gate = waitHealthRestored(this.kube, baseline, keys, {timeoutMs: settings.timeoutMs, after: ctx.node, node: ctx.node, signal: ctx.signal, onProgress: (message) => ctx.log('info', message)})
     this.open.add(gate)
     try {
       const result = await gate

@@ -175,6 +175,7 @@ describe('defaults', () => {
           etcdSnapshot: 'auto',
         },
         timeouts: {apiReady: 300_000, nodeReady: 600_000},
+        healthGate: {enabled: true, timeout: 600_000},
       },
     })
   })

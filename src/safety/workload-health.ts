@@ -153,6 +153,8 @@ export class HealthGateError extends HomelabError {}
 
 export interface GateOptions {
   timeoutMs: number
+  /** The node just back: its DaemonSet pods are judged on it alone. */
+  node?: string
   /** Which node's return this gate follows, for the messages. */
   after: string
   signal?: AbortSignal
@@ -182,33 +184,59 @@ export async function waitHealthRestored(kube: KubeClients, baseline: HealthBase
     said = text
   }
   const deadline = Date.now() + options.timeoutMs
-  try {
-    await Promise.all(
-      KINDS.filter((spec) => waited.some((r) => r.kind === spec.kind)).map((spec) => {
-        const mine = waited.filter((r) => r.kind === spec.kind)
-        return waitFor<Listed, true>({
-          kube,
-          path: spec.path,
-          list: () => spec.list(kube),
-          check: (objects) => {
-            for (const record of mine) {
-              const object = objects.get(`${record.namespace}/${record.name}`)
-              const available = object ? spec.counts(object).available : record.available
-              if (available < record.available) lagging.set(healthKey(record), `${healthKey(record)} ${available}/${record.available} available`)
-              else lagging.delete(healthKey(record))
-            }
-            report()
-            return mine.every((record) => !lagging.has(healthKey(record))) ? true : undefined
-          },
-          timeoutMs: Math.max(1, deadline - Date.now()),
-          description: `${spec.kind} availability after ${options.after}`,
-          signal: options.signal,
-        })
+  // A node's own DaemonSet pods say whether it gave them back; the DaemonSet's count also drops
+  // for every other node down at the time (one failing in parallel), which this node cannot fix.
+  const perNode = options.node ? waited.filter((r) => r.kind === 'DaemonSet') : []
+  const counted = waited.filter((r) => !perNode.includes(r))
+  const waits: Array<Promise<unknown>> = KINDS.filter((spec) => counted.some((r) => r.kind === spec.kind)).map((spec) => {
+    const mine = counted.filter((r) => r.kind === spec.kind)
+    return waitFor<Listed, true>({
+      kube,
+      path: spec.path,
+      list: () => spec.list(kube),
+      check: (objects) => {
+        for (const record of mine) {
+          const object = objects.get(`${record.namespace}/${record.name}`)
+          const available = object ? spec.counts(object).available : record.available
+          if (available < record.available) lagging.set(healthKey(record), `${healthKey(record)} ${available}/${record.available} available`)
+          else lagging.delete(healthKey(record))
+        }
+        report()
+        return mine.every((record) => !lagging.has(healthKey(record))) ? true : undefined
+      },
+      timeoutMs: Math.max(1, deadline - Date.now()),
+      description: `${spec.kind} availability after ${options.after}`,
+      signal: options.signal,
+    })
+  })
+  if (options.node && perNode.length > 0) {
+    const fieldSelector = `spec.nodeName=${options.node}`
+    waits.push(
+      waitFor<V1Pod, true>({
+        kube,
+        path: '/api/v1/pods',
+        query: {fieldSelector},
+        list: () => kube.core.listPodForAllNamespaces({fieldSelector}),
+        check: (pods) => {
+          for (const record of perNode) {
+            const ready = [...pods.values()].some((pod) => podController(pod) === healthKey(record) && runningAndReady(pod))
+            if (ready) lagging.delete(healthKey(record))
+            else lagging.set(healthKey(record), `${healthKey(record)}: its pod on ${options.node} not Ready`)
+          }
+          report()
+          return perNode.every((record) => !lagging.has(healthKey(record))) ? true : undefined
+        },
+        timeoutMs: Math.max(1, deadline - Date.now()),
+        description: `DaemonSet pods on ${options.node}`,
+        signal: options.signal,
       }),
     )
+  }
+  try {
+    await Promise.all(waits)
   } catch (error) {
     if (error instanceof AbortedError || !(error instanceof TimeoutError)) throw error
-    throw new HealthGateError(`health gate after ${options.after}: ${[...lagging.values()].join(', ')} (as many as before the run) not back within ${Math.round(options.timeoutMs / 1000)}s`, {
+    throw new HealthGateError(`health gate after ${options.after}: not back within ${Math.round(options.timeoutMs / 1000)}s to where they were before the run: ${[...lagging.values()].join(', ')}`, {
       hint: `look at those pods (kubectl get pods -A -o wide | grep -v Running), or raise upgrade.healthGate.timeout; upgrade.healthGate.enabled: false skips the gate`,
     })
   }
