@@ -5,7 +5,9 @@ import {Flags} from '@oclif/core'
 import {parseDuration} from '../../src/duration.js'
 import {ExitCode, UsageError} from '../../src/errors.js'
 import {openSession} from '../../src/session.js'
-import {runUpgrade, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
+import {Notifier} from '../../src/notify/notifier.js'
+import {upgradeNotifications} from '../../src/notify/upgrade-notifications.js'
+import {runUpgrade, type UpgradeEvent, type UpgradeResult} from '../../src/upgrade/run-upgrade.js'
 import type {UpgradePlan} from '../../src/upgrade/types.js'
 import {HomelabCommand} from '../_cli/base-command.js'
 import {terminalPassphrasePrompt} from '../_cli/passphrase.js'
@@ -98,6 +100,9 @@ ${EXIT_CODES_HELP}`
       log: (line) => this.log(line),
       logToStderr: (line) => this.logToStderr(line),
     })
+    const upgradeDeps = session.upgradeDeps()
+    const notifier = new Notifier({targets: session.config.notify, onWarning: (message) => process.stderr.write(`warning: ${message}\n`)})
+    const notifications = upgradeNotifications(notifier, upgradeDeps.distribution.name)
     try {
       const request = {
         to: flags.to,
@@ -114,9 +119,12 @@ ${EXIT_CODES_HELP}`
       // On a terminal, show the plan and ask before the first change (pre-flight runs once).
       const ask = !flags.yes && !flags['dry-run'] && !request.resume && interactive
       const deps = {
-        ...session.upgradeDeps(),
+        ...upgradeDeps,
         signal: controller.signal,
-        onEvent: sink.onEvent,
+        onEvent: (event: UpgradeEvent) => {
+          sink.onEvent(event)
+          notifications.onEvent(event)
+        },
         confirm: ask
           ? async (plan: UpgradePlan, hops: readonly string[]) => {
               await sink.flush()
@@ -126,7 +134,12 @@ ${EXIT_CODES_HELP}`
             }
           : undefined,
       }
-      const result = await runUpgrade(deps, request)
+      const result = await runUpgrade(deps, request).catch((error: unknown) => {
+        // A refusal ends an unattended run too: whoever waits for it hears why.
+        notifications.refused(error)
+        throw error
+      })
+      notifications.finish(result)
       await sink.close()
       if (!this.jsonEnabled()) {
         if (result.outcome === 'dry-run') for (const plan of result.plans) this.log(renderPlan(plan))
@@ -137,6 +150,7 @@ ${EXIT_CODES_HELP}`
       return result
     } finally {
       await sink.close()
+      await notifier.flush()
       process.off('SIGINT', onSigint)
       process.off('SIGTERM', onSigint)
       await session.close()

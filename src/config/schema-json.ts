@@ -71,6 +71,13 @@ const DESCRIPTIONS: Record<string, string> = {
   'upgrade.backup.etcdSnapshot': 'auto (when the servers run embedded etcd), always or never',
   'upgrade.timeouts.apiReady': 'for the API server to answer /readyz after a server restarts',
   'upgrade.timeouts.nodeReady': 'for a restarted node to be Ready at the new version',
+  'upgrade.healthGate': "after each node: the workloads it ran back to their availability before the run, before the next node",
+  'upgrade.healthGate.enabled': 'false: no gate (and no workload check at the end)',
+  'upgrade.healthGate.timeout': 'how long a node may take to give its workloads back before the run is undone',
+  notify: 'webhooks told how a run goes (sent in the background; a failure is only a warning)',
+  'notify[].url': 'http(s) URL of the webhook or ntfy topic; it may hold a token: homelab always shows it masked',
+  'notify[].format': 'json (the event as JSON), slack, discord or ntfy',
+  'notify[].events': 'started, node-done, succeeded, failed, compensated, interrupted (default: all)',
 }
 
 type JsonObject = Record<string, unknown>

@@ -4,6 +4,7 @@ import {z} from 'zod'
 
 import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS} from '../distributions/index.js'
 import {DURATION_FORMS, durationMs} from '../duration.js'
+import {NOTIFY_EVENTS, NOTIFY_FORMATS} from '../notify/events.js'
 import type {Distribution} from '../versions/release-version.js'
 
 /**
@@ -300,6 +301,16 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
       discover: z.boolean().default(false),
       install: install.prefault({}),
       upgrade: upgrade.prefault({}),
+      /** Webhooks told how a run goes; a failed notification never changes the outcome. */
+      notify: z
+        .array(
+          z.strictObject({
+            url: z.url({protocol: /^https?$/}),
+            format: z.enum(NOTIFY_FORMATS).default('json'),
+            events: z.array(z.enum(NOTIFY_EVENTS)).min(1).default([...NOTIFY_EVENTS]),
+          }),
+        )
+        .default([]),
     })
     .superRefine(crossFieldChecks, {when: () => true})
     .transform((config) => {
