@@ -14,10 +14,14 @@ export function binaryPath(distribution: DistributionDescriptor, binDir: string)
  */
 export async function readInstalledVersion(transport: Transport, distribution: DistributionDescriptor, binDir: string, signal?: AbortSignal): Promise<string> {
   const binary = binaryPath(distribution, binDir)
-  const output = await transport.run([binary, '--version'], {signal, timeoutMs: 30_000})
+  return parseInstalledVersion(transport.node, distribution, binary, await transport.run([binary, '--version'], {signal, timeoutMs: 30_000}))
+}
+
+/** The version in `<binary> --version`'s output, or the error naming the binary. */
+export function parseInstalledVersion(node: string, distribution: DistributionDescriptor, binary: string, output: string): string {
   const match = new RegExp(`^${distribution.binary} version (v\\S+)`, 'm').exec(output)
   if (!match) {
-    throw new CommandError(`${transport.node}: ${binary} --version printed no ${distribution.name} version`, 0, output.slice(0, 200), {
+    throw new CommandError(`${node}: ${binary} --version printed no ${distribution.name} version`, 0, output.slice(0, 200), {
       hint: `check that ${binary} is the ${distribution.name} binary (install.binDir in homelab.yaml)`,
     })
   }

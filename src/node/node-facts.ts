@@ -9,9 +9,13 @@ import {script} from './node-ops.js'
 
 /** The first of the installer's bin dirs that holds an executable binary, or undefined. */
 export async function findBinDir(transport: Transport, distribution: DistributionDescriptor, signal?: AbortSignal): Promise<string | undefined> {
-  const out = await script(transport, 'b=$1; shift; for d in "$@"; do if [ -x "$d/$b" ]; then echo "$d"; exit 0; fi; done', [distribution.binary, ...distribution.binDirs], {signal})
+  const out = await script(transport, FIND_BIN_DIR_SCRIPT, [distribution.binary, ...distribution.binDirs], {signal})
   return out.trim() || undefined
 }
+
+/** `$1` the binary's name, then the dirs: prints the first dir holding it executable. */
+export const FIND_BIN_DIR_SCRIPT = 'b=$1; shift; for d in "$@"; do if [ -x "$d/$b" ]; then echo "$d"; exit 0; fi; done'
+
 
 export interface PackageOwner {
   manager: 'rpm' | 'dpkg'
@@ -24,12 +28,13 @@ export interface PackageOwner {
  * package-owned file leaves the package database believing in a file that is gone.
  */
 export async function packageOwner(transport: Transport, file: string, signal?: AbortSignal): Promise<PackageOwner | undefined> {
-  const out = await script(
-    transport,
-    'if command -v rpm >/dev/null 2>&1 && o=$(rpm -qf "$1" 2>/dev/null); then echo "rpm $o"; elif command -v dpkg >/dev/null 2>&1 && o=$(dpkg -S "$1" 2>/dev/null); then echo "dpkg $o"; fi',
-    [file],
-    {signal},
-  )
+  return parsePackageOwner(await script(transport, PACKAGE_OWNER_SCRIPT, [file], {signal}))
+}
+
+/** Prints `rpm <package>` or `dpkg <dpkg -S line>` for the file `$1`, nothing when no package owns it. */
+export const PACKAGE_OWNER_SCRIPT = 'if command -v rpm >/dev/null 2>&1 && o=$(rpm -qf "$1" 2>/dev/null); then echo "rpm $o"; elif command -v dpkg >/dev/null 2>&1 && o=$(dpkg -S "$1" 2>/dev/null); then echo "dpkg $o"; fi'
+
+export function parsePackageOwner(out: string): PackageOwner | undefined {
   const line = out.trim().split('\n')[0] ?? ''
   const match = /^(rpm|dpkg) (.+)$/.exec(line)
   if (!match) return undefined
@@ -40,7 +45,13 @@ export async function packageOwner(transport: Transport, file: string, signal?: 
 
 /** The `*.skip` files in the server's packaged-manifests dir, relative to it, sorted. Root reads it: the dir is 0700. */
 export async function skippedManifests(transport: Transport, manifestsDir: string, signal?: AbortSignal): Promise<string[]> {
-  const out = await script(transport, 'if [ -d "$1" ]; then cd "$1" && find . -type f -name "*.skip" | sed "s|^\\./||"; fi', [manifestsDir], {privileged: true, signal})
+  return parseSkippedManifests(await script(transport, SKIPPED_MANIFESTS_SCRIPT, [manifestsDir], {privileged: true, signal}))
+}
+
+/** Lists the `*.skip` files under the dir `$1` (run as root). */
+export const SKIPPED_MANIFESTS_SCRIPT = 'if [ -d "$1" ]; then cd "$1" && find . -type f -name "*.skip" | sed "s|^\\./||"; fi'
+
+export function parseSkippedManifests(out: string): string[] {
   return out
     .split('\n')
     .map((line) => line.trim())

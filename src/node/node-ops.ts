@@ -39,19 +39,35 @@ const PROBES: Record<ServiceManager, string> = {
  * order (k3s: OpenRC first, since a systemctl binary can exist where systemd does not run).
  */
 export async function detectServiceManager(transport: Transport, distribution: DistributionDescriptor, setting: 'auto' | ServiceManager, service: string, signal?: AbortSignal): Promise<ServiceManager> {
+  const fixed = configuredServiceManager(transport.node, distribution, setting)
+  if (fixed) return fixed
+  return judgeServiceManager(transport.node, distribution, await script(transport, serviceManagerScript(distribution), [service], {signal}))
+}
+
+/** install.service when it is not auto (refused when the distribution does not run under it); undefined for auto. */
+export function configuredServiceManager(node: string, distribution: DistributionDescriptor, setting: 'auto' | ServiceManager): ServiceManager | undefined {
+  if (setting === 'auto') return undefined
   const supported = distribution.serviceManagers
-  if (setting !== 'auto') {
-    if (supported.includes(setting)) return setting
-    throw new PreflightError(`${transport.node}: install.service is ${setting}, but ${distribution.name} runs under ${supported.join(' or ')} only`, {
-      hint: `set install.service to auto or ${supported[0]}`,
-    })
-  }
+  if (supported.includes(setting)) return setting
+  throw new PreflightError(`${node}: install.service is ${setting}, but ${distribution.name} runs under ${supported.join(' or ')} only`, {
+    hint: `set install.service to auto or ${supported[0]}`,
+  })
+}
+
+/** The script that prints the manager defining the service `$1`, else the first one the node has (detectServiceManager). */
+export function serviceManagerScript(distribution: DistributionDescriptor): string {
+  const supported = distribution.serviceManagers
   const chain = [...supported.map((m) => [DEFINES[m], m] as const), ...supported.map((m) => [PROBES[m], m] as const)]
-  const text = chain.map(([test, manager], i) => `${i === 0 ? 'if' : 'elif'} ${test}; then echo ${manager};`).join(' ') + ' fi'
-  const found = (await script(transport, text, [service], {signal})).trim() as ServiceManager
+  return chain.map(([test, manager], i) => `${i === 0 ? 'if' : 'elif'} ${test}; then echo ${manager};`).join(' ') + ' fi'
+}
+
+/** serviceManagerScript's answer, or the refusal when the node has none of the distribution's managers. */
+export function judgeServiceManager(node: string, distribution: DistributionDescriptor, output: string): ServiceManager {
+  const supported = distribution.serviceManagers
+  const found = output.trim() as ServiceManager
   if (supported.includes(found)) return found
   const names = supported.map((m) => (m === 'systemd' ? 'systemd' : 'OpenRC'))
-  throw new PreflightError(`${transport.node}: ${names.length === 1 ? `${names[0]} not` : `neither ${names.join(' nor ')}`} found`, {
+  throw new PreflightError(`${node}: ${names.length === 1 ? `${names[0]} not` : `neither ${names.join(' nor ')}`} found`, {
     hint: `${distribution.name} runs under ${names.join(' or ')}; set install.service in homelab.yaml if detection is wrong`,
   })
 }
@@ -74,23 +90,40 @@ export async function checkPrivilege(transport: Transport, signal?: AbortSignal)
     // Only a command that ran and failed says something about sudo; an unknown host key or a
     // refused login has its own message and fix.
     if (!(error instanceof CommandError)) throw error
-    throw new PreflightError(`${transport.node}: cannot run commands as root (${error.stderr.trim() || error.message})`, {
-      cause: error,
-      hint: 'give the SSH user passwordless sudo (NOPASSWD), or connect as root with ssh.become: none',
-    })
+    throw privilegeError(transport.node, error)
   }
+}
+
+/** The refusal for a node where `sudo -n -- true` failed. */
+export function privilegeError(node: string, error: CommandError): PreflightError {
+  return new PreflightError(`${node}: cannot run commands as root (${error.stderr.trim() || error.message})`, {
+    cause: error,
+    hint: 'give the SSH user passwordless sudo (NOPASSWD), or connect as root with ssh.become: none',
+  })
 }
 
 /** Kilobytes free on the filesystem holding `dir`. */
 export async function freeKilobytes(transport: Transport, dir: string, signal?: AbortSignal): Promise<number> {
-  const out = await script(transport, 'df -Pk "$1" | tail -n 1', [dir], {signal})
+  return parseFreeKilobytes(transport.node, dir, await script(transport, FREE_KB_SCRIPT, [dir], {signal}))
+}
+
+/** Prints the `df -Pk` line of the filesystem holding `$1`. */
+export const FREE_KB_SCRIPT = 'df -Pk "$1" | tail -n 1'
+
+export function parseFreeKilobytes(node: string, dir: string, out: string): number {
   const available = Number(out.trim().split(/\s+/)[3])
-  if (!Number.isFinite(available)) throw new CommandError(`${transport.node}: cannot read free space of ${dir}`, 0, out)
+  if (!Number.isFinite(available)) throw new CommandError(`${node}: cannot read free space of ${dir}`, 0, out)
   return available
 }
 
+/** Prints `<sha256>  <file>` when `$1` is a file, nothing otherwise. */
+export const SHA256_SCRIPT = 'if [ -f "$1" ]; then sha256sum "$1"; fi'
+
 export async function sha256OnNode(transport: Transport, file: string, signal?: AbortSignal): Promise<string | undefined> {
-  const out = await script(transport, 'if [ -f "$1" ]; then sha256sum "$1"; fi', [file], {signal})
+  return parseSha256(await script(transport, SHA256_SCRIPT, [file], {signal}))
+}
+
+export function parseSha256(out: string): string | undefined {
   const hash = out.trim().split(/\s+/)[0]
   return /^[0-9a-f]{64}$/.test(hash ?? '') ? hash : undefined
 }

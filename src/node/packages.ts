@@ -16,18 +16,30 @@ interface Options {
 
 /** apt where dpkg is the package database, else dnf (EL 8+; `yum` there is dnf too). */
 export async function detectPackageManager(transport: Transport, options: Options = {}): Promise<PackageManagerName> {
-  const found = (await script(transport, 'if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then echo apt; elif command -v dnf >/dev/null 2>&1; then echo dnf; fi', [], options)).trim()
+  return judgePackageManager(transport.node, await script(transport, DETECT_PACKAGE_MANAGER_SCRIPT, [], options))
+}
+
+/** Prints `apt` or `dnf`, or nothing. */
+export const DETECT_PACKAGE_MANAGER_SCRIPT = 'if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then echo apt; elif command -v dnf >/dev/null 2>&1; then echo dnf; fi'
+
+export function judgePackageManager(node: string, out: string): PackageManagerName {
+  const found = out.trim()
   if (found === 'apt' || found === 'dnf') return found
-  throw new PreflightError(`${transport.node}: neither apt (with dpkg) nor dnf found`, {hint: 'kubeadm nodes are upgraded through apt or dnf, as the kubeadm upgrade guide does it'})
+  throw new PreflightError(`${node}: neither apt (with dpkg) nor dnf found`, {hint: 'kubeadm nodes are upgraded through apt or dnf, as the kubeadm upgrade guide does it'})
 }
 
 /** The installed version of each package (`1.31.4-1.1`), undefined for one not installed. */
 export async function installedVersions(transport: Transport, manager: PackageManagerName, packages: readonly string[], options: Options = {}): Promise<Record<string, string | undefined>> {
-  // One line per package, `name<TAB>version`, whatever the tool says about the missing ones.
-  const text = manager === 'apt'
-    ? 'for p; do v=$(dpkg-query -W -f=\'${Version}\' "$p" 2>/dev/null) || v=; printf \'%s\\t%s\\n\' "$p" "$v"; done'
-    : 'for p; do v=$(rpm -q --qf \'%{VERSION}-%{RELEASE}\' "$p" 2>/dev/null) || v=; printf \'%s\\t%s\\n\' "$p" "$v"; done'
-  const out = await script(transport, text, packages, options)
+  return parseInstalledVersions(packages, await script(transport, INSTALLED_VERSIONS_SCRIPT[manager], packages, options))
+}
+
+/** One line per package named in the arguments, `name<TAB>version`, whatever the tool says about the missing ones. */
+export const INSTALLED_VERSIONS_SCRIPT: Record<PackageManagerName, string> = {
+  apt: 'for p; do v=$(dpkg-query -W -f=\'${Version}\' "$p" 2>/dev/null) || v=; printf \'%s\\t%s\\n\' "$p" "$v"; done',
+  dnf: 'for p; do v=$(rpm -q --qf \'%{VERSION}-%{RELEASE}\' "$p" 2>/dev/null) || v=; printf \'%s\\t%s\\n\' "$p" "$v"; done',
+}
+
+export function parseInstalledVersions(packages: readonly string[], out: string): Record<string, string | undefined> {
   const versions: Record<string, string | undefined> = Object.fromEntries(packages.map((p) => [p, undefined]))
   for (const line of out.split('\n')) {
     const [name, version] = line.split('\t')
@@ -39,7 +51,11 @@ export async function installedVersions(transport: Transport, manager: PackageMa
 /** apt: the packages on hold (`apt-mark showhold`). dnf has no holds; its `exclude=` line plays that part. */
 export async function heldPackages(transport: Transport, manager: PackageManagerName, options: Options = {}): Promise<string[]> {
   if (manager !== 'apt') return []
-  return (await transport.run(['apt-mark', 'showhold'], options)).split('\n').map((l) => l.trim()).filter(Boolean)
+  return parseHeldPackages(await transport.run(['apt-mark', 'showhold'], options))
+}
+
+export function parseHeldPackages(out: string): string[] {
+  return out.split('\n').map((l) => l.trim()).filter(Boolean)
 }
 
 /**
@@ -50,20 +66,42 @@ export async function heldPackages(transport: Transport, manager: PackageManager
 export async function findRepositoryFile(transport: Transport, manager: PackageManagerName, names: readonly string[], explicit: string | undefined, options: Options = {}): Promise<string> {
   if (explicit) return explicit
   if (manager === 'apt') {
-    const dir = /'(.*)'/.exec(await transport.run(['apt-config', 'shell', 'D', 'Dir::Etc::sourceparts/d'], options))?.[1]?.replace(/\/+$/, '')
+    const dir = parseAptSourceDir(await transport.run(APT_SOURCE_DIR_ARGV, options))
     if (dir) {
-      const found = (await script(transport, 'd=$1; shift; for n; do [ -f "$d/$n" ] && grep -qE "/v[0-9]+\\.[0-9]+/" "$d/$n" && { echo "$d/$n"; exit 0; }; done; for f in "$d"/*.list "$d"/*.sources; do [ -f "$f" ] && grep -qE "core:/stable:/v[0-9]+\\.[0-9]+/" "$f" && { echo "$f"; exit 0; }; done; true', [dir, ...names], options)).trim()
+      const found = (await script(transport, FIND_APT_SOURCE_SCRIPT, [dir, ...names], options)).trim()
       if (found) return found
     }
   } else {
-    const out = await transport.run(['dnf', '-v', 'repolist', '--enabled'], options)
-    for (const block of out.split(/\n(?=Repo-id\s*:)/)) {
-      const baseurl = /^Repo-baseurl\s*:\s*(\S+)/m.exec(block)?.[1]
-      const file = /^Repo-filename\s*:\s*(\S+)/m.exec(block)?.[1]
-      if (baseurl && file && /\/v\d+\.\d+\//.test(baseurl)) return file
-    }
+    const file = parseDnfRepositoryFile(await transport.run(DNF_REPOLIST_ARGV, options))
+    if (file) return file
   }
-  throw new PreflightError(`${transport.node}: no ${manager} repository definition names a Kubernetes minor (…/v1.31/…)`, {
+  throw noRepositoryFile(transport.node, manager)
+}
+
+/** apt's sources dir (`D='/etc/apt/sources.list.d/'`). */
+export const APT_SOURCE_DIR_ARGV = ['apt-config', 'shell', 'D', 'Dir::Etc::sourceparts/d'] as const
+
+export function parseAptSourceDir(out: string): string | undefined {
+  return /'(.*)'/.exec(out)?.[1]?.replace(/\/+$/, '') || undefined
+}
+
+/** `$1` apt's sources dir, then the usual file names: prints the first that names a `/vX.Y/` repository. */
+export const FIND_APT_SOURCE_SCRIPT = 'd=$1; shift; for n; do [ -f "$d/$n" ] && grep -qE "/v[0-9]+\\.[0-9]+/" "$d/$n" && { echo "$d/$n"; exit 0; }; done; for f in "$d"/*.list "$d"/*.sources; do [ -f "$f" ] && grep -qE "core:/stable:/v[0-9]+\\.[0-9]+/" "$f" && { echo "$f"; exit 0; }; done; true'
+
+export const DNF_REPOLIST_ARGV = ['dnf', '-v', 'repolist', '--enabled'] as const
+
+/** The `Repo-filename` of the first enabled repository whose baseurl names a `/vX.Y/` repository. */
+export function parseDnfRepositoryFile(out: string): string | undefined {
+  for (const block of out.split(/\n(?=Repo-id\s*:)/)) {
+    const baseurl = /^Repo-baseurl\s*:\s*(\S+)/m.exec(block)?.[1]
+    const file = /^Repo-filename\s*:\s*(\S+)/m.exec(block)?.[1]
+    if (baseurl && file && /\/v\d+\.\d+\//.test(baseurl)) return file
+  }
+  return undefined
+}
+
+export function noRepositoryFile(node: string, manager: PackageManagerName): PreflightError {
+  return new PreflightError(`${node}: no ${manager} repository definition names a Kubernetes minor (…/v1.31/…)`, {
     hint: 'set install.repositoryFile for the node in homelab.yaml to the file that defines the Kubernetes repository',
   })
 }
@@ -84,26 +122,41 @@ export function switchRepositoryMinor(text: string, from: string, to: string): s
  * dnf's cache of the node change. Throws CommandError when the repository cannot be read.
  */
 export async function offeredVersions(transport: Transport, manager: PackageManagerName, repositoryText: string, file: string, pkg: string, options: Options = {}): Promise<string[]> {
-  const base = file.slice(file.lastIndexOf('/') + 1)
-  const text = manager === 'apt'
-    ? `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; mkdir -p "$t/lists/partial" "$t/parts" "$t/cache/archives/partial"
+  let out: string
+  try {
+    out = await script(transport, OFFERED_VERSIONS_SCRIPT[manager], [repositoryText, repositoryBase(file), pkg], {...options, timeoutMs: 120_000})
+  } catch (error) {
+    if (!(error instanceof CommandError)) throw error
+    throw unreadableRepository(transport.node, file, error)
+  }
+  return parseOfferedVersions(manager, pkg, out)
+}
+
+/** The repository definition's file name, as the scratch dir names it. */
+export function repositoryBase(file: string): string {
+  return file.slice(file.lastIndexOf('/') + 1)
+}
+
+/** `$1` the repository definition's text, `$2` its file name, `$3` the package: what the repository offers of it. */
+export const OFFERED_VERSIONS_SCRIPT: Record<PackageManagerName, string> = {
+  apt: `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; mkdir -p "$t/lists/partial" "$t/parts" "$t/cache/archives/partial"
 printf '%s' "$1" > "$t/parts/$2"
 o="-o Dir::Etc::sourcelist=$t/none.list -o Dir::Etc::sourceparts=$t/parts -o Dir::State::Lists=$t/lists -o Dir::Cache=$t/cache"
 apt-get $o update -qq >/dev/null 2>"$t/err" || { cat "$t/err" >&2; exit 100; }
-apt-cache $o madison "$3"`
-    : `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; mkdir -p "$t/repos" "$t/cache"
+apt-cache $o madison "$3"`,
+  dnf: `t=$(mktemp -d) || exit 1; trap 'rm -rf "$t"' EXIT; mkdir -p "$t/repos" "$t/cache"
 printf '%s' "$1" > "$t/repos/$2"
-dnf -q list --showduplicates --disableexcludes=all --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" "$3"`
-  let out: string
-  try {
-    out = await script(transport, text, [repositoryText, base, pkg], {...options, timeoutMs: 120_000})
-  } catch (error) {
-    if (!(error instanceof CommandError)) throw error
-    throw new PreflightError(`${transport.node}: the package repository in ${file} (as it would be) cannot be read: ${(error.stderr.trim().split('\n').at(-1) ?? error.message).slice(0, 200)}`, {
-      cause: error,
-      hint: 'check that the repository for the target minor exists and the node can reach it (a mirror must carry it too)',
-    })
-  }
+dnf -q list --showduplicates --disableexcludes=all --setopt=reposdir="$t/repos" --setopt=cachedir="$t/cache" "$3"`,
+}
+
+export function unreadableRepository(node: string, file: string, error: CommandError): PreflightError {
+  return new PreflightError(`${node}: the package repository in ${file} (as it would be) cannot be read: ${(error.stderr.trim().split('\n').at(-1) ?? error.message).slice(0, 200)}`, {
+    cause: error,
+    hint: 'check that the repository for the target minor exists and the node can reach it (a mirror must carry it too)',
+  })
+}
+
+export function parseOfferedVersions(manager: PackageManagerName, pkg: string, out: string): string[] {
   const versions = manager === 'apt'
     ? out.split('\n').map((l) => l.split('|')).filter((p) => p.length >= 2 && p[0].trim() === pkg).map((p) => p[1].trim())
     : out.split('\n').map((l) => l.trim().split(/\s+/)).filter((p) => p.length >= 2 && p[0].startsWith(`${pkg}.`)).map((p) => p[1])

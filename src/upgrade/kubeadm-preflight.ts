@@ -10,8 +10,8 @@ import {isHomelabError, PreflightError} from '../errors.js'
 import type {InventoryNode} from '../inventory.js'
 import {clusterKubernetesVersion} from '../kube/control-plane.js'
 import {kubeadmUpgradePlan} from '../node/kubeadm-ops.js'
-import {checkPrivilege, detectArch, freeKilobytes, script} from '../node/node-ops.js'
-import {detectPackageManager, findRepositoryFile, heldPackages, installedVersions, offeredVersions, packageVersionFor, readRepositoryFile, switchRepositoryMinor, type PackageManagerName} from '../node/packages.js'
+import {probePackageNode} from '../node/package-probe.js'
+import {packageVersionFor, switchRepositoryMinor, type PackageManagerName} from '../node/packages.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import type {ReleaseVersion} from '../versions/release-version.js'
@@ -120,31 +120,42 @@ export async function kubeadmPreflight(deps: UpgradeDeps, request: PreflightRequ
 
 async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution, node: InventoryNode, target: ReleaseVersion, isFirst: boolean, needsApply: boolean, signal?: AbortSignal): Promise<{plan: KubeadmPlannedNode; etcd: boolean; etcdctl: boolean}> {
   const transport = await deps.connect(node)
-  if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
-  const [arch, manager] = await Promise.all([detectArch(transport, signal), detectPackageManager(transport, {signal})])
   const packages = [distribution.upgrader, ...distribution.nodePackages]
-  const [before, held, file, swap, binFree, cacheFree] = await Promise.all([
-    installedVersions(transport, manager, packages, {signal}),
-    heldPackages(transport, manager, {signal}),
-    findRepositoryFile(transport, manager, manager === 'apt' ? distribution.repositoryFiles.apt : distribution.repositoryFiles.dnf, node.repositoryFile, {signal}),
-    script(transport, 'swapon --show --noheadings 2>/dev/null || true', [], {signal}),
-    freeKilobytes(transport, node.binDir, signal),
-    freeKilobytes(transport, PACKAGE_CACHE, signal),
-  ])
+  const toMinor = `${target.major}.${target.minor}`
+  // Everything this node is asked, in one round trip; the answers are judged in the order below.
+  const probe = await probePackageNode(transport, {
+    distribution,
+    become: node.ssh.become,
+    sudoUser: node.ssh.user,
+    binDir: node.binDir,
+    packageCache: PACKAGE_CACHE,
+    repositoryNames: distribution.repositoryFiles,
+    repositoryFile: node.repositoryFile,
+    targetMinor: toMinor,
+    controlPlane: node.role === 'server' ? {adminConf: distribution.adminConf(node.configDir), etcdManifest: distribution.etcd.manifest(node.configDir)} : undefined,
+    signal,
+  })
+  const arch = probe.arch()
+  const manager = probe.manager()
+  const before = probe.installed(packages)
+  const held = probe.held()
+  const file = probe.repositoryFile()
+  const swap = probe.swap()
+  const binFree = probe.freeKb('bin')
+  const cacheFree = probe.freeKb('cache')
   for (const [dir, free] of [[node.binDir, binFree], [PACKAGE_CACHE, cacheFree]] as const) {
     if (free < MIN_FREE_KB) throw new PreflightError(`only ${Math.round(free / 1024)} MiB free for ${dir}; the three packages need about ${MIN_FREE_KB / 1024} MiB to download and unpack`, {hint: `free space on the filesystem of ${dir} (apt-get clean or dnf clean packages helps)`})
   }
   const missing = packages.filter((p) => !before[p])
   if (missing.length > 0) throw new PreflightError(`${missing.join(', ')} not installed through ${manager}`, {hint: 'install kubeadm, kubelet and kubectl from the Kubernetes package repository, as kubeadm clusters are set up'})
   if (swap.trim()) throw new PreflightError(`swap is on (${swap.trim().split('\n')[0]})`, {hint: 'turn it off (swapoff -a and remove it from /etc/fstab): the kubelet refuses to start with swap by default'})
-  const repositoryBefore = await readRepositoryFile(transport, file, {signal})
+  const repositoryBefore = probe.repositoryText(file)
   const fromMinor = /^v?(\d+\.\d+)/.exec(before[distribution.upgrader] as string)?.[1] as string
-  const toMinor = `${target.major}.${target.minor}`
   const repositoryAfter = fromMinor === toMinor ? repositoryBefore : switchRepositoryMinor(repositoryBefore, fromMinor, toMinor)
   if (repositoryAfter === undefined) {
     throw new PreflightError(`${file} names no /v${fromMinor}/ repository to switch to v${toMinor}`, {hint: `switch it to the v${toMinor} repository by hand (kubeadm's guide: one repository per minor), or set install.repositoryFile`})
   }
-  const offered = await offeredVersions(transport, manager, repositoryAfter, file, distribution.upgrader, {signal})
+  const offered = await probe.offered(repositoryAfter, file, distribution.upgrader)
   const version = packageVersionFor(target.format(), offered)
   if (!version) {
     throw new PreflightError(`the repository in ${file}${repositoryAfter !== repositoryBefore ? ` (switched to v${toMinor})` : ''} has no ${distribution.upgrader} ${target.format()} (it offers ${offered.slice(0, 3).join(', ') || 'nothing'})`, {
@@ -154,7 +165,7 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
   let etcd = false
   let etcdctl = false
   if (node.role === 'server') {
-    const facts = await script(transport, '[ -f "$1" ] && echo admin; [ -f "$2" ] && echo etcd; command -v etcdctl >/dev/null 2>&1 && echo etcdctl; command -v crictl >/dev/null 2>&1 && echo crictl; true', [distribution.adminConf(node.configDir), distribution.etcd.manifest(node.configDir)], {signal, privileged: true})
+    const facts = probe.controlPlaneFacts()
     if (isFirst && !facts.includes('admin')) throw new PreflightError(`no ${distribution.adminConf(node.configDir)} on the first control plane`, {hint: 'kubeadm upgrade apply runs where admin.conf is; list that control plane first, or set install.configDir'})
     // Read-only, with the kubeadm installed now: its version rules and health checks, before any package moves.
     if (isFirst && needsApply) {

@@ -2,9 +2,7 @@ import type {Arch} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
 import type {Inventory, InventoryNode} from '../inventory.js'
 import {planDrain} from '../kube/drain.js'
-import {binaryPath, readInstalledVersion} from '../node/installed-version.js'
-import {findBinDir, packageOwner, skippedManifests} from '../node/node-facts.js'
-import {checkPrivilege, detectArch, detectServiceManager, freeKilobytes, sha256OnNode} from '../node/node-ops.js'
+import {probeBinaryNode} from '../node/binary-probe.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
@@ -159,22 +157,19 @@ function judgeSkippedManifests(servers: readonly InventoryNode[], facts: Readonl
 async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?: AbortSignal): Promise<NodeFacts> {
   const {distribution, config} = deps
   const transport = await deps.connect(node)
-  if (node.ssh.become === 'sudo') await checkPrivilege(transport, signal)
-  const binDir = node.binDirExplicit ? node.binDir : ((await findBinDir(transport, distribution, signal)) ?? node.binDir)
-  const binary = binaryPath(distribution, binDir)
-  const [installedVersion, arch, serviceManager, previousSha256, freeBin, freeTmp, owner, skipManifests] = await Promise.all([
-    readInstalledVersion(transport, distribution, binDir, signal),
-    detectArch(transport, signal),
-    detectServiceManager(transport, distribution, config.install.service, distribution.services[node.role], signal),
-    sha256OnNode(transport, binary, signal),
-    freeKilobytes(transport, binDir, signal),
-    freeKilobytes(transport, '/tmp', signal),
-    packageOwner(transport, binary, signal),
-    node.role === 'server' ? skippedManifests(transport, distribution.manifestsDir(node.dataDir), signal) : Promise.resolve(undefined),
-  ])
-  if (!previousSha256) {
-    throw new PreflightError(`no ${distribution.binary} binary at ${binary}`, {hint: `set install.binDir (or the node's install.binDir) to where ${distribution.name} is installed`})
-  }
+  // Everything this node is asked, in one round trip.
+  const found = await probeBinaryNode(transport, {
+    distribution,
+    become: node.ssh.become,
+    sudoUser: node.ssh.user,
+    binDir: node.binDir,
+    binDirExplicit: node.binDirExplicit,
+    service: distribution.services[node.role],
+    serviceSetting: config.install.service,
+    manifestsDir: node.role === 'server' ? distribution.manifestsDir(node.dataDir) : undefined,
+    signal,
+  })
+  const {binDir, binary, installedVersion, arch, serviceManager, sha256: previousSha256, freeBinKb: freeBin, freeTmpKb: freeTmp, owner, skipManifests} = found
   if (owner && config.install.allowPackageOwnedBinary !== true) {
     throw new PreflightError(`${binary} belongs to the ${owner.manager} package ${owner.name}; replacing it would leave the package database wrong`, {
       hint: `upgrade ${distribution.name} through the package manager (${owner.manager === 'rpm' ? 'dnf/yum' : 'apt'}), or set install.allowPackageOwnedBinary: true in homelab.yaml to replace it anyway`,

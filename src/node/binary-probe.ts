@@ -1,0 +1,103 @@
+/**
+ * Everything pre-flight reads on a k3s or rke2 node, in one round trip (probe.ts): sudo, the bin
+ * dir, the binary's version, sha256 and package owner, the architecture, the service manager,
+ * free disk in the bin dir and /tmp, and on servers the `.skip` manifests. Each step runs the
+ * same command the single-purpose function beside it runs (node-ops.ts, node-facts.ts), and its
+ * answer is judged by the same parser, so messages and refusals are the same.
+ */
+import type {Arch, DistributionDescriptor, ServiceManager} from '../distributions/index.js'
+import {CommandError, PreflightError} from '../errors.js'
+import {normaliseArch} from '../release/release-source.js'
+import type {Transport} from '../transport/types.js'
+import {binaryPath, parseInstalledVersion} from './installed-version.js'
+import {FIND_BIN_DIR_SCRIPT, PACKAGE_OWNER_SCRIPT, parsePackageOwner, parseSkippedManifests, SKIPPED_MANIFESTS_SCRIPT, type PackageOwner} from './node-facts.js'
+import {configuredServiceManager, FREE_KB_SCRIPT, judgeServiceManager, parseFreeKilobytes, parseSha256, serviceManagerScript, SHA256_SCRIPT} from './node-ops.js'
+import {probeProgram, runProbe, type Become} from './probe.js'
+
+// Arguments after the marker and become: $1 binary name, $2 bin dir from homelab.yaml (empty: find
+// it), $3 the dir to fall back on, $4 the service, $5 the manifests dir (empty on agents), $6 the
+// service-manager script (empty when install.service names one), then the installer's bin dirs.
+const BODY = `BIN=$1 EXPLICIT=$2 FALLBACK=$3 SERVICE=$4 MANIFESTS=$5 MANAGERS=$6; shift 6
+if [ "$B" = sudo ]; then sec sudo priv true || exit 0; fi
+if [ -n "$EXPLICIT" ]; then D=$EXPLICIT; else D=$(sh -c "$FIND_BIN_DIR" homelab "$BIN" "$@" 2>/dev/null); [ -n "$D" ] || D=$FALLBACK; fi
+sec bindir printf '%s' "$D"
+sec sha256 sh -c "$SHA256" homelab "$D/$BIN"
+sec version "$D/$BIN" --version
+sec arch uname -m
+if [ -n "$MANAGERS" ]; then sec service sh -c "$MANAGERS" homelab "$SERVICE"; fi
+sec free-bin sh -c "$FREE_KB" homelab "$D"
+sec free-tmp sh -c "$FREE_KB" homelab /tmp
+sec owner sh -c "$PACKAGE_OWNER" homelab "$D/$BIN"
+if [ -n "$MANIFESTS" ]; then sec skip priv sh -c "$SKIPPED_MANIFESTS" homelab "$MANIFESTS"; fi
+`
+
+/** The probe program for binary distributions (fixed text; pinned by a golden test). */
+export const BINARY_PROBE = probeProgram(
+  {FIND_BIN_DIR: FIND_BIN_DIR_SCRIPT, SHA256: SHA256_SCRIPT, FREE_KB: FREE_KB_SCRIPT, PACKAGE_OWNER: PACKAGE_OWNER_SCRIPT, SKIPPED_MANIFESTS: SKIPPED_MANIFESTS_SCRIPT},
+  BODY,
+)
+
+export interface BinaryNodeRequest {
+  distribution: DistributionDescriptor
+  become: Become
+  sudoUser?: string
+  /** install.binDir when homelab.yaml sets it; else the installer's dirs are searched. */
+  binDir: string
+  binDirExplicit: boolean
+  service: string
+  serviceSetting: 'auto' | ServiceManager
+  /** Servers: where the packaged manifests are (their `.skip` files are listed). */
+  manifestsDir?: string
+  signal?: AbortSignal
+}
+
+export interface BinaryNodeFacts {
+  binDir: string
+  binary: string
+  sha256: string
+  installedVersion: string
+  arch: Arch
+  serviceManager: ServiceManager
+  freeBinKb: number
+  freeTmpKb: number
+  owner: PackageOwner | undefined
+  skipManifests: string[] | undefined
+}
+
+/**
+ * The node's facts from one exec. Throws the error the first failing read would have thrown on
+ * its own: sudo first, then no binary at the path (PreflightError), its version, the arch, the
+ * service manager, disk, the package owner, the `.skip` files.
+ */
+export async function probeBinaryNode(transport: Transport, request: BinaryNodeRequest): Promise<BinaryNodeFacts> {
+  const {distribution} = request
+  const node = transport.node
+  const configured = configuredServiceManager(node, distribution, request.serviceSetting)
+  const probe = await runProbe(
+    transport,
+    BINARY_PROBE,
+    [distribution.binary, request.binDirExplicit ? request.binDir : '', request.binDir, request.service, request.manifestsDir ?? '', configured ? '' : serviceManagerScript(distribution), ...distribution.binDirs],
+    {become: request.become, sudoUser: request.sudoUser, signal: request.signal, timeoutMs: 60_000},
+  )
+  probe.checkPrivilege(request.become)
+  const binDir = probe.result('bindir').stdout
+  if (!binDir.startsWith('/')) throw new CommandError(`${node}: the pre-flight probe found no bin dir (${JSON.stringify(binDir)})`, 0, '')
+  const binary = binaryPath(distribution, binDir)
+  const script = (text: string, ...args: string[]) => ['sh', '-c', text, 'homelab', ...args]
+  const sha256 = parseSha256(probe.stdout('sha256', script(SHA256_SCRIPT, binary)))
+  if (!sha256) {
+    throw new PreflightError(`no ${distribution.binary} binary at ${binary}`, {hint: `set install.binDir (or the node's install.binDir) to where ${distribution.name} is installed`})
+  }
+  return {
+    binDir,
+    binary,
+    sha256,
+    installedVersion: parseInstalledVersion(node, distribution, binary, probe.stdout('version', [binary, '--version'])),
+    arch: normaliseArch(probe.stdout('arch', ['uname', '-m'])),
+    serviceManager: configured ?? judgeServiceManager(node, distribution, probe.stdout('service', script(serviceManagerScript(distribution), request.service))),
+    freeBinKb: parseFreeKilobytes(node, binDir, probe.stdout('free-bin', script(FREE_KB_SCRIPT, binDir))),
+    freeTmpKb: parseFreeKilobytes(node, '/tmp', probe.stdout('free-tmp', script(FREE_KB_SCRIPT, '/tmp'))),
+    owner: parsePackageOwner(probe.stdout('owner', script(PACKAGE_OWNER_SCRIPT, binary))),
+    skipManifests: request.manifestsDir === undefined ? undefined : parseSkippedManifests(probe.stdout('skip', script(SKIPPED_MANIFESTS_SCRIPT, request.manifestsDir), {privileged: true})),
+  }
+}
