@@ -6,11 +6,11 @@
  * Pre-flight runs before this saga (src/upgrade/preflight.ts) and its plan is the saga's input.
  * What differs between distributions comes from the descriptor named in the input.
  */
-import {AbortedError} from '../src/errors.js'
+import {AbortedError, ConnectionError} from '../src/errors.js'
 import {journalNode, type InventoryNode} from '../src/inventory.js'
 import {binaryDistributionOf, type DistributionDescriptor} from '../src/distributions/index.js'
 import {binaryPath} from '../src/node/installed-version.js'
-import {restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
+import {findEtcdSnapshot, restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
 import {artifactName, artifactUrl} from '../src/release/release-source.js'
 import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
@@ -98,12 +98,38 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   const waitNodeAt = (distribution: DistributionDescriptor, name: string, version: string, timeoutMs: number, signal?: AbortSignal) =>
     waitNodeReadyAt(kube, name, version, {timeoutMs, signal, hint: `check ${distribution.name} on ${name} (journalctl -u ${distribution.services.server} or ${distribution.services.agent}), or raise upgrade.timeouts.nodeReady`})
 
-  async function restartAndWait(target: {name: string; role: 'server' | 'agent'; serviceManager: ServiceManager}, version: string, input: UpgradeInput, signal?: AbortSignal) {
+  async function restartAndWait(target: {name: string; role: 'server' | 'agent'; serviceManager: ServiceManager}, version: string, input: UpgradeInput, log: (message: string) => void, signal?: AbortSignal) {
     const distribution = binaryDistributionOf(input.distribution)
-    const transport = await deps.connect(inventoryNode(target.name))
-    await restartService(transport, target.serviceManager, serviceName(distribution, target.role), signal)
-    if (target.role === 'server') await waitForApiReady(kube, input.timeouts.apiReadyMs, {service: distribution.services.server, signal})
-    await waitNodeAt(distribution, target.name, version, input.timeouts.nodeReadyMs, signal)
+    const service = serviceName(distribution, target.role)
+    const restart = async () => restartService(await deps.connect(inventoryNode(target.name)), target.serviceManager, service, signal)
+    const comeBack = async () => {
+      if (target.role === 'server') await waitForApiReady(kube, input.timeouts.apiReadyMs, {service: distribution.services.server, signal})
+      await waitNodeAt(distribution, target.name, version, input.timeouts.nodeReadyMs, signal)
+    }
+    try {
+      await restart()
+    } catch (error) {
+      if (!(error instanceof ConnectionError) || signal?.aborted) throw error
+      // The answer was lost, not necessarily the restart: the API says whether the node came back.
+      log(`connection lost during the restart of ${service}; waiting for the node to come back at ${version}`)
+      const back = await comeBack().then(() => true, () => false)
+      if (back) return
+      log(`not back at ${version}: restarting ${service} again on a new connection`)
+      await restart()
+    }
+    await comeBack()
+  }
+
+  /** A copy cut short by a lost connection is made again on a new one (nothing was swapped yet), twice at most. */
+  async function stageRetrying<T>(ctx: Ctx, copy: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await copy()
+      } catch (error) {
+        if (!(error instanceof ConnectionError) || ctx.signal.aborted || attempt >= 3) throw error
+        ctx.log('warn', 'connection lost during the copy; copying again on a new connection')
+      }
+    }
   }
 
   /** One node, start to finish. Idempotent: a resumed run picks up where the node is. */
@@ -158,7 +184,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
           ? {localPath: (await deps.release.binary(parseVersion(target), node.arch, ctx.signal)).path}
           : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(distribution, node.arch))}
         ctx.log('info', `copying ${distribution.name} ${target} (${node.arch}) to the node`)
-        return stageBinary(transport, {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal})
+        return stageRetrying(ctx, async () => stageBinary(await deps.connect(inventoryNode(node.name)), {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal}))
       })
       if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped; it was uncordoned again`)
       await ctx.registerCompensation(restoreBinarySpec(distribution, node))
@@ -172,7 +198,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     // From the swap on, the action finishes even under Ctrl-C: a node left between versions is worse.
     if (running !== target || !isNodeReady(live)) {
       ctx.log('info', `restarting ${serviceName(distribution, node.role)}`)
-      await restartAndWait(node, target, input)
+      await restartAndWait(node, target, input, (message) => ctx.log('warn', message))
     }
     ctx.log('info', `Ready at ${target}`)
     if (node.role === 'server') {
@@ -203,7 +229,15 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         async etcdSnapshot(ctx, node) {
           const server = inventoryNode(node)
           const transport = await deps.connect(server)
-          return saveEtcdSnapshot(transport, binaryDistributionOf(ctx.input.distribution), {binDir: server.binDir, dataDir: server.dataDir, name: `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`, signal: ctx.signal})
+          const distribution = binaryDistributionOf(ctx.input.distribution)
+          // The run's own name: a resumed run finds the snapshot it took before it was killed.
+          const base = `pre-upgrade-${ctx.input.target.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${ctx.runId.split('-').at(-1)}`
+          const taken = await findEtcdSnapshot(transport, distribution, {dataDir: server.dataDir, base, signal: ctx.signal})
+          if (taken) {
+            ctx.log('info', `etcd snapshot ${taken} was taken before the run was interrupted`)
+            return taken
+          }
+          return saveEtcdSnapshot(transport, distribution, {binDir: server.binDir, dataDir: server.dataDir, name: base, signal: ctx.signal})
         },
       }),
       {
@@ -231,6 +265,8 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     ],
     compensations: {
       async uncordon(params, ctx) {
+        // After a server restart the API may still be coming back: give it the same time as a restart does.
+        await waitForApiReady(kube, ctx.input.timeouts.apiReadyMs, {service: binaryDistributionOf(ctx.input.distribution).services.server})
         const result = await uncordonNode(kube, params.node, ctx.runId)
         ctx.log('info', result)
       },
@@ -239,7 +275,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         const result = await restorePreviousBinary(transport, binaryPath(binaryDistributionOf(ctx.input.distribution), params.binDir), params.previousSha256)
         const live = await readNode(params.node).catch(() => undefined)
         if (result === 'restored' || live?.status?.nodeInfo?.kubeletVersion !== params.previousVersion || !live || !isNodeReady(live)) {
-          await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input)
+          await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input, (message) => ctx.log('warn', message))
         }
         ctx.log('info', `back at ${params.previousVersion}`)
       },

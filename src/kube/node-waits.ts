@@ -16,6 +16,13 @@ export function waitNodeReadyAt(kube: KubeClients, name: string, version: string
       const node = nodes.get(`/${name}`)
       return node && isNodeReady(node) && node.status?.nodeInfo?.kubeletVersion === version ? true : undefined
     },
+    seen: (nodes) => {
+      const node = nodes.get(`/${name}`)
+      if (!node) return `${name} is not registered`
+      const running = node.status?.nodeInfo?.kubeletVersion
+      if (isNodeReady(node)) return running === version ? undefined : `${name} is Ready, but its kubelet runs ${running} (node version mismatch, got ${running} expected ${version})`
+      return `${name} is NotReady${running === version ? '' : ` at ${running}`}`
+    },
     timeoutMs: options.timeoutMs,
     description: `node ${name} to be Ready at ${version}`,
     hint: options.hint,

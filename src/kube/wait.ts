@@ -26,6 +26,8 @@ export interface WaitForOptions<T extends Named, R> {
   description: string
   /** Tells the user what to look at when the wait times out. */
   hint?: string
+  /** What the objects last seen show, for the timeout message ("Ready, but at v1.31.4+k3s1"). */
+  seen?: (objects: ReadonlyMap<string, T>) => string | undefined
   signal?: AbortSignal
   /** Called when a list or watch fails and will be retried (e.g. the API server restarting). */
   onRetry?: (error: unknown) => void
@@ -44,12 +46,18 @@ export async function waitFor<T extends Named, R>(options: WaitForOptions<T, R>)
   const deadline = Date.now() + options.timeoutMs
   let pause = 200
   let lastError: unknown
+  let lastSeen: ReadonlyMap<string, T> | undefined
+  const check = (objects: ReadonlyMap<string, T>) => {
+    lastSeen = objects
+    return options.check(objects)
+  }
 
   while (true) {
     if (signal?.aborted) throw new AbortedError(`cancelled while waiting for ${options.description}`)
     const remaining = deadline - Date.now()
     if (remaining <= 0) {
-      const why = lastError ? ` (last error: ${apiFailure(lastError).message})` : ''
+      const seen = lastSeen && options.seen?.(lastSeen)
+      const why = `${seen ? `: ${seen}` : ''}${lastError ? ` (last error: ${apiFailure(lastError).message})` : ''}`
       throw new TimeoutError(`timed out after ${Math.round(options.timeoutMs / 1000)}s waiting for ${options.description}${why}`, {
         hint: options.hint,
       })
@@ -57,9 +65,9 @@ export async function waitFor<T extends Named, R>(options: WaitForOptions<T, R>)
     try {
       const listed = await options.list()
       const objects = new Map(listed.items.map((item) => [key(item), item]))
-      const done = options.check(objects)
+      const done = check(objects)
       if (done !== undefined) return done
-      const outcome = await followWatch(options, objects, listed.metadata?.resourceVersion, deadline)
+      const outcome = await followWatch({...options, check}, objects, listed.metadata?.resourceVersion, deadline)
       if (outcome.done) return outcome.value as R
       lastError = outcome.error ?? lastError
       if (outcome.error) options.onRetry?.(outcome.error)

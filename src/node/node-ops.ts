@@ -216,6 +216,21 @@ export async function saveEtcdSnapshot(
   return match?.[1] ?? options.name
 }
 
+/**
+ * The name of a snapshot under the distribution's snapshot dir whose name starts with `base-`
+ * (`<base>-<node>-<unix-ts>`), if one was taken already: a run killed after the save and before
+ * its journal said so finds it instead of taking a second.
+ */
+export async function findEtcdSnapshot(transport: Transport, distribution: DistributionDescriptor, options: {dataDir: string; base: string; signal?: AbortSignal}): Promise<string | undefined> {
+  const out = await script(
+    transport,
+    'ls -1 "$1" 2>/dev/null | while read -r f; do case "$f" in "$2"*) echo "$f"; break;; esac; done; true',
+    [distribution.etcd.snapshotDir(options.dataDir), `${options.base}-`],
+    {privileged: true, signal: options.signal},
+  )
+  return out.trim().split('\n')[0] || undefined
+}
+
 function lastLine(text: string): string {
   return text.trim().split('\n').at(-1) ?? ''
 }

@@ -21,14 +21,33 @@ export async function copyOverSftp(ctx: SshContext, conn: Connection, source: st
   const sftp = await openSftp(ctx.node, conn)
   const input = typeof source === 'string' ? createReadStream(source) : Readable.from([source])
   const output = sftp.createWriteStream(remotePath, {flags: 'w', ...(options.mode === undefined ? {} : {mode: options.mode})})
+  // A connection cut under a write leaves ssh2's SFTP requests unanswered for good, and an abort
+  // waits on them too: the copy ends when the connection does, or the caller aborts.
+  let stop: (error: Error) => void = () => {}
+  const ended = new Promise<never>((_, reject) => (stop = reject))
+  const onClose = () => stop(new Error('connection closed'))
+  const onAbort = () => stop(new Error('aborted'))
+  conn.client.once('close', onClose)
+  signal?.addEventListener('abort', onAbort, {once: true})
   try {
-    await pipeline(input, output, {signal})
-    // The server applies its umask at open; the caller asked for this exact mode.
-    if (options.mode !== undefined) await new Promise<void>((resolve, reject) => sftp.chmod(remotePath, options.mode!, (e) => (e ? reject(e) : resolve())))
+    if (conn.closed) onClose()
+    const copy = (async () => {
+      await pipeline(input, output, {signal})
+      // The server applies its umask at open; the caller asked for this exact mode.
+      if (options.mode !== undefined) await new Promise<void>((resolve, reject) => sftp.chmod(remotePath, options.mode!, (e) => (e ? reject(e) : resolve())))
+    })()
+    copy.catch(() => {}) // settles late, or never, once `ended` won
+    await Promise.race([copy, ended])
   } catch (error) {
+    input.destroy()
+    output.destroy()
     if (signal?.aborted) throw abortReason(signal, `copy to ${remotePath}`)
     if (conn.closed) throw connectionLost(ctx.node, conn, `copying to ${remotePath}`, error)
     throw sftpError(error, ctx.node, ctx.options.target.user, remotePath, typeof source === 'string' ? source : undefined)
+  } finally {
+    conn.client.off('close', onClose)
+    signal?.removeEventListener('abort', onAbort)
+    ended.catch(() => {})
   }
 }
 
@@ -60,10 +79,12 @@ function sftpError(error: unknown, node: string, user: string, remotePath: strin
   }
   // SFTP status codes: 2 no such file, 3 permission denied.
   const reason = e.code === 2 ? 'no such directory' : e.code === 3 ? 'permission denied' : e.message
+  const full = /no space left|ENOSPC|disk quota/i.test(e.message ?? '')
   return new HomelabError(`${node}: cannot write ${remotePath}: ${reason}`, {
     cause: error,
-    hint:
-      e.code === 3
+    hint: full
+      ? `the disk of ${remotePath} on ${node} is full: free some space there (df -h), then run again`
+      : e.code === 3
         ? `${user} cannot write there: copy to a directory ${user} owns, then move it into place with a privileged command`
         : `check that the directory of ${remotePath} exists on ${node}`,
   })

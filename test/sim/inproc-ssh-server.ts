@@ -65,7 +65,28 @@ function longname(name: string, s: Awaited<ReturnType<typeof stat>>): string {
 
 type Handle = {kind: 'file'; fh: FileHandle; path: string} | {kind: 'dir'; path: string; done: boolean}
 
-function serveSftp(sftp: SFTPWrapper, cwd: string, log: (line: string) => void): void {
+/**
+ * Faults a test can put into a node's SSH server (in-process only), each for the next `times`
+ * occurrences: the connection dropped (its socket destroyed, as a network cut does) after the
+ * first write of an upload, or after a command matching `pattern` has run but before its exit
+ * status is sent; and a full disk, where every SFTP write fails with ENOSPC.
+ */
+export interface SshFaults {
+  dropDuringUpload(times?: number): void
+  dropAfterCommand(pattern: RegExp, times?: number): void
+  diskFull(full: boolean): void
+  /** Connections dropped by a fault so far. */
+  readonly dropped: number
+}
+
+interface FaultState {
+  uploadDrops: number
+  commandDrops: Array<{pattern: RegExp; times: number}>
+  diskFull: boolean
+  dropped: number
+}
+
+function serveSftp(sftp: SFTPWrapper, cwd: string, log: (line: string) => void, faults?: FaultState, drop?: () => void): void {
   const handles = new Map<number, Handle>()
   let next = 1
   const abs = (p: string) => resolvePath(cwd, p === '' ? '.' : p)
@@ -112,7 +133,13 @@ function serveSftp(sftp: SFTPWrapper, cwd: string, log: (line: string) => void):
     run(reqid, async () => {
       const h = handleOf(handle)
       if (h?.kind !== 'file') return sftp.status(reqid, STATUS_CODE.FAILURE, 'bad handle')
+      if (faults?.diskFull) throw Object.assign(new Error(`ENOSPC: no space left on device, write`), {code: 'ENOSPC'})
       await h.fh.write(data, 0, data.length, offset)
+      if (faults && drop && faults.uploadDrops > 0) {
+        faults.uploadDrops -= 1
+        log(`fault: connection dropped during the upload to ${h.path}`)
+        return drop()
+      }
       ok(reqid)
     }),
   )
@@ -256,6 +283,14 @@ export async function startSshNode(options: InprocSshNodeOptions): Promise<SshNo
   }
 
   const connections = new Set<Connection>()
+  const faults: FaultState = {uploadDrops: 0, commandDrops: [], diskFull: false, dropped: 0}
+  /** Cuts the connection under the client, as a network failure does (no SSH disconnect message). */
+  const cut = (client: Connection) => {
+    faults.dropped += 1
+    const sock = (client as unknown as {_sock?: Socket})._sock
+    if (sock) sock.destroy()
+    else client.end()
+  }
   const children = new Set<ChildProcess>()
   const sockets = new Set<Socket>()
 
@@ -307,7 +342,7 @@ export async function startSshNode(options: InprocSshNodeOptions): Promise<SshNo
       })
       session.on('sftp', (accept) => {
         log('subsystem request for sftp')
-        serveSftp(accept(), options.dir, log)
+        serveSftp(accept(), options.dir, log, faults, () => cut(client))
       })
       session.on('exec', (accept, _reject, request) => {
         const channel: ServerChannel = accept()
@@ -347,6 +382,12 @@ export async function startSshNode(options: InprocSshNodeOptions): Promise<SshNo
             child.on('close', (code, signal) => {
               done = true
               children.delete(child)
+              const fault = faults.commandDrops.find((f) => f.times > 0 && f.pattern.test(request.command))
+              if (fault) {
+                fault.times -= 1
+                log(`fault: connection dropped after ${JSON.stringify(request.command)} ran (exit ${code ?? signal})`)
+                return cut(client)
+              }
               if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '')
               else channel.exit(code ?? 0)
               channel.end()
@@ -399,6 +440,20 @@ export async function startSshNode(options: InprocSshNodeOptions): Promise<SshNo
     knownHostsLine: `${hostForKnownHosts} ${hostKeyLine}`,
     logFile,
     kind: 'inproc',
+    faults: {
+      dropDuringUpload(times = 1) {
+        faults.uploadDrops = times
+      },
+      dropAfterCommand(pattern, times = 1) {
+        faults.commandDrops.push({pattern, times})
+      },
+      diskFull(full) {
+        faults.diskFull = full
+      },
+      get dropped() {
+        return faults.dropped
+      },
+    } satisfies SshFaults,
     async restart() {
       await stop()
       await listen()

@@ -378,7 +378,8 @@ const BINARY_BODY = String.raw`
         'Backup and delete ' + path.join(dataDir, 'server', 'db') + ' on each peer etcd server and rejoin the nodes');
       return;
     }
-    const failure = readState('fail-start');
+    // fail-start: every start fails; fail-start@<version>: starts of that version only.
+    const failure = readState('fail-start') ?? readState('fail-start@' + RELEASE.version);
     if (failure !== null) {
       journal(['start-failed', RELEASE.version, failure || 'simulated start failure']);
       fatal(failure || 'simulated start failure');

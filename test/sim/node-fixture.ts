@@ -383,9 +383,12 @@ export async function setSudoPasswordRequired(fixture: NodeFixture, required: bo
   else await rm(marker, {force: true})
 }
 
-/** Makes every later `k3s server|agent` start fail with this fatal message (null: starts work again). */
-export async function setStartFailure(fixture: NodeFixture, message: string | null): Promise<void> {
-  const marker = join(fixture.stateDir, 'fail-start')
+/**
+ * Makes every later `k3s server|agent` start fail with this fatal message (null: starts work
+ * again); with `version`, only starts of that version (a release that breaks on this node).
+ */
+export async function setStartFailure(fixture: NodeFixture, message: string | null, options: {version?: string} = {}): Promise<void> {
+  const marker = join(fixture.stateDir, options.version ? `fail-start@${options.version}` : 'fail-start')
   if (message === null) await rm(marker, {force: true})
   else await writeFile(marker, `${message.replace(/\n/g, ' ')}\n`)
 }

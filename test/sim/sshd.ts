@@ -50,6 +50,8 @@ export interface SshNode {
   readonly logFile: string
   /** Which implementation serves this node. */
   readonly kind: 'openssh' | 'inproc'
+  /** Fault injection (the in-process server only; see SshFaults in inproc-ssh-server.ts). */
+  readonly faults?: import('./inproc-ssh-server.js').SshFaults
   /** Stops and starts again on the same address, port and host key (re-reads the env file). */
   restart(): Promise<void>
   /** Kills sshd and every process it started (sessions included) and waits for them. */

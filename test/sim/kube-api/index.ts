@@ -365,6 +365,11 @@ export class SimKubeApi {
     return this.transition
   }
 
+  /** From now on, a restart of the API endpoint's k3s makes the API unreachable this long (0: it stays up). */
+  setApiDownOnServerRestart(ms: number): void {
+    this.options.apiDownOnServerRestartMs = ms
+  }
+
   /** Listen again now (ends `setUnreachable` early). */
   comeBack(): Promise<void> {
     this.cancelComeback?.()

@@ -64,6 +64,11 @@ export interface NodeBehaviour {
   neverReady: boolean
   /** Time from `k3s-stopped` to the Ready condition going Unknown (upstream: ~40 s grace). */
   stoppedUnknownDelayMs: number
+  /**
+   * The node turns Ready reporting this kubeletVersion, whatever version started (a service that
+   * runs another binary than the one upgraded). Unset: the version that started.
+   */
+  reportsVersion?: string
 }
 
 export interface K3sStartInfo {
@@ -265,13 +270,14 @@ export class NodeLifecycle {
       this.timers.after(b.readyDelayMs, () => {
         this.pending.delete(name)
         if (this.behaviour(name).neverReady) return
+        const version = this.behaviour(name).reportsVersion ?? info.version
         this.store.mutateIn(
           nodesRt,
           undefined,
           name,
           (n) => {
             n.status ??= {}
-            n.status.nodeInfo = {...(n.status.nodeInfo ?? {}), kubeletVersion: info.version, kubeProxyVersion: info.version, ...(arch ? {architecture: arch} : {})}
+            n.status.nodeInfo = {...(n.status.nodeInfo ?? {}), kubeletVersion: version, kubeProxyVersion: version, ...(arch ? {architecture: arch} : {})}
             if (arch) n.metadata.labels = {...(n.metadata.labels ?? {}), 'kubernetes.io/arch': arch, 'beta.kubernetes.io/arch': arch}
             setCondition(n, {type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status'}, ['lastHeartbeatTime'])
           },
