@@ -25,11 +25,12 @@ import {backupStep} from './backup-step.js'
 import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
 import {verifyStep, type VerifyData} from './verify-step.js'
 import {afterCanary, canaryStep, soakStep} from './canary-steps.js'
+import {nodeHooks, preRunHooksStep, type HooksData, type HooksInput} from './hook-steps.js'
 import {parseVersion, type Distribution} from '../src/versions/release-version.js'
 
 export const BINARY_UPGRADE_SAGA = 'binary-upgrade'
 
-export interface UpgradeInput extends HealthGateInput {
+export interface UpgradeInput extends HealthGateInput, HooksInput {
   /** Which descriptor's names, paths and commands this run uses; kept in the journal for resume and rollback. */
   distribution: Distribution
   target: string
@@ -46,7 +47,7 @@ export interface UpgradeInput extends HealthGateInput {
   install: {source: 'cli' | 'node'; releaseUrl: string}
 }
 
-export interface UpgradeData extends VerifyData {
+export interface UpgradeData extends VerifyData, HooksData {
   veleroBackup?: string
   etcdSnapshot?: {node: string; name: string}
 }
@@ -146,6 +147,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     }
     if (ctx.signal.aborted) throw new AbortedError(`cancelled before ${node.name} was touched`)
     const gateKeys = await gates.beforeCordon(ctx)
+    await nodeHooks(ctx, 'preNode', node)
 
     const weCordon = !node.preCordoned
     if (weCordon) {
@@ -211,6 +213,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       ctx.log('info', 'uncordoned')
     }
     await gates.afterUncordon(ctx, gateKeys)
+    await nodeHooks(ctx, 'postNode', node)
   }
 
   async function upgradeAgents(ctx: StepContext<UpgradeInput, UpgradeData, UpgradeCompensations>, names: string[]): Promise<void> {
@@ -221,6 +224,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   return {
     name: BINARY_UPGRADE_SAGA,
     steps: [
+      preRunHooksStep<UpgradeInput, UpgradeData, UpgradeCompensations>(),
       healthBaselineStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube, now),
       backupStep<UpgradeInput, UpgradeData, UpgradeCompensations>({
         kube,

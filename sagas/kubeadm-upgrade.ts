@@ -32,10 +32,11 @@ import {backupStep} from './backup-step.js'
 import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
 import {verifyStep, type VerifyData} from './verify-step.js'
 import {afterCanary, canaryStep, soakStep} from './canary-steps.js'
+import {nodeHooks, preRunHooksStep, type HooksData, type HooksInput} from './hook-steps.js'
 
 export const KUBEADM_UPGRADE_SAGA = 'kubeadm-upgrade'
 
-export interface KubeadmUpgradeInput extends HealthGateInput {
+export interface KubeadmUpgradeInput extends HealthGateInput, HooksInput {
   distribution: 'kubeadm'
   target: string
   finalTarget: string
@@ -48,7 +49,7 @@ export interface KubeadmUpgradeInput extends HealthGateInput {
   timeouts: {apiReadyMs: number; nodeReadyMs: number}
 }
 
-export interface KubeadmUpgradeData extends VerifyData {
+export interface KubeadmUpgradeData extends VerifyData, HooksData {
   veleroBackup?: string
   /** `name` is the snapshot's path on `node`. */
   etcdSnapshot?: {node: string; name: string}
@@ -178,6 +179,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
     }
     if (ctx.signal.aborted) throw new AbortedError(`cancelled before ${node.name} was touched`)
     const gateKeys = await gates.beforeCordon(ctx)
+    await nodeHooks(ctx, 'preNode', node)
 
     const kubeletConfig = kubeletConfigPaths(distribution, inventory.dataDir, node.configDir, ctx.runId)
     if (!(node.role === 'server' && controlPlaneAt && ctx.data.controlPlanesUpgraded?.includes(node.name))) {
@@ -236,6 +238,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
       ctx.log('info', 'uncordoned')
     }
     await gates.afterUncordon(ctx, gateKeys)
+    await nodeHooks(ctx, 'postNode', node)
     // A worker that made it stays at the target: a later worker's failure does not take it back,
     // since the control planes it talks to are not going back either.
     if (node.role === 'agent') await ctx.dropCompensation(`restore-packages:${node.name}`)
@@ -249,6 +252,7 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
   return {
     name: KUBEADM_UPGRADE_SAGA,
     steps: [
+      preRunHooksStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>(),
       healthBaselineStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>(kube, now),
       backupStep<KubeadmUpgradeInput, KubeadmUpgradeData, KubeadmUpgradeCompensations>({
         kube,

@@ -177,6 +177,7 @@ describe('defaults', () => {
         timeouts: {apiReady: 300_000, nodeReady: 600_000},
         healthGate: {enabled: true, timeout: 600_000},
       },
+      hooks: {preRun: [], postRun: [], preNode: [], postNode: []},
       notify: [],
     })
   })
@@ -295,7 +296,7 @@ describe('error messages', () => {
   test('an unknown key with no match lists the allowed keys', () => {
     const e = problems(`frobnicate: 1\n${MINIMAL}`)
     assert.equal(e.message, 'homelab.yaml:1:1: frobnicate: unknown key')
-    assert.equal(e.hint, 'remove it; the keys allowed at the top level are: distribution, kubernetes, ssh, nodes, discover, install, upgrade, notify')
+    assert.equal(e.hint, 'remove it; the keys allowed at the top level are: distribution, kubernetes, ssh, nodes, discover, install, upgrade, hooks, notify')
   })
 
   test('a wrong type, and a number in quotes', () => {

@@ -36,6 +36,7 @@ export function renderPlan(plan: UpgradePlan): string {
   lines.push(`  servers, one at a time:${plan.servers.length === 0 ? ' none' : ''}`, ...plan.servers.map(describe))
   lines.push(`  agents, drained first:${plan.agents.length === 0 ? ' none' : ''}`, ...plan.agents.map(describe))
   if (plan.canary) lines.push(`  canary: ${plan.canary.nodes.join(', ')} first, then a soak of ${Math.round(plan.canary.soakMs / 1000)}s (canaries Ready and workloads watched), then the rest`)
+  for (const [phase, commands] of Object.entries(plan.hooks ?? {})) lines.push(`  ${phase} hooks: ${commands.join('; ')}`)
   for (const report of plan.drain) {
     lines.push(`    drain ${report.node}: evict ${report.evict.length} pod(s)${report.ignored ? `, leave ${report.ignored} (DaemonSet/mirror)` : ''}`)
   }

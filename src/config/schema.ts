@@ -70,6 +70,19 @@ const DURATION_JSON_SCHEMA = {
   description: `a duration: ${DURATION_FORMS}`,
 }
 
+/** One hook phase: argv lists, `{argv, timeout}`, or `{shell, timeout}` (the only form run by sh -c). */
+function hookList() {
+  return z
+    .array(
+      z.union([
+        z.array(z.string().min(1)).min(1),
+        z.strictObject({argv: z.array(z.string().min(1)).min(1), timeout: duration().optional()}),
+        z.strictObject({shell: z.string().min(1), timeout: duration().optional()}),
+      ]),
+    )
+    .default([])
+}
+
 function duration(options: {allowZero?: boolean} = {}) {
   const schema = z.unknown().transform((value, ctx): number => {
     const ms = typeof value === 'string' || typeof value === 'number' ? durationMs(value) : undefined
@@ -301,6 +314,8 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
       discover: z.boolean().default(false),
       install: install.prefault({}),
       upgrade: upgrade.prefault({}),
+      /** Commands run on this machine around the run and each node: argv lists, or {shell} for sh -c. */
+      hooks: z.strictObject({preRun: hookList(), postRun: hookList(), preNode: hookList(), postNode: hookList()}).prefault({}),
       /** Webhooks told how a run goes; a failed notification never changes the outcome. */
       notify: z
         .array(

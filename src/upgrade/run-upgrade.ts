@@ -12,6 +12,7 @@ import {exitCodeFor, rollbackRun, runSaga} from '../saga/engine.js'
 import {JournalStore, newRunId, writerIsAlive, type Journal} from '../saga/journal.js'
 import type {RunJournal, SagaEvent, SagaOutcome, SagaResult} from '../saga/types.js'
 import {compareVersions, sortVersions, parseVersion} from '../versions/release-version.js'
+import {HOOK_PHASES, describeHook, hasHooks, normalizeHooks, runHooks, type Hooks} from '../hooks/hooks.js'
 import {chooseCanary, type CanaryRequest} from './canary.js'
 import {drainSettings, veleroSettings} from './settings.js'
 import {planUpgradeHops, resolveTarget} from './target.js'
@@ -203,6 +204,8 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     plan.warnings.unshift(...scanWarnings.splice(0))
     const canary = chooseCanary(plan, request.canary ?? {})
     if (canary) plan.canary = canary
+    const hooks = normalizeHooks(deps.config.hooks)
+    if (hasHooks(hooks)) plan.hooks = Object.fromEntries(HOOK_PHASES.filter((phase) => hooks[phase].length > 0).map((phase) => [phase, hooks[phase].map(describeHook)]))
     result.plans.push(plan)
     result.warnings.push(...plan.warnings)
     if (result.nodes.length === 0) recordBefore(result, plan)
@@ -237,6 +240,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       drain: drainSettings(deps.config),
       timeouts: {apiReadyMs: deps.config.upgrade.timeouts.apiReady, nodeReadyMs: deps.config.upgrade.timeouts.nodeReady},
       healthGate: {enabled: deps.config.upgrade.healthGate.enabled, timeoutMs: deps.config.upgrade.healthGate.timeout},
+      hooks: normalizeHooks(deps.config.hooks),
       install: {source: deps.config.install.source, releaseUrl: deps.config.install.releaseUrl},
     }
     const journals = new JournalStore({dir: deps.journals.dir, newId: () => id})
@@ -306,6 +310,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     } finally {
       await lock.release()
     }
+    await postRunHooks(d, journal, saga, res)
     const data = saga.journal.data as CommonData
     if (data.veleroBackup || data.etcdSnapshot) res.backups.push({velero: data.veleroBackup, etcdSnapshot: data.etcdSnapshot})
     if (data.verification) res.verification = data.verification
@@ -315,6 +320,27 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
     if (lockLost.signal.aborted) res.error = errorInfo(lockLost.signal.reason)
     if (saga.outcome === 'compensation-incomplete' || saga.outcome === 'stopped') res.manualSteps = upgraderOf(saga.journal).manualRecoverySteps(saga.journal)
     return saga.outcome === 'succeeded' || saga.outcome === 'nothing-to-do'
+  }
+}
+
+/**
+ * postRun hooks see every outcome; one that fails is a warning (the run is over, its outcome
+ * stands). Kept in the journal once done, so a later --resume of the same run does not repeat it.
+ */
+async function postRunHooks(deps: RunnerDeps, journal: Journal, saga: SagaResult, result: UpgradeResult): Promise<void> {
+  const input = journal.state.input as CommonInput & {hooks?: Hooks}
+  const commands = input.hooks?.postRun ?? []
+  if (commands.length === 0 || ((saga.journal.data.hooksDone as string[] | undefined) ?? []).includes('postRun')) return
+  const from = [...input.plan.servers, ...input.plan.agents].map((n) => n.fromVersion).sort()[0]
+  try {
+    await runHooks(commands, {runId: journal.id, phase: 'postRun', outcome: saga.outcome, from, to: input.target}, {log: (message) => deps.onEvent({type: 'progress', message})})
+    await journal.update((j) => {
+      j.data.hooksDone = [...((j.data.hooksDone as string[] | undefined) ?? []), 'postRun']
+    })
+  } catch (error) {
+    const message = `postRun hook failed (the outcome stands): ${(error as Error).message}`
+    result.warnings.push(message)
+    deps.onEvent({type: 'progress', message: `warning: ${message}`})
   }
 }
 

@@ -75,4 +75,6 @@ export interface UpgradePlan<N extends PlannedNodeBase = PlannedNodeBase> {
   warnings: string[]
   /** --canary: these agents go first, then the cluster soaks (ms) before the rest. */
   canary?: {nodes: string[]; soakMs: number}
+  /** hooks: in homelab.yaml, per phase, as the commands will run. */
+  hooks?: Partial<Record<'preRun' | 'postRun' | 'preNode' | 'postNode', string[]>>
 }
