@@ -260,12 +260,16 @@ export function kubeadmUpgradeSaga(deps: UpgradeDeps, timings: SagaTimings = {})
         nothingReason: 'no backup configured (Velero disabled, etcd external)',
         async etcdSnapshot(ctx, node) {
           const transport = await deps.connect(inventoryNode(node))
-          const stamp = now().toISOString().replace(/[-:]/g, '').slice(0, 15).toLowerCase()
-          const {file, via} = await saveKubeadmEtcdSnapshot(transport, packageDistributionOf(ctx.input.distribution), {
-            configDir: ctx.input.plan.servers.find((s) => s.name === node)?.configDir ?? inventoryNode(node).configDir,
-            name: `homelab-etcd-snapshot-${ctx.input.target.replace(/[^a-z0-9.]+/gi, '-')}-${stamp}`,
-            signal: ctx.signal,
-          })
+          const distribution = packageDistributionOf(ctx.input.distribution)
+          const configDir = ctx.input.plan.servers.find((s) => s.name === node)?.configDir ?? inventoryNode(node).configDir
+          // Named after the run: a run killed after the save and before its journal said so finds it again.
+          const name = `homelab-etcd-snapshot-${ctx.input.target.replace(/[^a-z0-9.]+/gi, '-')}-${ctx.runId}`
+          const taken = `${distribution.backupDir(configDir)}/${name}.db`
+          if ((await transport.exec(['test', '-s', taken], {privileged: true, signal: ctx.signal})).exitCode === 0) {
+            ctx.log('info', `etcd snapshot ${taken} was taken before the run was interrupted`)
+            return taken
+          }
+          const {file, via} = await saveKubeadmEtcdSnapshot(transport, distribution, {configDir, name, signal: ctx.signal})
           if (via === 'pod') ctx.log('info', 'etcdctl is not installed on the host: the snapshot was taken with the etcd image\'s etcdctl (crictl exec)')
           return file
         },

@@ -10,17 +10,21 @@
  * Killing during compensation and finishing with `rollback`: test/upgrade/kill-rollback.test.ts.
  */
 import assert from 'node:assert/strict'
-import {readdir, readFile} from 'node:fs/promises'
+import {readdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {test} from 'node:test'
 
+import type {Homelab} from '../sim/homelab.js'
+import {kubeadmFixture} from '../sim/kubeadm-node.js'
 import {listSnapshots} from '../sim/node-fixture.js'
+import {KTO, kubeadmLab} from '../upgrade/kubeadm-helpers.js'
 import {FROM, journals, lab, nodeStates, parseJson, spawnCli, cordonPatches} from '../upgrade/helpers.js'
 
 const KILLS = 25
 const patchOf = (v: string) => Number(/^v1\.31\.(\d+)\+k3s1$/.exec(v)?.[1])
 const release = (patch: number) => `v1.31.${patch}+k3s1`
-const TARGETS = Array.from({length: KILLS + 1}, (_, i) => release(patchOf(FROM) + 1 + i))
+// One to measure, one per kill, and a few spare for kills that came after a run had ended.
+const TARGETS = Array.from({length: KILLS + 6}, (_, i) => release(patchOf(FROM) + 1 + i))
 
 /** mulberry32: small, seedable, good enough to spread kill points. */
 function prng(seed: number): () => number {
@@ -55,8 +59,11 @@ test(`SIGKILL at ${KILLS} seeded random points, each followed by --resume: all a
   t.diagnostic(`a full run takes ${runMs} ms from its start event`)
 
   const points: string[] = []
+  let kills = 0
   for (const [i, target] of TARGETS.slice(1).entries()) {
-    const delay = Math.floor(random() * runMs * 0.95)
+    if (kills === KILLS) break
+    // Runs vary in length: draw within 90% of the measured one, and draw again when a run ended first.
+    const delay = Math.floor(random() * runMs * 0.9)
     const since = api.audit.at(-1)?.seq ?? 0
     const cli = spawnCli(t, homelab, ['k8s', 'upgrade', '--to', target, '--yes', '--log-format', 'json'])
     const started = await cli.waitForEvent((e) => e.type === 'run-started')
@@ -67,6 +74,7 @@ test(`SIGKILL at ${KILLS} seeded random points, each followed by --resume: all a
     const exit = await cli.exited
     const where = `${lastEvent?.type ?? ''}${lastEvent?.step ? ` ${lastEvent.step}` : ''}${lastEvent?.node ? ` ${lastEvent.node}` : ''}${lastEvent?.message ? `: ${lastEvent.message}` : ''}`
     points.push(`#${i + 1} ${target} +${delay} ms (${exit.signal === 'SIGKILL' ? 'killed' : `had exited ${exit.code}`}) after ${where}`)
+    if (exit.signal === 'SIGKILL') kills += 1
     const context = `kill #${i + 1} (seed ${seed}) at +${delay} ms, after ${where}`
 
     const resumed = await homelab.cli(['k8s', 'upgrade', '--resume', runId, '--yes', '--json'])
@@ -106,4 +114,44 @@ test(`SIGKILL at ${KILLS} seeded random points, each followed by --resume: all a
     assert.equal(api.store.list('leases.coordination.k8s.io').filter((l) => l.metadata.name === 'homelab-upgrade').length, 0, `${context}: the lock was released`)
   }
   for (const point of points) t.diagnostic(point)
+  assert.equal(kills, KILLS, `only ${kills} of the runs were still running when killed`)
+})
+
+/**
+ * The narrowest window of all, found by the random kills above: the snapshot saved on the node,
+ * the journal not yet saying so. Made deterministic by killing right after the snapshot and
+ * taking its record out of the journal, as a kill a moment earlier would have left it.
+ */
+async function killBetweenSnapshotAndJournal(t: import('node:test').TestContext, homelab: Homelab, target: string, snapshots: () => Promise<string[]>) {
+  const cli = spawnCli(t, homelab, ['k8s', 'upgrade', '--to', target, '--yes', '--log-format', 'json'])
+  const started = await cli.waitForEvent((e) => e.type === 'run-started')
+  await cli.waitForEvent((e) => e.type === 'log' && e.step === 'backup' && /^etcd snapshot /.test(e.message ?? ''), 120_000)
+  cli.child.kill('SIGKILL')
+  await cli.exited
+  const file = path.join(homelab.env.XDG_STATE_HOME, 'homelab', 'runs', `${started.runId}.json`)
+  const journal = JSON.parse(await readFile(file, 'utf8')) as {data: Record<string, unknown>}
+  const recorded = journal.data.etcdSnapshot
+  assert.ok(recorded, 'the snapshot was journalled')
+  delete journal.data.etcdSnapshot
+  await writeFile(file, JSON.stringify(journal, null, 2))
+  assert.equal((await snapshots()).length, 1)
+
+  const resumed = await homelab.cli(['k8s', 'upgrade', '--resume', started.runId as string, '--yes', '--json'])
+  assert.equal(resumed.exitCode, 0, `${resumed.stdout}\n${resumed.stderr}`)
+  assert.equal((await snapshots()).length, 1, 'a second etcd snapshot was taken on --resume')
+  // The resumed run found the snapshot and recorded the same one.
+  const after = JSON.parse(await readFile(file, 'utf8')) as {status: string; data: Record<string, unknown>}
+  assert.deepEqual(after.data.etcdSnapshot, recorded)
+  assert.equal(after.status, 'succeeded')
+}
+
+test('killed between the etcd snapshot and its journal record, --resume takes no second snapshot: k3s', async (t) => {
+  const homelab = await lab(t, {servers: 1, agents: 1, releases: [TARGETS[0]]})
+  await killBetweenSnapshotAndJournal(t, homelab, TARGETS[0], async () => listSnapshots(homelab.node('server-1').fixture))
+})
+
+test('killed between the etcd snapshot and its journal record, --resume takes no second snapshot: kubeadm', async (t) => {
+  const homelab = await kubeadmLab(t, {servers: 1, agents: 2, config: {upgrade: {agentConcurrency: 1}}})
+  const dir = path.join(kubeadmFixture(homelab.node('server-1').fixture).kubeDir, 'tmp')
+  await killBetweenSnapshotAndJournal(t, homelab, KTO, async () => (await readdir(dir).catch(() => [] as string[])).filter((f) => f.startsWith('homelab-etcd-snapshot-') && f.endsWith('.db')))
 })
