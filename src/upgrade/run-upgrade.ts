@@ -58,6 +58,7 @@ export type UpgradeEvent =
   | {type: 'target-resolved'; target: string; channel?: string; hops: string[]}
   | {type: 'plan'; hop: number; plan: UpgradePlan}
   | {type: 'hop-started'; hop: number; target: string}
+  | {type: 'node-checked'; node: string; version?: string; traits?: string[]; problem?: string} // pre-flight heard from a node (the terminal's node line)
 
 export interface RunnerDeps extends Omit<UpgradeDeps, 'inventory'> {
   /** How the distribution was chosen, said once at the start (configured, or detected from kubelet versions). */
