@@ -122,7 +122,12 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
   const transport = await deps.connect(node)
   const packages = [distribution.upgrader, ...distribution.nodePackages]
   const toMinor = `${target.major}.${target.minor}`
-  // Everything this node is asked, in one round trip; the answers are judged in the order below.
+  // Read-only, with the kubeadm installed now: its version rules and health checks, before any
+  // package moves. It needs none of the probe's answers, so it runs beside the probe (its own
+  // exec on the same connection) and is judged after them, where it always was.
+  const plan = isFirst && needsApply && node.role === 'server' ? kubeadmUpgradePlan(transport, distribution, target.format(), node.configDir, {signal}) : undefined
+  plan?.catch(() => {})
+  // Everything else this node is asked, in one round trip; the answers are judged in the order below.
   const probe = await probePackageNode(transport, {
     distribution,
     become: node.ssh.become,
@@ -167,9 +172,8 @@ async function inspectNode(deps: UpgradeDeps, distribution: PackageDistribution,
   if (node.role === 'server') {
     const facts = probe.controlPlaneFacts()
     if (isFirst && !facts.includes('admin')) throw new PreflightError(`no ${distribution.adminConf(node.configDir)} on the first control plane`, {hint: 'kubeadm upgrade apply runs where admin.conf is; list that control plane first, or set install.configDir'})
-    // Read-only, with the kubeadm installed now: its version rules and health checks, before any package moves.
-    if (isFirst && needsApply) {
-      await kubeadmUpgradePlan(transport, distribution, target.format(), node.configDir, {signal}).catch((error: unknown) => {
+    if (plan) {
+      await plan.catch((error: unknown) => {
         throw new PreflightError(isHomelabError(error) ? error.message.replace(`${transport.node}: `, '') : String(error), {cause: error, hint: isHomelabError(error) ? error.hint : undefined})
       })
     }

@@ -43,6 +43,13 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
     warnings.push(`${servers.length} servers: an even number of etcd members tolerates no more failures than ${servers.length - 1}`)
   }
 
+  // The release for each architecture the API reports is fetched while the nodes are asked.
+  const release = releaseFetcher(deps, target, request)
+  for (const node of inventory.nodes) {
+    const arch = node.cluster?.architecture as Arch | undefined
+    if (arch && (!selected || selected.has(node.name)) && distribution.binaryArtifacts[arch]) release.start(arch)
+  }
+
   // Each node over SSH, a bounded number at once; every node is heard from.
   const facts = new Map<string, NodeFacts>()
   const inspected = await settleWithConcurrency(inventory.nodes, SSH_FANOUT, (node) => {
@@ -112,11 +119,7 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
   const shaByArch = new Map<Arch, string>()
   for (const arch of new Set(toUpgrade.map((node) => node.arch))) {
     try {
-      request.onProgress?.(`fetching and verifying ${distribution.name} ${target.format()} for ${arch}`)
-      shaByArch.set(
-        arch,
-        config.install.source === 'cli' ? (await deps.release.binary(target, arch, signal)).sha256 : await deps.release.expectedSha256(target, arch, signal),
-      )
+      shaByArch.set(arch, await release.start(arch))
     } catch (error) {
       problems.push(isHomelabError(error) ? error.oneLine() : (error as Error).message)
     }
@@ -126,6 +129,28 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
 
   const planned = toUpgrade.map((node) => ({...node, newSha256: shaByArch.get(node.arch) as string}))
   return planOf(target, planned, {skipped, backup: {velero: wantVelero, etcdSnapshotNode}, skippedComponents, drain, warnings})
+}
+
+/**
+ * The verified release binary's sha256 per architecture (install.source cli: downloaded into the
+ * cache; node: the checksum file only), each fetched once, from the first time it is asked for.
+ */
+function releaseFetcher(deps: BinaryUpgradeDeps, target: ReleaseVersion, request: PreflightRequest): {start(arch: Arch): Promise<string>} {
+  const {config, distribution} = deps
+  const started = new Map<Arch, Promise<string>>()
+  return {
+    start(arch) {
+      let fetch = started.get(arch)
+      if (!fetch) {
+        request.onProgress?.(`fetching and verifying ${distribution.name} ${target.format()} for ${arch}`)
+        fetch = config.install.source === 'cli' ? deps.release.binary(target, arch, request.signal).then((b) => b.sha256) : deps.release.expectedSha256(target, arch, request.signal)
+        // Awaited only for the architectures a node to upgrade has; a failure elsewhere is nobody's problem.
+        fetch.catch(() => {})
+        started.set(arch, fetch)
+      }
+      return fetch
+    },
+  }
 }
 
 const BINARY_HEADROOM_KB = 256 * 1024
@@ -239,11 +264,13 @@ export async function checkVelero(deps: UpgradeDeps, skipBackup: boolean, proble
 /** Each node's drain as it would go now; pods nothing would bring back and PDBs at zero are problems. */
 export async function planDrains(deps: UpgradeDeps, nodes: ReadonlyArray<{name: string; role: string}>, problems: string[], fix: string[]): Promise<DrainReport[]> {
   const {config, kube} = deps
-  const drain: DrainReport[] = []
   const settings = drainSettings(config)
-  for (const node of nodes) {
-    const plan = await planDrain(kube, node.name, settings)
-    drain.push({node: node.name, evict: plan.evict.map((pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`), ignored: plan.ignored.length, pdbBlocked: plan.pdbBlocked})
+  // The nodes' pods are listed a bounded number at once; the reports keep the nodes' order.
+  const plans = await settleWithConcurrency(nodes, SSH_FANOUT, (node) => planDrain(kube, node.name, settings))
+  return nodes.map((node, index) => {
+    const outcome = plans[index]
+    if (outcome.status === 'rejected') throw outcome.reason
+    const plan = outcome.value
     for (const blocker of plan.blockers) {
       problems.push(`${node.role} ${node.name} cannot be drained: ${blocker.pod}: ${blocker.reason}`)
       fix.push(blocker.fix)
@@ -252,8 +279,8 @@ export async function planDrains(deps: UpgradeDeps, nodes: ReadonlyArray<{name: 
       problems.push(`${node.role} ${node.name} cannot be drained now: PodDisruptionBudget ${blocked.pdb} allows no disruption of ${blocked.pod}`)
       fix.push(`scale up the workload behind ${blocked.pdb} or relax the budget`)
     }
-  }
-  return drain
+    return {node: node.name, evict: plan.evict.map((pod) => `${pod.metadata?.namespace}/${pod.metadata?.name}`), ignored: plan.ignored.length, pdbBlocked: plan.pdbBlocked}
+  })
 }
 
 /** All problems at once, so one run tells the user everything to fix (exit 3, nothing changed). */

@@ -18,6 +18,14 @@ import {readCommandLog} from '../sim/node-fixture.js'
 import {AGENTS, SERVERS, TO, lab} from './helpers.js'
 import {KTO, kubeadmLab} from './kubeadm-helpers.js'
 
+interface KubeadmNode {
+  name: string
+  packageManager: string
+  packagesTarget: Record<string, string>
+  repositoryBefore: string
+  repositoryAfter: string
+}
+
 const GOLDEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'golden')
 
 /** Per node: the commands its SSH server was asked to run, and the logins it accepted. */
@@ -65,21 +73,35 @@ test('a full k3s upgrade logs in to each node once: the saga reuses the connecti
   for (const [name, {logins}] of await sshActivity(homelab)) assert.equal(logins, 1, `${name}: ${logins} SSH logins`)
 })
 
-test('kubeadm pre-flight (--dry-run): one SSH exec per node, plus kubeadm upgrade plan on the first control plane', async (t) => {
-  const homelab = await kubeadmLab(t, {ssh: 'auto'})
+test('kubeadm pre-flight (--dry-run, apt and dnf nodes): one SSH exec per node, plus kubeadm upgrade plan on the first control plane', async (t) => {
+  const homelab = await kubeadmLab(t, {
+    ssh: 'auto',
+    nodes: [
+      {name: 'server-1', role: 'server'},
+      {name: 'server-2', role: 'server', aptSourceFormat: 'deb822'},
+      {name: 'server-3', role: 'server', packageManager: 'dnf'},
+      {name: 'agent-1', role: 'agent'},
+      {name: 'agent-2', role: 'agent', packageManager: 'dnf', held: false},
+      {name: 'agent-3', role: 'agent'},
+    ],
+  })
   const run = await homelab.cli(['k8s', 'upgrade', '--to', KTO, '--dry-run', '--json'])
   assert.equal(run.exitCode, 0, `${run.stdout}\n${run.stderr}`)
-  const plan = JSON.parse(run.stdout).plans[0] as {servers: Array<{name: string; packagesTarget: Record<string, string>; repositoryAfter: string}>}
-  assert.equal(plan.servers[0].packagesTarget.kubeadm.startsWith('1.32.4-'), true, JSON.stringify(plan.servers[0]))
-  assert.match(plan.servers[0].repositoryAfter, /\/v1\.32\//)
+  const plan = JSON.parse(run.stdout).plans[0] as {servers: KubeadmNode[]; agents: KubeadmNode[]}
+  for (const node of [...plan.servers, ...plan.agents]) {
+    assert.ok(node.packagesTarget.kubeadm.startsWith('1.32.4-'), JSON.stringify(node))
+    assert.match(node.repositoryAfter, /\/v1\.32\//, node.name)
+    assert.equal(node.repositoryBefore.replaceAll('/v1.31/', '/v1.32/'), node.repositoryAfter, node.name)
+  }
+  assert.deepEqual(Object.fromEntries([...plan.servers, ...plan.agents].map((n) => [n.name, n.packageManager])), {'server-1': 'apt', 'server-2': 'apt', 'server-3': 'dnf', 'agent-1': 'apt', 'agent-2': 'dnf', 'agent-3': 'apt'})
   // `kubeadm upgrade plan` stays a command of its own: it runs only with the cluster's answers to the checks before it.
   assertOnePerNode(await sshActivity(homelab), {'server-1': 1})
   const plans = (await readCommandLog(homelab.node('server-1').fixture)).filter((e) => e.tool === 'kubeadm' && e.argv[1] === 'plan')
   assert.equal(plans.length, 1)
   // The offered-versions query ran inside the probe, once per node (not asked again on its own).
   for (const node of homelab.nodes) {
-    const updates = (await readCommandLog(node.fixture)).filter((e) => e.tool === 'apt-get' && e.argv.includes('update'))
-    assert.equal(updates.length, 1, `${node.spec.name}: apt-get update ran ${updates.length} times`)
+    const queries = (await readCommandLog(node.fixture)).filter((e) => (e.tool === 'apt-get' && e.argv.includes('update')) || (e.tool === 'dnf' && e.argv.includes('--showduplicates')))
+    assert.equal(queries.length, 1, `${node.spec.name}: the repository was asked ${queries.length} times`)
   }
 })
 
