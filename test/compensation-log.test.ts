@@ -31,6 +31,8 @@ test('compensation log lines name the node once', async (t) => {
       status: {nodeInfo: {kubeletVersion: FROM}, conditions: [{type: 'Ready', status: 'True'}]},
     }) as unknown as V1Node
   const kube = {
+    // The API answers: the uncordon compensation waits for /readyz first.
+    health: {readyz: async () => true},
     core: {
       readNode: async ({name}: {name: string}) => liveNode(name),
       patchNode: async ({name}: {name: string}) => {
@@ -67,7 +69,7 @@ test('compensation log lines name the node once', async (t) => {
       },
     ],
   }
-  const input = {distribution: 'k3s', target: 'v1.32.0+k3s1', finalTarget: 'v1.32.0+k3s1', laterHops: []} as unknown as UpgradeInput
+  const input = {distribution: 'k3s', target: 'v1.32.0+k3s1', finalTarget: 'v1.32.0+k3s1', laterHops: [], timeouts: {apiReadyMs: 5000, nodeReadyMs: 5000}} as unknown as UpgradeInput
   const journal = await store.create({saga: saga.name, input})
   runId = journal.id
   const events: SagaEvent[] = []
