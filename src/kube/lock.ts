@@ -133,6 +133,19 @@ export class ClusterLock {
     this.timer = undefined
   }
 
+  /**
+   * Deletes a Lease this run left behind without holding it now: a run killed after its journal
+   * said it ended, before it let the lock go. Never throws; expiry frees it anyway.
+   */
+  async releaseLeftover(): Promise<void> {
+    try {
+      const existing = await this.read()
+      if (existing && this.isOurs(existing)) await this.options.kube.coordination.deleteNamespacedLease({name: this.name, namespace: this.namespace})
+    } catch {
+      // Expiry frees it anyway.
+    }
+  }
+
   /** Gives the lock up if it is still ours. Never throws: releasing must not hide the run's outcome. */
   async release(): Promise<void> {
     this.stopRenewing()

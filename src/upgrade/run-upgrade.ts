@@ -143,7 +143,13 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
 
   let pendingHops: string[]
   if (request.resume !== undefined) {
-    const journal = await findResumable(deps.journals, request.resume)
+    const journal = await findResumable(deps.journals, request.resume).catch(async (error: unknown) => {
+      // A run killed after its journal said it ended still holds the lock: --resume, which its
+      // lock error advises, frees it instead of leaving the cluster locked until it expires.
+      const ended = typeof request.resume === 'string' ? await deps.journals.load(request.resume).catch(() => undefined) : undefined
+      if (ended && ['succeeded', 'compensated', 'compensation-incomplete'].includes(ended.state.status)) await runLock(deps, ended.id, lockLost).releaseLeftover()
+      throw error
+    })
     const input = journal.state.input as CommonInput
     result.distribution = input.distribution
     result.target = input.finalTarget
