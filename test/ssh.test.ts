@@ -36,9 +36,10 @@ describe('SSH transport against OpenSSH', {skip, concurrency: 4}, () => {
 
   test('key auth; commands see the node env (its PATH first); exit codes and stderr come back', async () => {
     const t = fx.transport(n1.node, {identityFiles: [key.path]})
-    const r = await t.exec(['sh', '-c', 'echo "$HOMELAB_SIM_NODE"; echo "$PATH"; command -v sudo; echo oops >&2; exit 7'])
-    const [name, path, sudo] = r.stdout.split('\n')
+    const r = await t.exec(['sh', '-c', 'echo "$HOMELAB_SIM_NODE"; echo "$PATH"; command -v sudo; echo "$HOME"; echo oops >&2; exit 7'])
+    const [name, path, sudo, home] = r.stdout.split('\n')
     assert.equal(name, 'n1')
+    assert.equal(home, n1.dir, "the node's own HOME, so the runner's ~/.bashrc stays out of every session")
     assert.ok(path!.includes(`${n1.dir}/fakebin:`), path)
     assert.ok(path!.indexOf(`${n1.dir}/fakebin`) < path!.indexOf(':/usr/bin'), 'fakebin comes before the system dirs')
     assert.equal(sudo, join(n1.dir, 'fakebin', 'sudo'))

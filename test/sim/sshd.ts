@@ -265,7 +265,9 @@ export async function startSshNode(options: SshNodeOptions): Promise<SshNode> {
   const listen = address.includes(':') ? (p: number) => `[${address}]:${p}` : (p: number) => `${address}:${p}`
 
   const writeConfig = async (): Promise<string> => {
-    const env = await readNodeEnv(options.dir, options.env)
+    // The node's own HOME: bash run by sshd reads ~/.bashrc, and the runner's (pyenv init, say)
+    // would add its noise to every command's stderr, racing between parallel sessions.
+    const env = {HOME: options.dir, ...(await readNodeEnv(options.dir, options.env))}
     const setEnv = Object.entries(env).map(([k, v]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`sshd config: bad env name ${JSON.stringify(k)}`)
       return configValue(`${k}=${v}`, `env ${k}`)
