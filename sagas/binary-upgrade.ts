@@ -252,6 +252,13 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
           for (const server of ctx.input.plan.servers) {
             await ctx.action(server.name, (action) => upgradeNode(action, server, false))
           }
+          // With a canary the servers have passed once every one is Ready at the target: the
+          // canary judges the agents, so its failure (or the soak's) undoes agents only and
+          // neither puts the servers back nor restores the backup over the cluster.
+          if (ctx.input.plan.canary) {
+            for (const server of ctx.input.plan.servers) await ctx.dropCompensation(`restore-binary:${server.name}`)
+            await ctx.dropCompensation('restore-backup')
+          }
         },
       },
       canaryStep<UpgradeInput, UpgradeData, UpgradeCompensations>((ctx, names) => upgradeAgents(ctx, names)),

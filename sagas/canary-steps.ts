@@ -1,8 +1,9 @@
 /**
  * Canary and soak, shared by both upgrade sagas: the canary agents are the first agent batch,
  * then the cluster soaks with the canaries' Ready and the workloads watched, then the rest. A
- * failure in either fails the run like any agent's, so compensation undoes the canaries (the
- * other agents were never touched). A resumed run that crashed during the soak soaks again.
+ * failure in either fails the run, and compensation undoes the canaries alone: the sagas drop the
+ * servers' undo once they are all at the target when a canary is set, and the other agents were
+ * never touched. A resumed run that crashed during the soak soaks again.
  */
 import type {V1Node} from '@kubernetes/client-node'
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 
-import {AGENTS, FROM, TO, cordonPatches, journals, lab, nodeStates, spawnCli} from './helpers.js'
+import {AGENTS, FROM, SERVERS, TO, cordonPatches, journals, lab, nodeStates, spawnCli} from './helpers.js'
 
 describe('canary and soak', {timeout: 240_000}, () => {
   it('--canary 1 --soak 2s: the agent with the fewest pods to evict goes first, the soak is waited out, then the others', async (t) => {
@@ -40,6 +40,9 @@ describe('canary and soak', {timeout: 240_000}, () => {
     assert.match(cli.stdout() + cli.stderr(), /canary agent-2 is not Ready during the soak/)
     const states = await nodeStates(homelab)
     assert.equal(states.get('agent-2')?.kubelet, FROM)
+    for (const name of SERVERS) assert.equal(states.get(name)?.kubelet, TO, `${name} is kept at the target: only the canary is undone`)
+    for (const name of AGENTS.filter((a) => a !== 'agent-2')) assert.equal(states.get(name)?.kubelet, FROM, `${name} was never touched`)
+    assert.equal(homelab.api.audit.matching({verb: 'create', resource: 'restores'}).length, 0, 'no Velero restore over the cluster')
     for (const [name, state] of states) assert.equal(state.cordoned, false, `${name} left cordoned`)
     assert.deepEqual([...new Set(cordonPatches(homelab).filter((p) => AGENTS.includes(p.node)).map((p) => p.node))], ['agent-2'])
   })
