@@ -158,9 +158,9 @@ export function phases(events: readonly NdjsonEvent[], spawnedAt: number, exited
 }
 
 /**
- * One node action, cut where the saga's own log lines fall: `start→cordoned` (the idempotency
- * check: API read, sha256 on the node; the journal), `cordoned→copying` (the drain),
- * `copying→swapped` (binary pushed, verified, swapped), `swapped→Ready` (the restart and the
+ * One node action, cut where the saga's own log lines fall: `start→cordoned` (the API read, the
+ * wait for the node's background staging if it is not done yet, the journal),
+ * `cordoned→swapped` (the drain, then the swap: one rename), `swapped→Ready` (the restart and the
  * wait, 2 s of it the simulated kubelet's), `Ready→uncordoned`, `uncordoned→done`. Medians (ms)
  * over the nodes whose name starts with `prefix`.
  */
@@ -168,7 +168,6 @@ export function actionSegments(events: readonly NdjsonEvent[], prefix: string): 
   const marks: Array<[string, (e: NdjsonEvent & {message?: string}) => boolean]> = [
     ['start', (e) => e.type === 'action-started'],
     ['cordoned', (e) => e.type === 'log' && e.message === 'cordoned'],
-    ['copying', (e) => e.type === 'log' && (e.message ?? '').startsWith('copying')],
     ['swapped', (e) => e.type === 'log' && (e.message ?? '').startsWith('binary swapped')],
     ['Ready', (e) => e.type === 'log' && (e.message ?? '').startsWith('Ready at')],
     ['uncordoned', (e) => e.type === 'log' && e.message === 'uncordoned'],

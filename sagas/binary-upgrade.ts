@@ -10,7 +10,7 @@ import {AbortedError, ConnectionError} from '../src/errors.js'
 import {journalNode, type InventoryNode} from '../src/inventory.js'
 import {binaryDistributionOf, type DistributionDescriptor} from '../src/distributions/index.js'
 import {binaryPath} from '../src/node/installed-version.js'
-import {findEtcdSnapshot, restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, sha256OnNode, stageBinary, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
+import {discardStagedBinary, findEtcdSnapshot, restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, stageBinary, stagedBinaryPath, stageState, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
 import {artifactName, artifactUrl} from '../src/release/release-source.js'
 import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
@@ -22,6 +22,7 @@ import type {ActionContext, SagaDefinition, StepContext} from '../src/saga/types
 import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {backupStep} from './backup-step.js'
+import {BinaryStaging, type NodeStage} from './binary-staging.js'
 import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
 import {verifyStep, type VerifyData} from './verify-step.js'
 import {afterCanary, canaryStep, soakStep} from './canary-steps.js'
@@ -56,6 +57,8 @@ export interface UpgradeCompensations {
   uncordon: {node: string}
   restoreBinary: {node: string; role: 'server' | 'agent'; binDir: string; previousSha256: string; previousVersion: string; serviceManager: ServiceManager}
   restoreBackup: {backupName: string}
+  /** The staged binaries this process left on nodes (its params say nothing: the set lives in the run). */
+  discardStaged: Record<string, never>
 }
 
 export interface SagaTimings {
@@ -63,6 +66,7 @@ export interface SagaTimings {
 }
 
 type Ctx = ActionContext<UpgradeInput, UpgradeData, UpgradeCompensations>
+type StepCtx = StepContext<UpgradeInput, UpgradeData, UpgradeCompensations>
 
 /** The command a person runs to restart a service under the node's service manager. */
 export function restartCommand(manager: ServiceManager, service: string): string {
@@ -122,15 +126,59 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   }
 
   /** A copy cut short by a lost connection is made again on a new one (nothing was swapped yet), twice at most. */
-  async function stageRetrying<T>(ctx: Ctx, copy: () => Promise<T>): Promise<T> {
+  async function stageRetrying<T>(log: (message: string) => void, signal: AbortSignal, copy: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await copy()
       } catch (error) {
-        if (!(error instanceof ConnectionError) || ctx.signal.aborted || attempt >= 3) throw error
-        ctx.log('warn', 'connection lost during the copy; copying again on a new connection')
+        if (!(error instanceof ConnectionError) || signal.aborted || attempt >= 3) throw error
+        log('connection lost during the copy; copying again on a new connection')
       }
     }
+  }
+
+  /** Puts the verified new binary beside the live one, unless it (or the live binary) is that already. */
+  async function stageNode(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<NodeStage> {
+    const {input} = ctx
+    const distribution = binaryDistributionOf(input.distribution)
+    const live = binaryPath(distribution, node.binDir)
+    const staged = stagedBinaryPath(distribution.binary, node.binDir)
+    const state = await stageState(await deps.connect(inventoryNode(node.name)), live, staged, signal)
+    if (state.liveSha === node.newSha256) return {liveSha: state.liveSha}
+    if (state.stagedSha === node.newSha256) return {liveSha: state.liveSha, stagedPath: staged}
+    const version = parseVersion(input.target)
+    const source = input.install.source === 'cli'
+      ? {localPath: (await deps.release.binary(version, node.arch, signal)).path}
+      : {url: artifactUrl(input.install.releaseUrl, version, artifactName(distribution, node.arch))}
+    ctx.log('info', `copying ${distribution.name} ${input.target} (${node.arch}) to the node`, node.name)
+    const log = (message: string) => ctx.log('warn', message, node.name)
+    const {stagedPath} = await stageRetrying(log, signal, async () => stageBinary(await deps.connect(inventoryNode(node.name)), {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal}))
+    ctx.log('info', 'new binary staged and verified', node.name)
+    return {liveSha: state.liveSha, stagedPath}
+  }
+
+  // One staging per run (a multi-hop command runs one saga per hop, each with its own target).
+  const stagings = new Map<string, BinaryStaging>()
+  const stagingOf = (runId: string) => stagings.get(runId)
+
+  /**
+   * Starts staging every node of the plan still to do, in plan order (servers, canaries, the
+   * other agents), the first time a node step runs in this process; its undo, registered first,
+   * removes what was staged if the run fails before the swaps.
+   */
+  async function startStaging(ctx: StepCtx): Promise<BinaryStaging> {
+    let staging = stagings.get(ctx.runId)
+    if (!staging) {
+      await ctx.registerCompensation({id: 'discard-staged', handler: 'discardStaged', params: {}, description: 'remove the staged binaries no node swapped in', always: true})
+      // As many pushes at once as node actions: staging keeps ahead of the waves without
+      // pushing more in parallel than the run did before it was staged.
+      staging = new BinaryStaging((node, signal) => stageNode(ctx, node, signal), ctx.input.concurrency, ctx.signal)
+      stagings.set(ctx.runId, staging)
+      const {plan} = ctx.input
+      const canary = new Set(plan.canary?.nodes ?? [])
+      staging.start([...plan.servers, ...plan.agents.filter((a) => canary.has(a.name)), ...afterCanary(plan, plan.agents)])
+    }
+    return staging
   }
 
   /** One node, start to finish. Idempotent: a resumed run picks up where the node is. */
@@ -139,8 +187,8 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     const target = input.target
     const distribution = binaryDistributionOf(input.distribution)
     const transport = await deps.connect(inventoryNode(node.name))
-    const live = await readNode(node.name)
-    const liveSha = await sha256OnNode(transport, binaryPath(distribution, node.binDir), ctx.signal)
+    const [live, stage] = await Promise.all([readNode(node.name), (stagingOf(ctx.runId) as BinaryStaging).get(node)])
+    const liveSha = stage.liveSha
     const running = live.status?.nodeInfo?.kubeletVersion
     if (running === target && liveSha === node.newSha256 && isNodeReady(live) && !live.spec?.unschedulable) {
       return skip(`already Ready at ${target}`)
@@ -180,17 +228,10 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     }
     if (ctx.signal.aborted) await undoCordon(`cancelled after draining ${node.name}; it was uncordoned again`)
 
-    if (liveSha !== node.newSha256) {
-      const {stagedPath} = await beforeSwap(async () => {
-        const source = input.install.source === 'cli'
-          ? {localPath: (await deps.release.binary(parseVersion(target), node.arch, ctx.signal)).path}
-          : {url: artifactUrl(input.install.releaseUrl, parseVersion(target), artifactName(distribution, node.arch))}
-        ctx.log('info', `copying ${distribution.name} ${target} (${node.arch}) to the node`)
-        return stageRetrying(ctx, async () => stageBinary(await deps.connect(inventoryNode(node.name)), {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal: ctx.signal}))
-      })
-      if (ctx.signal.aborted) await undoCordon(`cancelled before ${node.name}'s binary was swapped; it was uncordoned again`)
+    if (stage.stagedPath) {
       await ctx.registerCompensation(restoreBinarySpec(distribution, node))
-      await swapBinary(transport, binaryPath(distribution, node.binDir), stagedPath)
+      await swapBinary(transport, binaryPath(distribution, node.binDir), stage.stagedPath)
+      stagingOf(ctx.runId)?.staged.delete(node.name)
       ctx.log('info', `binary swapped (previous kept as ${distribution.binary}.prev)`)
     } else {
       // Swapped by an earlier attempt: its undo must still be on record.
@@ -218,7 +259,14 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
 
   async function upgradeAgents(ctx: StepContext<UpgradeInput, UpgradeData, UpgradeCompensations>, names: string[]): Promise<void> {
     const byName = new Map(ctx.input.plan.agents.map((agent) => [agent.name, agent]))
+    await startStaging(ctx)
     await ctx.actions(names, {concurrency: ctx.input.concurrency}, (action) => upgradeNode(action, byName.get(action.node) as PlannedNode, true))
+  }
+
+  /** Every node action is over: nothing staged is left to remove. */
+  async function stagingDone(ctx: StepCtx): Promise<void> {
+    await ctx.dropCompensation('discard-staged')
+    stagings.delete(ctx.runId)
   }
 
   return {
@@ -249,6 +297,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         title: 'Upgrade servers, one at a time',
         async run(ctx) {
           if (ctx.input.plan.servers.length === 0) return skip('no server to upgrade')
+          await startStaging(ctx)
           for (const server of ctx.input.plan.servers) {
             await ctx.action(server.name, (action) => upgradeNode(action, server, false))
           }
@@ -268,8 +317,12 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         title: 'Drain and upgrade agents',
         async run(ctx) {
           const agents = afterCanary(ctx.input.plan, ctx.input.plan.agents)
-          if (agents.length === 0) return skip('no agent to upgrade')
+          if (agents.length === 0) {
+            await stagingDone(ctx)
+            return skip('no agent to upgrade')
+          }
           await upgradeAgents(ctx, agents.map((agent) => agent.name))
+          await stagingDone(ctx)
         },
       },
       verifyStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube),
@@ -289,6 +342,23 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
           await restartAndWait({name: params.node, role: params.role, serviceManager: params.serviceManager}, params.previousVersion, ctx.input, (message) => ctx.log('warn', message))
         }
         ctx.log('info', `back at ${params.previousVersion}`)
+      },
+      async discardStaged(_params, ctx) {
+        // A leftover staged file changes nothing a node runs, so a node that cannot be reached is
+        // a warning with the command, not a compensation that failed.
+        const staged = [...(stagingOf(ctx.runId)?.staged ?? [])]
+        const distribution = binaryDistributionOf(ctx.input.distribution)
+        const byName = new Map([...ctx.input.plan.servers, ...ctx.input.plan.agents].map((n) => [n.name, n]))
+        await Promise.all(staged.map(async (name) => {
+          const node = byName.get(name) as PlannedNode
+          const file = stagedBinaryPath(distribution.binary, node.binDir)
+          try {
+            await discardStagedBinary(await deps.connect(inventoryNode(name)), file)
+          } catch (error) {
+            ctx.log('warn', `${name}: could not remove the staged ${file} (${(error as Error).message}); remove it with: ssh ${sshDestination(node)} sudo rm -f ${file}`)
+          }
+        }))
+        stagings.delete(ctx.runId)
       },
       async restoreBackup(params, ctx) {
         await restoreBackup(kube, ctx.input.velero, params.backupName, `${params.backupName}-restore`.slice(0, 63), ctx.signal)

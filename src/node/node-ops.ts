@@ -128,6 +128,25 @@ export function parseSha256(out: string): string | undefined {
   return /^[0-9a-f]{64}$/.test(hash ?? '') ? hash : undefined
 }
 
+/** Where the new binary waits beside the live one: a hidden name no service starts. */
+export function stagedBinaryPath(binary: string, binDir: string): string {
+  return path.posix.join(binDir, `.${binary}.homelab-new`)
+}
+
+/** Prints the sha256 of `$1` (the live binary) and of `$2` (the staged one), a line each, `-` for a missing file. */
+export const STAGE_STATE_SCRIPT = 'for f in "$1" "$2"; do if [ -f "$f" ]; then sha256sum "$f" | cut -d" " -f1; else echo -; fi; done'
+
+/** The sha256 of the live binary and of a staged one (a run killed after staging left it), in one round trip. */
+export async function stageState(transport: Transport, live: string, staged: string, signal?: AbortSignal): Promise<{liveSha?: string; stagedSha?: string}> {
+  const [liveSha, stagedSha] = (await script(transport, STAGE_STATE_SCRIPT, [live, staged], {signal})).split('\n').map((line) => parseSha256(line))
+  return {liveSha, stagedSha}
+}
+
+/** Removes a staged binary that was never swapped in (a failed or cancelled run). */
+export async function discardStagedBinary(transport: Transport, staged: string, signal?: AbortSignal): Promise<void> {
+  await script(transport, 'rm -f "$1"', [staged], {privileged: true, signal})
+}
+
 export interface StageResult {
   /** Where the verified new binary waits on the node, beside the live one. */
   stagedPath: string
@@ -143,7 +162,7 @@ export async function stageBinary(
   options: {binary: string; binDir: string; sha256: string; source: {localPath: string} | {url: string}; signal?: AbortSignal},
 ): Promise<StageResult> {
   const {binary, binDir, sha256, signal} = options
-  const stagedPath = path.posix.join(binDir, `.${binary}.homelab-new`)
+  const stagedPath = stagedBinaryPath(binary, binDir)
   // Unique per node and attempt: nothing else may ever read or remove this file half-way.
   const upload = `/tmp/.homelab-${binary}-${transport.node}-${randomBytes(6).toString('hex')}`
   if ('localPath' in options.source) {
