@@ -104,7 +104,7 @@ export function renderResultsMd(results: Results): string {
     const segments = [...new Set(columns.flatMap(([, v]) => Object.keys(v ?? {})))]
     for (const seg of segments) lines.push(`| ${seg} | ${columns.map(([, v]) => (v?.[seg] === undefined ? '–' : String(v[seg]))).join(' | ')} |`)
     lines.push('')
-    lines.push('start→cordoned: API read, waiting for the node's background staging (binary pushed and verified beside the live one) if it is not done, journal; cordoned→swapped: the drain (servers are not drained) and the swap, one rename over SSH; swapped→Ready: the restart over SSH and the 2 s the simulated node takes to turn Ready; then the uncordon, and for agents the wait for their workloads.', '')
+    lines.push('start→cordoned: API read, waiting for the node’s background staging (binary pushed and verified beside the live one) if it is not done, journal; cordoned→swapped: the drain (servers are not drained) and the swap, one rename over SSH; swapped→Ready: the restart over SSH and the 2 s the simulated node takes to turn Ready; then the uncordon, and for agents the wait for their workloads.', '')
   }
 
   lines.push('## Start-up', '')
