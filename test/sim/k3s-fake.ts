@@ -34,6 +34,21 @@ export const K3S_ARCHES: readonly K3sArch[] = ['amd64', 'arm64', 'arm', 's390x']
 export const RKE2_ARCHES: readonly K3sArch[] = ['amd64', 'arm64', 's390x']
 export const ARCHES: Readonly<Record<Distribution, readonly K3sArch[]>> = {k3s: K3S_ARCHES, rke2: RKE2_ARCHES}
 
+/**
+ * The simulated images archives (airgap-images.ts makes them): the first line is
+ * `homelab-sim-images <distribution> <version> <arch> <file>`, the last line
+ * `homelab-sim-images-end <sha256 of everything before that line>`, so a truncated or garbled
+ * copy fails to import the way a broken zstd or gzip stream does.
+ */
+export const IMAGES_ARCHIVE_MAGIC = 'homelab-sim-images'
+export const IMAGES_ARCHIVE_END = 'homelab-sim-images-end'
+/**
+ * What k3s and rke2 import from `<data-dir>/agent/images/` when they start (k3s's
+ * pkg/agent/containerd, with wharfie's tarfile.SupportedExtensions); `.txt` files there are
+ * lists of images to pre-pull, every other file is not an archive.
+ */
+export const IMPORTABLE_IMAGE_EXTENSIONS: readonly string[] = ['.tar', '.tar.lz4', '.tar.bz2', '.tbz', '.tar.gz', '.tgz', '.tar.zst', '.tzst']
+
 /** What `uname -m` prints on a node of each architecture. */
 export const UNAME_MACHINE: Readonly<Record<K3sArch, string>> = {
   amd64: 'x86_64',

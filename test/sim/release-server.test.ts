@@ -7,7 +7,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import {fakeK3sBinary, systemdUnit, type K3sArch} from './k3s-fake.js'
-import {checksumFileName, releaseAssetName, startReleaseServer, tarballAssetName, type ReleaseServer} from './release-server.js'
+import {imagesArchiveBytes, parseImagesArchiveHeader} from './airgap-images.js'
+import {checksumFileName, imageListFor, imagesArchiveName, releaseAssetName, startReleaseServer, tarballAssetName, type ReleaseServer} from './release-server.js'
 
 const V1 = 'v1.31.4+k3s1'
 const V2 = 'v1.32.0+k3s1'
@@ -244,6 +245,121 @@ describe('release server', () => {
     } finally {
       await s.stop()
       await rm(dir, {recursive: true, force: true})
+    }
+  })
+
+  test('images archives: every compression per arch, true sha256, the header line, archiveBytes long', async () => {
+    const s = await startReleaseServer({versions: [V1, R1], arches: ['amd64', 'arm64'], archiveBytes: 256 * 1024})
+    try {
+      const expected = {
+        k3s: ['k3s-airgap-images-arm64.tar', 'k3s-airgap-images-arm64.tar.gz', 'k3s-airgap-images-arm64.tar.zst'],
+        rke2: [
+          'rke2-images-canal.linux-arm64.tar.gz', 'rke2-images-canal.linux-arm64.tar.zst',
+          'rke2-images-core.linux-arm64.tar.gz', 'rke2-images-core.linux-arm64.tar.zst',
+          'rke2-images.linux-arm64.tar.gz', 'rke2-images.linux-arm64.tar.zst',
+        ],
+      }
+      for (const [version, distribution] of [[V1, 'k3s'], [R1, 'rke2']] as const) {
+        const base = `${s.url}/${encodeURIComponent(version)}`
+        const table = parseSums((await get(`${base}/${checksumFileName('arm64')}`)).body.toString('utf8'))
+        assert.deepEqual([...table.keys()].filter((n) => /\.tar(\.|$)/.test(n) && n !== tarballAssetName('arm64')), expected[distribution])
+        for (const file of expected[distribution]) {
+          const r = await get(`${base}/${file}`)
+          assert.equal(r.status, 200, file)
+          assert.equal(r.body.length, 256 * 1024, file)
+          assert.equal(sha256(r.body), table.get(file), file)
+          assert.equal(r.body.toString('latin1', 0, r.body.indexOf(0x0a) + 1), `homelab-sim-images ${distribution} ${version} arm64 ${file}\n`)
+          assert.deepEqual(parseImagesArchiveHeader(r.body), {distribution, version, arch: 'arm64', file})
+          assert.match(r.body.toString('latin1', r.body.length - 90), /\nhomelab-sim-images-end [0-9a-f]{64}\n$/)
+          assert.deepEqual(r.body, imagesArchiveBytes(version, 'arm64', file, 256 * 1024), 'the bytes a pre-seeded node gets')
+        }
+      }
+      assert.equal(imagesArchiveName('k3s', 'arm64'), 'k3s-airgap-images-arm64.tar.zst')
+      assert.equal(imagesArchiveName('rke2', 'amd64', 'tar.gz'), 'rke2-images.linux-amd64.tar.gz')
+      assert.throws(() => imagesArchiveName('rke2', 'amd64', 'tar'), /no \.tar images archive/)
+      assert.throws(() => imagesArchiveName('rke2', 'arm'), /no images for architecture "arm"/)
+      // Distinct per version, arch and file; the same on every build.
+      const a = s.sha256(V1, 'k3s-airgap-images-amd64.tar.zst')
+      assert.notEqual(a, s.sha256(V1, 'k3s-airgap-images-arm64.tar.zst'))
+      assert.notEqual(a, s.sha256(V1, 'k3s-airgap-images-amd64.tar.gz'))
+      const again = await startReleaseServer({versions: [V1, V2], arches: ['amd64'], archiveBytes: 256 * 1024})
+      try {
+        assert.equal(again.sha256(V1, 'k3s-airgap-images-amd64.tar.zst'), a)
+        assert.notEqual(again.sha256(V2, 'k3s-airgap-images-amd64.tar.zst'), a)
+      } finally {
+        await again.stop()
+      }
+    } finally {
+      await s.stop()
+    }
+  })
+
+  test('the default archive is 2 MiB, made quickly; a server of many versions starts at once', async () => {
+    const versions = Array.from({length: 40}, (_, i) => `v1.${28 + (i % 6)}.${i}+k3s1`)
+    const started = Date.now()
+    const s = await startReleaseServer({versions})
+    try {
+      assert.ok(Date.now() - started < 1500, `start took ${Date.now() - started} ms`)
+      const t = Date.now()
+      const r = await get(`${s.url}/${encodeURIComponent(V1)}/${imagesArchiveName('k3s', 'amd64')}`)
+      assert.equal(r.status, 404, 'V1 is not among these versions')
+      const bytes = s.asset(versions[3]!, 'k3s-airgap-images-amd64.tar.zst')!
+      assert.equal(bytes.length, 2 * 1024 * 1024)
+      assert.equal(s.archiveBytes, 2 * 1024 * 1024)
+      assert.ok(Date.now() - t < 1000, `one archive took ${Date.now() - t} ms`)
+    } finally {
+      await s.stop()
+    }
+  })
+
+  test('image lists: k3s-images.txt per release, rke2 lists per arch; tags move with the version', async () => {
+    const s = await startReleaseServer({versions: [V1, V2, R1], arches: ['amd64']})
+    try {
+      const k1 = (await get(`${s.url}/${encodeURIComponent(V1)}/k3s-images.txt`)).body.toString('utf8')
+      const k2 = (await get(`${s.url}/${encodeURIComponent(V2)}/k3s-images.txt`)).body.toString('utf8')
+      assert.equal(k1, imageListFor(V1).map((l) => `${l}\n`).join(''))
+      assert.notEqual(k1, k2)
+      for (const component of ['mirrored-coredns-coredns', 'klipper-helm', 'klipper-lb', 'local-path-provisioner', 'mirrored-metrics-server', 'mirrored-library-busybox', 'mirrored-pause', 'mirrored-library-traefik']) {
+        assert.match(k1, new RegExp(`^docker\\.io/rancher/${component}:\\S+$`, 'm'), component)
+      }
+      assert.ok(imageListFor(V1).includes('docker.io/rancher/mirrored-pause:3.6'))
+      assert.notDeepEqual(imageListFor(V1), imageListFor('v1.31.5+k3s1'), 'a patch release rebuilds klipper-helm')
+      assert.ok(!parseSums((await get(`${s.url}/${encodeURIComponent(V1)}/sha256sum-amd64.txt`)).body.toString()).has('k3s-images.txt'))
+
+      const base = `${s.url}/${encodeURIComponent(R1)}`
+      const sums = parseSums((await get(`${base}/sha256sum-amd64.txt`)).body.toString())
+      for (const file of ['rke2-images.linux-amd64.txt', 'rke2-images-core.linux-amd64.txt', 'rke2-images-canal.linux-amd64.txt', 'rke2-images-all.linux-amd64.txt']) {
+        const r = await get(`${base}/${file}`)
+        assert.equal(r.status, 200, file)
+        assert.equal(sha256(r.body), sums.get(file), file)
+      }
+      const list = imageListFor(R1, 'amd64')
+      assert.equal((await get(`${base}/rke2-images.linux-amd64.txt`)).body.toString(), list.map((l) => `${l}\n`).join(''))
+      assert.equal(list[0], 'docker.io/rancher/rke2-runtime:v1.31.3-rke2r1')
+      assert.ok(list.some((l) => /^docker\.io\/rancher\/hardened-kubernetes:v1\.31\.3-rke2r1-build\d{8}$/.test(l)))
+      assert.ok(list.some((l) => l.startsWith('docker.io/rancher/hardened-calico:')), 'the default set holds canal')
+      assert.deepEqual(list, [...imageListFor(R1, 'amd64', 'core'), ...imageListFor(R1, 'amd64', 'canal')])
+      const all = imageListFor(R1, 'amd64', 'all')
+      assert.ok(list.every((l) => all.includes(l)) && all.some((l) => l.includes('cilium')))
+      assert.equal(new Set(all).size, all.length)
+    } finally {
+      await s.stop()
+    }
+  })
+
+  test('corrupt() works for an images archive', async () => {
+    const s = await startReleaseServer({versions: [V1], arches: ['amd64'], redirect: false, archiveBytes: 64 * 1024})
+    try {
+      const file = imagesArchiveName('k3s', 'amd64')
+      const sums = parseSums((await get(`${s.url}/${encodeURIComponent(V1)}/sha256sum-amd64.txt`)).body.toString())
+      s.corrupt(V1, file)
+      const bad = await get(`${s.url}/${encodeURIComponent(V1)}/${file}`)
+      assert.notEqual(sha256(bad.body), sums.get(file))
+      assert.equal(s.sha256(V1, file), sums.get(file), 'sha256() stays the true one')
+      s.clearFaults()
+      assert.equal(sha256((await get(`${s.url}/${encodeURIComponent(V1)}/${file}`)).body), sums.get(file))
+    } finally {
+      await s.stop()
     }
   })
 })

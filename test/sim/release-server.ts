@@ -3,14 +3,20 @@
  * `https://github.com/rancher/rke2/releases/download`; each version is served as its
  * distribution publishes it (the version says which: `+k3sN` or `+rke2rN`), at
  * `<url>/<version>/<file>` with the version as `%2B` or `+`:
- * - k3s: the fake binaries (`k3s`, `k3s-arm64`, `k3s-armhf`, `k3s-s390x`) and small airgap
- *   "tarballs", so the checksum files list what real ones list.
+ * - k3s: the fake binaries (`k3s`, `k3s-arm64`, `k3s-armhf`, `k3s-s390x`), the images archives
+ *   `k3s-airgap-images-<arch>.tar.zst|.tar.gz|.tar` and the release's `k3s-images.txt`.
  * - rke2 (amd64, arm64, s390x): the bare binary `rke2.linux-<arch>`, the install tarball
  *   `rke2.linux-<arch>.tar.gz` (a real gzipped tar as scripts/package-bundle makes it: `bin/rke2`,
  *   the same bytes as the bare binary, the killall/uninstall scripts, and
- *   `lib/systemd/system/rke2-{server,agent}.{service,env}`), and image tarball placeholders.
+ *   `lib/systemd/system/rke2-{server,agent}.{service,env}`), the images archives
+ *   `rke2-images[-core|-canal].linux-<arch>.tar.zst|.tar.gz` with their `.txt` lists, and
+ *   `rke2-images-all.linux-<arch>.txt`.
  * - both: `sha256sum-<arch>.txt`, `<hex>  <file>` for every asset of that arch, sorted by name
- *   (rke2's scripts/checksum lists `ls` of the artifacts).
+ *   (rke2's scripts/checksum lists `ls` of the artifacts; k3s-images.txt names no arch).
+ *
+ * The images archives (airgap-images.ts: a header line the fake binary reads, `archiveBytes`
+ * of deterministic bytes) are made when first asked for, so a server of many versions starts
+ * at once; their hashes are remembered.
  *
  * Like GitHub, a download answers 302 to an object URL (here on the same server), so a client
  * that does not follow redirects fails here as it would there; `redirect: false` serves the
@@ -20,8 +26,11 @@ import {createHash} from 'node:crypto'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {gzipSync} from 'node:zlib'
 
+import {DEFAULT_ARCHIVE_BYTES, imageListFiles, imagesArchiveBytes, imagesArchiveFiles, imagesArchiveSha256} from './airgap-images.js'
 import {listenOnLoopback} from './loopback-http.js'
 import {ARCHES, canonicalVersion, distributionOf, fakeK3sBinary, K3S_ARCHES, systemdUnit, type Distribution, type K3sArch} from './k3s-fake.js'
+
+export {imageListFor, imagesArchiveName, type ImageListKind, type ImagesArchiveExt} from './airgap-images.js'
 
 /** The release asset holding the bare binary for an architecture. */
 export function releaseAssetName(arch: K3sArch, distribution: Distribution = 'k3s'): string {
@@ -45,6 +54,8 @@ export interface ReleaseServerOptions {
   arches?: readonly K3sArch[]
   /** Answer `/download/...` with a 302 to `/objects/...` as GitHub does (default true). */
   redirect?: boolean
+  /** Size of each images archive (default 2 MiB); nodes pre-seeded with an archive must use the same. */
+  archiveBytes?: number
 }
 
 export interface ReleaseRequest {
@@ -72,6 +83,8 @@ export interface ReleaseServer {
   /** `http://127.0.0.1:PORT`. */
   readonly origin: string
   readonly requests: ReleaseRequest[]
+  /** Size of each images archive served. */
+  readonly archiveBytes: number
   versions(): string[]
   addVersion(version: string): void
   /** The true bytes of an asset (not corrupted), or undefined when not published. */
@@ -91,30 +104,36 @@ export interface ReleaseServer {
   stop(): Promise<void>
 }
 
+/** An asset's bytes, or how to make them when asked (images archives, checksum files). */
+type Asset = Buffer | (() => Buffer)
+
 interface Release {
-  assets: Map<string, Buffer>
+  assets: Map<string, Asset>
 }
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex')
 }
 
-function buildRelease(version: string, arches: readonly K3sArch[]): Release {
+function buildRelease(version: string, arches: readonly K3sArch[], archiveBytes: number): Release {
   const distribution = distributionOf(version) ?? 'k3s'
-  const assets = new Map<string, Buffer>()
+  const assets = new Map<string, Asset>()
   for (const arch of arches.filter((a) => ARCHES[distribution].includes(a))) {
     const binary = releaseAssetName(arch, distribution)
     const files = new Map<string, Buffer>()
     const bytes = fakeK3sBinary({version, arch, distribution})
     files.set(binary, bytes)
-    const images = distribution === 'rke2' ? [`rke2-images.linux-${arch}`, `rke2-images-core.linux-${arch}`] : [`k3s-airgap-images-${arch}`]
-    for (const base of images) {
-      for (const ext of ['tar.gz', 'tar.zst']) files.set(`${base}.${ext}`, Buffer.from(`homelab simulation: ${base} ${version} (${ext})\n`))
-    }
     if (distribution === 'rke2') files.set(tarballAssetName(arch), rke2Tarball(version, bytes))
-    const lines = [...files.keys()].sort().map((name) => `${sha256(files.get(name)!)}  ${name}\n`)
-    for (const [name, bytes] of files) assets.set(name, bytes)
-    assets.set(checksumFileName(arch), Buffer.from(lines.join('')))
+    for (const [name, text] of Object.entries(imageListFiles(version, arch))) files.set(name, Buffer.from(text))
+    const archives = imagesArchiveFiles(distribution, arch)
+    const hashes = new Map<string, () => string>([...files].map(([name, b]) => [name, () => sha256(b)]))
+    for (const name of archives) hashes.set(name, () => imagesArchiveSha256(version, arch, name, archiveBytes))
+    // The per-arch list names no other arch (k3s-images.txt is the release's, not the arch's).
+    const listed = [...hashes.keys()].filter((name) => name !== 'k3s-images.txt').sort()
+    let sums: Buffer | undefined
+    for (const [name, b] of files) assets.set(name, b)
+    for (const name of archives) assets.set(name, () => imagesArchiveBytes(version, arch, name, archiveBytes))
+    assets.set(checksumFileName(arch), () => (sums ??= Buffer.from(listed.map((name) => `${hashes.get(name)!()}  ${name}\n`).join(''))))
   }
   return {assets}
 }
@@ -180,6 +199,7 @@ function corrupted(file: string, bytes: Buffer): Buffer {
 export async function startReleaseServer(options: ReleaseServerOptions): Promise<ReleaseServer> {
   const arches = options.arches ?? K3S_ARCHES
   const redirect = options.redirect ?? true
+  const archiveBytes = options.archiveBytes ?? DEFAULT_ARCHIVE_BYTES
   const releases = new Map<string, Release>()
   const corruptKeys = new Set<string>()
   const requests: ReleaseRequest[] = []
@@ -190,7 +210,7 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
 
   const addVersion = (version: string): void => {
     const canonical = canonicalVersion(version)
-    if (!releases.has(canonical)) releases.set(canonical, buildRelease(canonical, arches))
+    if (!releases.has(canonical)) releases.set(canonical, buildRelease(canonical, arches, archiveBytes))
   }
   for (const v of options.versions) addVersion(v)
 
@@ -201,7 +221,8 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     } catch {
       return undefined
     }
-    return releases.get(canonical)?.assets.get(file)
+    const asset = releases.get(canonical)?.assets.get(file)
+    return typeof asset === 'function' ? asset() : asset
   }
 
   const http = await listenOnLoopback(handle)
@@ -285,6 +306,7 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     url: `${origin}/download`,
     origin,
     requests,
+    archiveBytes,
     versions: () => [...releases.keys()],
     addVersion,
     asset: (version, file) => lookup(version, file),
