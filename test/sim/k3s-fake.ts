@@ -10,9 +10,11 @@
  *   (abcdef12)` / `go version go1.22.5`. rke2 (rancher/rke2 pkg/cli/cmds/root.go; built from the
  *   full `git rev-parse HEAD` with GOEXPERIMENT=boringcrypto, scripts/build-binary):
  *   `rke2 version v1.31.3+rke2r1 (<40 hex>)` / `go version go1.22.4 X:boringcrypto`.
- * - `server` / `agent`: what "the service came up" means here: POST
- *   `{"version","arch","role"}` to `$HOMELAB_SIM_CONTROL/nodes/<node>/k3s-started`, record
- *   `state/k3s.running`, exit 0 (the simulated API then turns the Node Ready at this version).
+ * - `server` / `agent`: what "the service came up" means here: import the images archives in
+ *   `<data-dir>/agent/images/` (journal `state/images.log`), POST `{"version","arch","role",
+ *   "images":{"mode","imported","ready"}}` to `$HOMELAB_SIM_CONTROL/nodes/<node>/k3s-started`,
+ *   record `state/k3s.running`, exit 0 (the simulated API then turns the Node Ready at this
+ *   version, unless `images.ready` is false: an air-gapped node without its release's images).
  *   A server first re-extracts its packaged manifests into `<data-dir>/server/manifests`, except
  *   those with a `<file>.skip` beside them, as both distributions do on every start.
  *   `server --cluster-reset [--cluster-reset-restore-path=<file>]` is journalled and exits.
@@ -239,6 +241,7 @@ export function fakeK3sBinary(options: FakeBinaryOptions): Buffer {
     // The etcd-snapshot CLI asks the local supervisor: k3s's on 6443, rke2's on 9345.
     supervisor: distribution === 'rke2' ? 'https://127.0.0.1:9345' : 'https://127.0.0.1:6443',
     manifests: packagedManifests(version, distribution),
+    images: {magic: IMAGES_ARCHIVE_MAGIC, end: IMAGES_ARCHIVE_END, extensions: IMPORTABLE_IMAGE_EXTENSIONS},
   }
   const header =
     '#!/usr/bin/env node\n' +
@@ -279,11 +282,12 @@ const BINARY_BODY = String.raw`
     if (!stateDir) return null;
     try { return fs.readFileSync(path.join(stateDir, name), 'utf8').trim(); } catch { return null; }
   }
-  function journal(fields) {
+  function journalTo(file, fields) {
     if (!stateDir) return;
     const record = [new Date().toISOString(), NAME].concat(fields).join('\x1f') + '\x1e\n';
-    try { fs.appendFileSync(path.join(stateDir, 'service.log'), record); } catch {}
+    try { fs.appendFileSync(path.join(stateDir, file), record); } catch {}
   }
+  function journal(fields) { journalTo('service.log', fields); }
 
   function usage(out) {
     out.write(
@@ -376,6 +380,69 @@ const BINARY_BODY = String.raw`
     }
   }
 
+  // What a start does with <data-dir>/agent/images/ (k3s's preloadImages, rke2's alike): every
+  // archive is imported, a .txt is a list of images to pre-pull, anything else is not looked at.
+  // An archive of ours has a header line and an end line (airgap-images.ts); without them it fails
+  // as containerd's decompressors do. Journal: state/images.log. In pull mode (state/images-mode
+  // not "archive") images come from the network, so the node is ready whatever was imported; in
+  // archive mode only when an archive for this very release and arch was imported (rke2: the
+  // whole set, or both its core and canal halves).
+  async function importImages(dataDir) {
+    const crypto = await import('node:crypto');
+    const I = RELEASE.images;
+    const dir = path.join(dataDir, 'agent', 'images');
+    const mode = readState('images-mode') === 'archive' ? 'archive' : 'pull';
+    const family = (name) => {
+      const ext = I.extensions.find((e) => name.endsWith(e));
+      return ext === undefined ? undefined : ({'.tgz': '.tar.gz', '.tzst': '.tar.zst', '.tbz': '.tar.bz2'})[ext] || ext;
+    };
+    const badMagic = {'.tar': 'archive/tar: invalid tar header', '.tar.gz': 'gzip: invalid header', '.tar.zst': 'magic number mismatch',
+      '.tar.lz4': 'lz4: bad magic number', '.tar.bz2': 'bzip2 data invalid: bad magic value'};
+    function examine(bytes, kind) {
+      const nl = bytes.indexOf(10);
+      const m = nl > 0 && nl <= 512 && new RegExp('^' + I.magic + ' (k3s|rke2) (\\S+) (amd64|arm64|arm|s390x) (\\S+)$').exec(bytes.toString('latin1', 0, nl));
+      if (!m || family(m[4]) !== kind) return {error: badMagic[kind]};
+      const endLength = I.end.length + 67;
+      const tail = bytes.length >= nl + 1 + endLength ? bytes.toString('latin1', bytes.length - endLength) : '';
+      const body = bytes.subarray(0, bytes.length - endLength);
+      if (tail !== '\n' + I.end + ' ' + crypto.createHash('sha256').update(body).digest('hex') + '\n') return {error: 'unexpected EOF'};
+      return {header: {distribution: m[1], version: m[2], arch: m[3], file: m[4]}};
+    }
+    let names = [];
+    try { names = fs.readdirSync(dir).sort(); } catch {}
+    const imported = [];
+    const mine = [];
+    for (const name of names) {
+      const file = path.join(dir, name);
+      let stat = null;
+      try { stat = fs.statSync(file); } catch {}
+      if (!stat || !stat.isFile()) continue;
+      const kind = family(name);
+      if (kind === undefined) {
+        journalTo('images.log', [name.endsWith('.txt') ? 'pre-pull-list' : 'skipped', name]);
+        continue;
+      }
+      const started = Date.now();
+      logLine('info', 'Importing images from ' + file);
+      const result = examine(fs.readFileSync(file), kind);
+      if (result.error) {
+        logLine('error', 'Error encountered while importing ' + file + ': ' + result.error);
+        journalTo('images.log', ['import-error', name, result.error]);
+        continue;
+      }
+      const h = result.header;
+      logLine('info', 'Imported images from ' + file + ' in ' + (Date.now() - started) + 'ms');
+      journalTo('images.log', ['imported', name, h.distribution, h.version, h.arch, h.file]);
+      imported.push(name);
+      if (h.distribution === NAME && h.version === RELEASE.version && h.arch === RELEASE.arch) mine.push(h.file);
+    }
+    const has = (re) => mine.some((f) => re.test(f));
+    const covered = NAME === 'rke2' ? has(/^rke2-images\.linux-/) || (has(/^rke2-images-core\.linux-/) && has(/^rke2-images-canal\.linux-/)) : mine.length > 0;
+    const ready = mode === 'pull' || covered;
+    journalTo('images.log', ['result', mode, ready ? 'ready' : 'missing', RELEASE.version, RELEASE.arch]);
+    return {mode: mode, imported: imported, ready: ready};
+  }
+
   async function runService(role, rest) {
     const spec = flagSpec([
       {names: ['data-dir', 'd'], type: 'string'},
@@ -404,9 +471,10 @@ const BINARY_BODY = String.raw`
     const node = env.HOMELAB_SIM_NODE || '';
     if (!control || !node) fatal('HOMELAB_SIM_CONTROL and HOMELAB_SIM_NODE must be set: run inside a simulated node');
     logLine('info', 'Starting ' + NAME + ' ' + role + ' ' + RELEASE.version + ' (' + RELEASE.commit + ')');
+    const images = await importImages(dataDir);
     const url = control + '/nodes/' + encodeURIComponent(node) + '/k3s-started';
     try {
-      await post(url, {version: RELEASE.version, arch: RELEASE.arch, role: role});
+      await post(url, {version: RELEASE.version, arch: RELEASE.arch, role: role, images: images});
     } catch (err) {
       journal(['start-failed', RELEASE.version, 'control server unreachable']);
       fatal('cannot report to the simulation control server ' + url + ': ' + (err && err.message ? err.message : String(err)));

@@ -8,15 +8,20 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import {fakeCommit, fakeGoVersion, fakeK3sBinary, packagedManifests, systemdUnit} from './k3s-fake.js'
+import {imagesArchiveBytes, imagesArchiveSha256} from './airgap-images.js'
+import {startReleaseServer} from './release-server.js'
 import {
+  agentImagesDir,
   createNodeFixture,
   currentBinaryVersion,
   execOnNode,
   installBinary,
   listSnapshots,
+  readImagesLog,
   readServiceLog,
   readSudoLog,
   runningVersion,
+  seedImagesArchive,
   serviceState,
   setControlUrl,
   setEmbeddedEtcd,
@@ -67,6 +72,8 @@ const V1 = 'v1.31.4+k3s1'
 const V2 = 'v1.31.5+k3s1'
 const R1 = 'v1.31.3+rke2r1'
 const R2 = 'v1.31.4+rke2r1'
+/** What a node that pulls its images (the default) reports about them. */
+const PULLED = {mode: 'pull', imported: [], ready: true}
 
 describe('simulated node', () => {
   let root: string
@@ -151,7 +158,7 @@ describe('simulated node', () => {
     assert.equal(reports.length, 1)
     assert.equal(reports[0]!.method, 'POST')
     assert.equal(reports[0]!.url, `/nodes/${n.name}/k3s-started`)
-    assert.deepEqual(reports[0]!.body, {version: V1, arch: 'arm', role: 'server'})
+    assert.deepEqual(reports[0]!.body, {version: V1, arch: 'arm', role: 'server', images: PULLED})
     assert.equal(await runningVersion(n), V1)
     const log = await readServiceLog(n)
     assert.deepEqual(log.at(-1)!.args, ['started', V1, 'arm', 'server'])
@@ -233,7 +240,7 @@ describe('simulated node', () => {
       reportsFor(n.name).map((r) => [r.url, r.body]),
       [
         [`/nodes/${n.name}/k3s-stopped`, {}],
-        [`/nodes/${n.name}/k3s-started`, {version: V1, arch: 'amd64', role: 'server'}],
+        [`/nodes/${n.name}/k3s-started`, {version: V1, arch: 'amd64', role: 'server', images: PULLED}],
       ],
     )
 
@@ -243,7 +250,7 @@ describe('simulated node', () => {
     await rename(`${n.binaryPath}.new`, n.binaryPath)
     const r2 = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s.service'])
     assert.equal(r2.exitCode, 0, r2.stderr)
-    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server'})
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server', images: PULLED})
     assert.equal(await currentBinaryVersion(n), V2)
     assert.equal(await runningVersion(n), V2)
 
@@ -354,7 +361,7 @@ describe('simulated node', () => {
     assert.equal(n.serviceName, 'k3s-agent')
     const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s-agent'])
     assert.equal(r.exitCode, 0, r.stderr)
-    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'arm64', role: 'agent'})
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'arm64', role: 'agent', images: PULLED})
     assert.equal((await execOnNode(n, ['systemctl', 'restart', 'k3s'])).exitCode, 5)
     const u = await execOnNode(n, ['uname', '-m'])
     assert.equal(u.stdout, 'aarch64\n')
@@ -391,7 +398,7 @@ describe('simulated node', () => {
       reportsFor(n.name).map((x) => x.url.split('/').at(-1)),
       ['k3s-stopped', 'k3s-started'],
     )
-    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server'})
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'server', images: PULLED})
     let s = await execOnNode(n, ['rc-service', 'k3s', 'status'])
     assert.deepEqual([s.exitCode, s.stdout], [0, ' * status: started\n'])
     assert.equal((await execOnNode(n, ['sudo', '-n', 'rc-service', 'k3s', 'stop'])).exitCode, 0)
@@ -443,7 +450,7 @@ describe('simulated node', () => {
     const n = await node({root: join(root, `it's a "dir" $HOME`)})
     const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])
     assert.equal(r.exitCode, 0, r.stderr)
-    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server'})
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server', images: PULLED})
     assert.equal(await currentBinaryVersion(n), V1)
     const save = await execOnNode(n, ['sudo', '-n', n.binaryPath, 'etcd-snapshot', 'save'])
     assert.equal(save.exitCode, 0, save.stderr)
@@ -455,7 +462,7 @@ describe('simulated node', () => {
     const r = await execOnNode(n, ['/bin/sh', '-c', 'HOMELAB_SIM_NODE=impostor NODE_OPTIONS=--no-such-flag sudo -n systemctl restart k3s'])
     assert.equal(r.exitCode, 0, r.stderr)
     assert.equal(reportsFor('impostor').length, 0)
-    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server'})
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server', images: PULLED})
   })
 
   // ---- rke2 nodes, manifests, split roles, package-owned binaries
@@ -493,7 +500,7 @@ describe('simulated node', () => {
     await installBinary(n, {version: R2})
     const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'rke2-server'])
     assert.equal(r.exitCode, 0, r.stderr)
-    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: R2, arch: 'amd64', role: 'server'})
+    assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: R2, arch: 'amd64', role: 'server', images: PULLED})
     assert.equal(await readFile(join(n.manifestsDir, 'rke2-coredns.yaml'), 'utf8'), packagedManifests(R2)['rke2-coredns.yaml'])
     assert.equal(await readFile(join(n.manifestsDir, 'rke2-ingress-nginx.yaml'), 'utf8'), packagedManifests(R1)['rke2-ingress-nginx.yaml'])
     assert.equal((await readServiceLog(n)).filter((e) => e.source === 'rke2').at(-1)!.args[0], 'started')
@@ -559,7 +566,7 @@ describe('simulated node', () => {
     const agent = await node({distribution: 'rke2', version: R1, role: 'agent', arch: 's390x'})
     const start = await execOnNode(agent, ['sudo', '-n', 'systemctl', 'restart', 'rke2-agent.service'])
     assert.equal(start.exitCode, 0, start.stderr)
-    assert.deepEqual(reportsFor(agent.name).at(-1)!.body, {version: R1, arch: 's390x', role: 'agent'})
+    assert.deepEqual(reportsFor(agent.name).at(-1)!.body, {version: R1, arch: 's390x', role: 'agent', images: PULLED})
     assert.equal((await execOnNode(agent, ['uname', '-m'])).stdout, 's390x\n')
   })
 
@@ -642,5 +649,121 @@ describe('simulated node', () => {
     const k3s = await node({packageOwned: 'dpkg'})
     assert.equal((await execOnNode(k3s, ['dpkg', '-S', k3s.binaryPath])).stdout, `k3s: ${k3s.binaryPath}\n`)
     assert.equal((await readServiceLog(k3s)).at(-1)!.source, 'dpkg')
+  })
+
+  describe('air-gapped (images: archive)', () => {
+    const SMALL = 64 * 1024
+    const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
+
+    test('the agent images dir holds the release server\'s archive for the version and arch; pull nodes have none', async () => {
+      const release = await startReleaseServer({versions: [V1, R1], arches: ['arm64']})
+      try {
+        const k3s = await node({images: 'archive', arch: 'arm64', role: 'agent'})
+        const file = join(agentImagesDir(k3s), 'k3s-airgap-images-arm64.tar.zst')
+        assert.deepEqual(await readdir(agentImagesDir(k3s)), ['k3s-airgap-images-arm64.tar.zst'])
+        assert.equal(sha(await readFile(file)), release.sha256(V1, 'k3s-airgap-images-arm64.tar.zst'), 'the bytes the release server serves')
+        assert.equal((await readFile(file)).length, 2 * 1024 * 1024)
+        assert.equal(await readFile(join(k3s.stateDir, 'images-mode'), 'utf8'), 'archive\n')
+        const rke2 = await node({images: 'archive', distribution: 'rke2', version: R1, arch: 'arm64'})
+        assert.deepEqual(await readdir(agentImagesDir(rke2)), ['rke2-images.linux-arm64.tar.zst'])
+        assert.equal(sha(await readFile(join(agentImagesDir(rke2), 'rke2-images.linux-arm64.tar.zst'))), release.sha256(R1, 'rke2-images.linux-arm64.tar.zst'))
+
+        const pull = await node()
+        assert.equal(existsSync(agentImagesDir(pull)), false)
+        assert.equal(existsSync(join(pull.stateDir, 'images-mode')), false)
+      } finally {
+        await release.stop()
+      }
+    })
+
+    test('a start imports the archive of its release: ready; the import is journalled and logged as k3s logs it', async () => {
+      const n = await node({images: 'archive', archiveBytes: SMALL})
+      const r = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])
+      assert.equal(r.exitCode, 0, r.stderr)
+      assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V1, arch: 'amd64', role: 'server', images: {mode: 'archive', imported: ['k3s-airgap-images-amd64.tar.zst'], ready: true}})
+      assert.deepEqual((await readImagesLog(n)).map((e) => e.args), [
+        ['imported', 'k3s-airgap-images-amd64.tar.zst', 'k3s', V1, 'amd64', 'k3s-airgap-images-amd64.tar.zst'],
+        ['result', 'archive', 'ready', V1, 'amd64'],
+      ])
+      const log = await readFile(join(n.stateDir, 'k3s.log'), 'utf8')
+      const path = join(agentImagesDir(n), 'k3s-airgap-images-amd64.tar.zst')
+      assert.ok(log.includes(`level=info msg="Importing images from ${path}"`), log)
+      assert.match(log, new RegExp(`level=info msg="Imported images from ${path.replace(/[.+]/g, '\\$&')} in \\d+ms"`))
+    })
+
+    test('a new binary with only the old release\'s archive is not ready, until its own archive is there', async () => {
+      const n = await node({images: 'archive', archiveBytes: SMALL, role: 'agent'})
+      await installBinary(n, {version: V2})
+      assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s-agent'])).exitCode, 0)
+      assert.deepEqual(reportsFor(n.name).at(-1)!.body, {version: V2, arch: 'amd64', role: 'agent', images: {mode: 'archive', imported: ['k3s-airgap-images-amd64.tar.zst'], ready: false}})
+      assert.deepEqual((await readImagesLog(n)).at(-1)!.args, ['result', 'archive', 'missing', V2, 'amd64'])
+      assert.equal(await serviceState(n), 'active', 'k3s itself runs')
+
+      // The product's placement: the new archive beside (or over) the old one, .tar.gz this time.
+      await seedImagesArchive(n, {version: V2, file: 'k3s-airgap-images-amd64.tar.gz', archiveBytes: SMALL})
+      assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s-agent'])).exitCode, 0)
+      assert.deepEqual(reportsFor(n.name).at(-1)!.body, {
+        version: V2, arch: 'amd64', role: 'agent',
+        images: {mode: 'archive', imported: ['k3s-airgap-images-amd64.tar.gz', 'k3s-airgap-images-amd64.tar.zst'], ready: true},
+      })
+      // Another arch's archive does not count.
+      await rm(join(agentImagesDir(n), 'k3s-airgap-images-amd64.tar.gz'))
+      await seedImagesArchive(n, {version: V2, arch: 'arm64', archiveBytes: SMALL})
+      assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s-agent'])).exitCode, 0)
+      assert.equal((reportsFor(n.name).at(-1)!.body as {images: {ready: boolean}}).images.ready, false)
+    })
+
+    test('truncated, garbled or misnamed archives fail to import as containerd would; other files are not archives', async () => {
+      const n = await node({images: 'archive', archiveBytes: SMALL})
+      await installBinary(n, {version: V2})
+      const dir = agentImagesDir(n)
+      const good = imagesArchiveBytes(V2, 'amd64', 'k3s-airgap-images-amd64.tar.zst', SMALL)
+      await writeFile(join(dir, 'a-truncated.tar.zst'), good.subarray(0, good.length - 1000))
+      await writeFile(join(dir, 'b-garbled.tar.gz'), Buffer.concat([Buffer.from('\x1f\x8bnot ours\n'), good]))
+      await writeFile(join(dir, 'c-zst-named-gz.tar.gz'), good)
+      await writeFile(join(dir, 'd-corrupted.tar'), Buffer.concat([imagesArchiveBytes(V2, 'amd64', 'k3s-airgap-images-amd64.tar', SMALL), Buffer.from('\n// corrupted in transit\n')]))
+      await writeFile(join(dir, 'k3s-images.txt'), 'docker.io/rancher/mirrored-pause:3.6\n')
+      await writeFile(join(dir, 'README.md'), 'notes\n')
+      assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])).exitCode, 0)
+      const images = (reportsFor(n.name).at(-1)!.body as {images: unknown}).images
+      assert.deepEqual(images, {mode: 'archive', imported: ['k3s-airgap-images-amd64.tar.zst'], ready: false}, 'only the old release imported')
+      assert.deepEqual((await readImagesLog(n)).map((e) => e.args.slice(0, 3)), [
+        ['skipped', 'README.md'],
+        ['import-error', 'a-truncated.tar.zst', 'unexpected EOF'],
+        ['import-error', 'b-garbled.tar.gz', 'gzip: invalid header'],
+        ['import-error', 'c-zst-named-gz.tar.gz', 'gzip: invalid header'],
+        ['import-error', 'd-corrupted.tar', 'unexpected EOF'],
+        ['imported', 'k3s-airgap-images-amd64.tar.zst', 'k3s'],
+        ['pre-pull-list', 'k3s-images.txt'],
+        ['result', 'archive', 'missing'],
+      ])
+      const log = await readFile(join(n.stateDir, 'k3s.log'), 'utf8')
+      assert.ok(log.includes(`level=error msg="Error encountered while importing ${join(dir, 'a-truncated.tar.zst')}: unexpected EOF"`), log)
+      assert.ok(log.includes(`level=error msg="Error encountered while importing ${join(dir, 'b-garbled.tar.gz')}: gzip: invalid header"`), log)
+    })
+
+    test('rke2: the whole set, or both core and canal halves; core alone is not enough', async () => {
+      const n = await node({images: 'archive', distribution: 'rke2', version: R1, archiveBytes: SMALL, role: 'agent'})
+      await installBinary(n, {version: R2})
+      await rm(join(agentImagesDir(n), 'rke2-images.linux-amd64.tar.zst'))
+      await seedImagesArchive(n, {version: R2, file: 'rke2-images-core.linux-amd64.tar.zst', archiveBytes: SMALL})
+      const start = async () => {
+        assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'rke2-agent'])).exitCode, 0)
+        return (reportsFor(n.name).at(-1)!.body as {images: {ready: boolean; imported: string[]}}).images
+      }
+      assert.equal((await start()).ready, false)
+      await seedImagesArchive(n, {version: R2, file: 'rke2-images-canal.linux-amd64.tar.gz', archiveBytes: SMALL})
+      assert.deepEqual(await start(), {mode: 'archive', imported: ['rke2-images-canal.linux-amd64.tar.gz', 'rke2-images-core.linux-amd64.tar.zst'], ready: true})
+      assert.equal((await readImagesLog(n)).at(-1)!.source, 'rke2')
+    })
+
+    test('pull nodes import what they find but are ready either way', async () => {
+      const n = await node({role: 'agent'})
+      await seedImagesArchive(n, {version: V1, archiveBytes: SMALL})
+      await installBinary(n, {version: V2})
+      assert.equal((await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s-agent'])).exitCode, 0)
+      assert.deepEqual((reportsFor(n.name).at(-1)!.body as {images: unknown}).images, {mode: 'pull', imported: ['k3s-airgap-images-amd64.tar.zst'], ready: true})
+      assert.equal(imagesArchiveSha256(V1, 'amd64', 'k3s-airgap-images-amd64.tar.zst', SMALL), sha(await readFile(join(agentImagesDir(n), 'k3s-airgap-images-amd64.tar.zst'))))
+    })
   })
 })

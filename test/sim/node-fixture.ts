@@ -15,6 +15,14 @@
  *                  readCommandLog)
  *     env          KEY=VALUE lines every session (and the service) runs with
  *
+ * Air-gapped nodes (`images: 'archive'`): `data/agent/images/` holds the images archive of the
+ * installed release and arch (k3s-airgap-images-<arch>.tar.zst, rke2-images.linux-<arch>.tar.zst;
+ * the very bytes the release server serves, so `archiveBytes` must match its own) and
+ * state/images-mode says `archive`. The binary imports that directory on every start
+ * (state/images.log, readImagesLog) and tells the simulated API whether it found its own
+ * release's images; without them the Node stays NotReady. Default `pull`: images come from the
+ * network, no directory, no marker, nothing changes.
+ *
  * rke2 nodes (`distribution: 'rke2'`): binary `rke2`, units rke2-server / rke2-agent, systemd
  * only, embedded etcd always, no 32-bit arm. Split roles (`serverKind`): an etcd-only server
  * has etcd and no control plane; a control-plane-only one has no datastore at all, so
@@ -63,6 +71,7 @@ import {
   type ServerKind,
 } from './k3s-fake.js'
 import type {SimDistribution} from './kubeadm-fake.js'
+import {DEFAULT_ARCHIVE_BYTES, imagesArchiveBytes, imagesArchiveName} from './airgap-images.js'
 
 export type NodeRole = 'server' | 'agent'
 export type ServiceManager = 'systemd' | 'openrc'
@@ -102,7 +111,13 @@ export interface NodeFixtureOptions {
    * through `sudo` to change the service or read the server token.
    */
   loginAsRoot?: boolean
+  /** How the node gets its system images: `pull` (default, from the network) or `archive` (air-gapped, see above). */
+  images?: ImagesMode
+  /** Size of the pre-seeded images archive (default 2 MiB, as the release server's default). */
+  archiveBytes?: number
 }
+
+export type ImagesMode = 'pull' | 'archive'
 
 export interface NodeFixture {
   readonly name: string
@@ -140,6 +155,18 @@ export interface ServiceLogEntry {
    * For calls: their argv. For `service`: [started|start-failed|stopped|notify-failed, unit, (exit code)].
    * For the binary: [started, version, arch, role] | [start-failed, version, reason] |
    * [snapshot-saved, name, path] | [snapshot-deleted, name] | [cluster-reset, restorePath].
+   */
+  args: string[]
+}
+
+export interface ImagesLogEntry {
+  time: Date
+  /** `k3s` or `rke2`: the binary that imported. */
+  source: string
+  /**
+   * [imported, file, distribution, version, arch, headerFile] | [import-error, file, error] |
+   * [pre-pull-list, file] | [skipped, file] | [result, pull|archive, ready|missing, version, arch]
+   * (one per start, last).
    */
   args: string[]
 }
@@ -236,6 +263,10 @@ export async function createNodeFixture(options: NodeFixtureOptions): Promise<No
     await writeManifests(fixture, options.version, options.skipManifests ?? [])
   } else {
     await mkdir(join(fixture.dataDir, 'agent'), {recursive: true})
+  }
+  if (options.images === 'archive') {
+    await setImagesMode(fixture, 'archive')
+    await seedImagesArchive(fixture, {version: options.version, archiveBytes: options.archiveBytes})
   }
 
   const state = fixture.stateDir
@@ -350,6 +381,43 @@ export async function installBinary(fixture: NodeFixture, release: {version: str
 function binaryDistribution(fixture: NodeFixture): Distribution {
   if (fixture.distribution === 'kubeadm') throw new Error(`node fixture ${fixture.name}: a kubeadm node has no ${fixture.binaryPath} to replace; its packages are installed with apt or dnf`)
   return fixture.distribution
+}
+
+/** `<dataDir>/agent/images`: where k3s and rke2 import images archives from on every start. */
+export function agentImagesDir(fixture: Pick<NodeFixture, 'dataDir'>): string {
+  return join(fixture.dataDir, 'agent', 'images')
+}
+
+/** Air-gapped (`archive`: state/images-mode) or not (`pull`: no marker). */
+export async function setImagesMode(fixture: NodeFixture, mode: ImagesMode): Promise<void> {
+  const marker = join(fixture.stateDir, 'images-mode')
+  if (mode === 'archive') await writeFile(marker, 'archive\n')
+  else await rm(marker, {force: true})
+}
+
+/**
+ * Puts a release's images archive into the agent images dir as a user pre-seeding the node
+ * would (set-up, not the product's push): the release server's bytes for that version, the
+ * node's arch unless given, `.tar.zst` unless `file` names another. Returns the path.
+ */
+export async function seedImagesArchive(
+  fixture: NodeFixture,
+  release: {version: string; arch?: K3sArch; file?: string; archiveBytes?: number},
+): Promise<string> {
+  const arch = release.arch ?? fixture.arch
+  const file = release.file ?? imagesArchiveName(binaryDistribution(fixture), arch)
+  const dir = agentImagesDir(fixture)
+  await mkdir(dir, {recursive: true})
+  const path = join(dir, file)
+  const tmp = `${path}.fixture-${process.pid}-${randomBytes(4).toString('hex')}`
+  await writeFile(tmp, imagesArchiveBytes(release.version, arch, file, release.archiveBytes ?? DEFAULT_ARCHIVE_BYTES), {mode: 0o644})
+  await rename(tmp, path)
+  return path
+}
+
+/** What the binary's starts imported from the agent images dir, in order. */
+export async function readImagesLog(fixture: Pick<NodeFixture, 'stateDir'>): Promise<ImagesLogEntry[]> {
+  return (await readRecords(join(fixture.stateDir, 'images.log'))).map(([time, source, ...args]) => ({time: new Date(time!), source: source!, args}))
 }
 
 /** Points the node at another control server (rewrites the env file the sessions and the service read). */
