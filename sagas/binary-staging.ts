@@ -14,6 +14,8 @@ export interface NodeStage {
   liveSha?: string
   /** The verified new binary's path on the node; undefined when the live binary is the new one already. */
   stagedPath?: string
+  /** The images archives staged beside the live ones, to be put in place before the swap. */
+  stagedArchives?: string[]
 }
 
 export type StageNode = (node: PlannedNode, signal: AbortSignal) => Promise<NodeStage>
@@ -30,6 +32,8 @@ export class BinaryStaging {
   private running = 0
   /** Nodes whose staged file this process wrote or found: what a failed run cleans up. */
   readonly staged = new Set<string>()
+  /** Nodes with images archives staged and not yet put in place. */
+  readonly stagedArchives = new Set<string>()
 
   constructor(
     private readonly stage: StageNode,

@@ -12,6 +12,10 @@ import {binaryDistributionOf, type DistributionDescriptor} from '../src/distribu
 import {binaryPath} from '../src/node/installed-version.js'
 import {discardStagedBinary, findEtcdSnapshot, restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, stageBinary, stagedBinaryPath, stageState, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
 import {artifactName, artifactUrl} from '../src/release/release-source.js'
+import {archiveState, discardStagedArchives, installStagedArchive, placeArchives, previousArchivePath, removePreviousArchives, restoreArchives, stageArchive, stagedArchivePath} from '../src/airgap/archive-ops.js'
+import {waitSystemPodsOnNode} from '../src/kube/system-pods.js'
+import {SessionLimit} from '../src/transport/ssh-session-limit.js'
+import type {Transport} from '../src/transport/types.js'
 import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
 import {waitForApiReady} from '../src/kube/health.js'
@@ -45,7 +49,8 @@ export interface UpgradeInput extends HealthGateInput, HooksInput {
   velero: VeleroSettings
   drain: DrainSettings
   timeouts: {apiReadyMs: number; nodeReadyMs: number}
-  install: {source: 'cli' | 'node'; releaseUrl: string}
+  /** uploadConcurrency: absent in journals of runs that pushed no images archives. */
+  install: {source: 'cli' | 'node'; releaseUrl: string; uploadConcurrency?: number}
 }
 
 export interface UpgradeData extends VerifyData, HooksData {
@@ -56,6 +61,8 @@ export interface UpgradeData extends VerifyData, HooksData {
 export interface UpgradeCompensations {
   uncordon: {node: string}
   restoreBinary: {node: string; role: 'server' | 'agent'; binDir: string; previousSha256: string; previousVersion: string; serviceManager: ServiceManager}
+  /** The node's images archives as they were: the kept old ones back, new ones it did not have removed. */
+  restoreImages: {node: string; dir: string; arch: PlannedNode['arch']; previousVersion: string; archives: Array<{file: string; hadPrevious: boolean}>}
   restoreBackup: {backupName: string}
   /** The staged binaries this process left on nodes (its params say nothing: the set lives in the run). */
   discardStaged: Record<string, never>
@@ -89,6 +96,23 @@ function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNo
     description: `put ${distribution.name} ${node.fromVersion} back on ${node.name}`,
     manual: [`ssh ${sshDestination(node)} sudo cp -p ${binary}.prev ${binary}`, `ssh ${sshDestination(node)} sudo ${restartCommand(node.serviceManager, service)}`],
   }
+}
+
+/** The undo of putting the new images archives in place. */
+function restoreImagesSpec(node: PlannedNode) {
+  const images = node.images as Required<NonNullable<PlannedNode['images']>>
+  const archives = images.archives.map((a) => ({file: a.file, hadPrevious: a.hadPrevious}))
+  return {
+    id: `restore-images:${node.name}`,
+    handler: 'restoreImages' as const,
+    params: {node: node.name, dir: images.dir, arch: node.arch, previousVersion: node.fromVersion, archives},
+    description: `put the images archives of ${node.fromVersion} back on ${node.name}`,
+    manual: archives.map((a) => `ssh ${sshDestination(node)} sudo mv ${previousArchivePath(images.dir, a.file)} ${images.dir}/${a.file}`),
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }
 
 export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
@@ -137,8 +161,52 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     }
   }
 
-  /** Puts the verified new binary beside the live one, unless it (or the live binary) is that already. */
+  /** Puts the verified new binary (and images archives) beside the live ones, unless they are that already. */
   async function stageNode(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<NodeStage> {
+    const binary = await stageNodeBinary(ctx, node, signal)
+    const stagedArchives = await stageNodeArchives(ctx, node, signal)
+    return stagedArchives.length > 0 ? {...binary, stagedArchives} : binary
+  }
+
+  // Archives are hundreds of MiB: at most install.uploadConcurrency of them cross the network at once.
+  const uploadLimits = new Map<string, SessionLimit>()
+
+  /** The node's new images archives (archive mode), each pushed unless the live or staged file is it already. */
+  async function stageNodeArchives(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<string[]> {
+    const {images} = node
+    if (images?.mode !== 'archive' || !images.dir || !images.archives) return []
+    let limit = uploadLimits.get(ctx.runId)
+    if (!limit) uploadLimits.set(ctx.runId, (limit = new SessionLimit(ctx.input.install.uploadConcurrency ?? 2)))
+    const staged: string[] = []
+    const version = parseVersion(ctx.input.target)
+    for (const archive of images.archives) {
+      const dir = images.dir
+      const state = await archiveState(await deps.connect(inventoryNode(node.name)), dir, archive, signal)
+      if (state.liveSha === archive.sha256) continue
+      staged.push(archive.file)
+      stagingOf(ctx.runId)?.stagedArchives.add(node.name)
+      if (state.stagedSha === archive.sha256) continue
+      const local = await deps.release.artifact(version, node.arch, archive.file, signal)
+      await limit.use(async () => {
+        ctx.log('info', `copying ${archive.file} (${mib(archive.size)}) to the node`, node.name)
+        const log = (message: string) => ctx.log('warn', message, node.name)
+        let reported = 0
+        const onProgress = (sent: number) => {
+          // A line per quarter: enough to see it move, few enough for the journal.
+          const quarter = Math.floor((sent / archive.size) * 4)
+          if (quarter > reported && quarter < 4) {
+            reported = quarter
+            ctx.log('info', `${archive.file}: ${mib(sent)} of ${mib(archive.size)} sent`, node.name)
+          }
+        }
+        await stageRetrying(log, signal, async () => stageArchive(await deps.connect(inventoryNode(node.name)), {dir, file: archive.file, sha256: archive.sha256, localPath: local.path, onProgress, signal}))
+      }, signal)
+      ctx.log('info', `${archive.file} staged and verified`, node.name)
+    }
+    return staged
+  }
+
+  async function stageNodeBinary(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<NodeStage> {
     const {input} = ctx
     const distribution = binaryDistributionOf(input.distribution)
     const live = binaryPath(distribution, node.binDir)
@@ -228,6 +296,16 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     }
     if (ctx.signal.aborted) await undoCordon(`cancelled after draining ${node.name}; it was uncordoned again`)
 
+    if (node.images?.mode === 'archive' && node.images.dir && node.images.archives) {
+      // Registered after the binary's undo, so it runs first: the old binary starts with its old images.
+      await ctx.registerCompensation(restoreBinarySpec(distribution, node))
+      await ctx.registerCompensation(restoreImagesSpec(node))
+      if (stage.stagedArchives) {
+        await placeArchives(transport, node.images.dir, stage.stagedArchives)
+        stagingOf(ctx.runId)?.stagedArchives.delete(node.name)
+        ctx.log('info', `images archives in place (${stage.stagedArchives.join(', ')}; the previous kept until the node is back)`)
+      }
+    }
     if (stage.stagedPath) {
       await ctx.registerCompensation(restoreBinarySpec(distribution, node))
       await swapBinary(transport, binaryPath(distribution, node.binDir), stage.stagedPath)
@@ -244,6 +322,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       await restartAndWait(node, target, input, (message) => ctx.log('warn', message))
     }
     ctx.log('info', `Ready at ${target}`)
+    await retirePreviousArchives(ctx, node, transport)
     if (node.role === 'server') {
       const others = input.plan.servers.map((s) => s.name).filter((name) => name !== node.name)
       await waitNodesReady(kube, others, {timeoutMs: input.timeouts.nodeReadyMs, what: 'servers'})
@@ -257,6 +336,26 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     await nodeHooks(ctx, 'postNode', node)
   }
 
+  /**
+   * Once the node is Ready at the target and every kube-system pod on it runs, its old archives
+   * are removed. Pods that do not come up keep them there (the final verification reports the
+   * pods); the compensation puts them back either way.
+   */
+  async function retirePreviousArchives(ctx: Ctx, node: PlannedNode, transport: Transport): Promise<void> {
+    const {images} = node
+    if (images?.mode !== 'archive' || !images.dir || !images.archives) return
+    const files = images.archives.map((a) => a.file)
+    try {
+      await waitSystemPodsOnNode(kube, node.name, {timeoutMs: ctx.input.timeouts.nodeReadyMs, signal: ctx.signal})
+    } catch (error) {
+      if (ctx.signal.aborted) throw error
+      ctx.log('warn', `kept the previous images archives: ${(error as Error).message}`)
+      return
+    }
+    await removePreviousArchives(transport, images.dir, files)
+    ctx.log('info', 'kube-system pods running on the new images; previous archives removed')
+  }
+
   async function upgradeAgents(ctx: StepContext<UpgradeInput, UpgradeData, UpgradeCompensations>, names: string[]): Promise<void> {
     const byName = new Map(ctx.input.plan.agents.map((agent) => [agent.name, agent]))
     await startStaging(ctx)
@@ -267,6 +366,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   async function stagingDone(ctx: StepCtx): Promise<void> {
     await ctx.dropCompensation('discard-staged')
     stagings.delete(ctx.runId)
+    uploadLimits.delete(ctx.runId)
   }
 
   return {
@@ -305,7 +405,10 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
           // canary judges the agents, so its failure (or the soak's) undoes agents only and
           // neither puts the servers back nor restores the backup over the cluster.
           if (ctx.input.plan.canary) {
-            for (const server of ctx.input.plan.servers) await ctx.dropCompensation(`restore-binary:${server.name}`)
+            for (const server of ctx.input.plan.servers) {
+              await ctx.dropCompensation(`restore-binary:${server.name}`)
+              await ctx.dropCompensation(`restore-images:${server.name}`)
+            }
             await ctx.dropCompensation('restore-backup')
           }
         },
@@ -343,12 +446,35 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         }
         ctx.log('info', `back at ${params.previousVersion}`)
       },
+      async restoreImages(params, ctx) {
+        const transport = await deps.connect(inventoryNode(params.node))
+        const gone = await restoreArchives(transport, params.dir, params.archives)
+        // The node had passed and its old archives were removed: they come back from the release.
+        const version = parseVersion(params.previousVersion)
+        for (const file of gone) {
+          const old = await deps.release.artifact(version, params.arch, file, ctx.signal)
+          await stageArchive(transport, {dir: params.dir, file, sha256: old.sha256, localPath: old.path, signal: ctx.signal})
+          await installStagedArchive(transport, params.dir, file)
+          ctx.log('info', `${file} of ${params.previousVersion} brought back from the release`)
+        }
+        ctx.log('info', `images archives of ${params.previousVersion} back in ${params.dir}`)
+      },
       async discardStaged(_params, ctx) {
         // A leftover staged file changes nothing a node runs, so a node that cannot be reached is
         // a warning with the command, not a compensation that failed.
         const staged = [...(stagingOf(ctx.runId)?.staged ?? [])]
         const distribution = binaryDistributionOf(ctx.input.distribution)
         const byName = new Map([...ctx.input.plan.servers, ...ctx.input.plan.agents].map((n) => [n.name, n]))
+        await Promise.all([...(stagingOf(ctx.runId)?.stagedArchives ?? [])].map(async (name) => {
+          const images = (byName.get(name) as PlannedNode).images
+          if (!images?.dir || !images.archives) return
+          const files = images.archives.map((a) => a.file)
+          try {
+            await discardStagedArchives(await deps.connect(inventoryNode(name)), images.dir, files)
+          } catch (error) {
+            ctx.log('warn', `${name}: could not remove the staged images archives in ${images.dir} (${(error as Error).message}); remove them with: ssh ${sshDestination(byName.get(name) as PlannedNode)} sudo rm -f ${files.map((f) => stagedArchivePath(images.dir as string, f)).join(' ')}`)
+          }
+        }))
         await Promise.all(staged.map(async (name) => {
           const node = byName.get(name) as PlannedNode
           const file = stagedBinaryPath(distribution.binary, node.binDir)

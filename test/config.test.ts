@@ -150,6 +150,8 @@ describe('defaults', () => {
         channelUrl: 'https://update.k3s.io/v1-release/channels',
         source: 'cli',
         service: 'auto',
+        images: 'auto',
+        uploadConcurrency: 2,
       },
       upgrade: {
         agentConcurrency: 1,

@@ -1,7 +1,7 @@
 import {createInterface} from 'node:readline/promises'
 
 import type {UpgradeEvent, UpgradeResult} from '../../src/upgrade/run-upgrade.js'
-import type {UpgradePlan} from '../../src/upgrade/types.js'
+import type {PlannedNode, UpgradePlan} from '../../src/upgrade/types.js'
 import {ListrView} from './listr-view.js'
 import {ndjsonWriter, plainLineWriter} from './events.js'
 
@@ -30,11 +30,12 @@ export function eventSink(options: {json: boolean; logFormat: 'text' | 'json'; t
 
 export function renderPlan(plan: UpgradePlan): string {
   const lines = [`Upgrade to ${plan.target}:`]
-  const describe = (n: UpgradePlan['servers'][number]) =>
+  const describe = (n: UpgradePlan['servers'][number]) => [nodeLine(n), ...imagesLine(n)]
+  const nodeLine = (n: UpgradePlan['servers'][number]) =>
     `    ${n.name} (${[n.serverKind, n.arch, ...(n.traits ?? ('serviceManager' in n ? [n.serviceManager] : []))].filter(Boolean).join(', ')}): ${n.fromVersion} → ${plan.target}${n.preCordoned ? ' [cordoned before; stays cordoned]' : ''}`
   lines.push(`  backup: ${plan.backup.velero ? 'Velero backup' : 'no Velero backup'}${plan.backup.etcdSnapshotNode ? `, etcd snapshot on ${plan.backup.etcdSnapshotNode}` : ''}`)
-  lines.push(`  servers, one at a time:${plan.servers.length === 0 ? ' none' : ''}`, ...plan.servers.map(describe))
-  lines.push(`  agents, drained first:${plan.agents.length === 0 ? ' none' : ''}`, ...plan.agents.map(describe))
+  lines.push(`  servers, one at a time:${plan.servers.length === 0 ? ' none' : ''}`, ...plan.servers.flatMap(describe))
+  lines.push(`  agents, drained first:${plan.agents.length === 0 ? ' none' : ''}`, ...plan.agents.flatMap(describe))
   if (plan.canary) lines.push(`  canary: ${plan.canary.nodes.join(', ')} first, then a soak of ${Math.round(plan.canary.soakMs / 1000)}s (canaries Ready and workloads watched), then the rest`)
   for (const [phase, commands] of Object.entries(plan.hooks ?? {})) lines.push(`  ${phase} hooks: ${commands.join('; ')}`)
   for (const report of plan.drain) {
@@ -45,6 +46,14 @@ export function renderPlan(plan: UpgradePlan): string {
   if (plan.skippedComponents?.length) lines.push(`  packaged components left alone (.skip on every server): ${plan.skippedComponents.join(', ')}`)
   for (const warning of plan.warnings) lines.push(`  warning: ${warning}`)
   return lines.join('\n')
+}
+
+/** The node's images mode and, in archive mode, what is sent; nothing for journals without it. */
+function imagesLine(node: UpgradePlan['servers'][number]): string[] {
+  const images = 'images' in node ? (node as PlannedNode).images : undefined
+  if (!images) return []
+  const sent = images.archives?.map((a) => `${a.file} (${(a.size / 1024 / 1024).toFixed(1)} MiB)`).join(', ')
+  return [`      images: ${images.mode} (${images.reason})${sent ? `; sends ${sent}` : ''}`]
 }
 
 export function renderResult(result: UpgradeResult): string {

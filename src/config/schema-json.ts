@@ -62,6 +62,8 @@ const DESCRIPTIONS: Record<string, string> = {
   'install.source': 'cli: download once, verify, push over SFTP; node: each node downloads',
   'install.service': 'auto, systemd or openrc (rke2: systemd only)',
   'install.allowPackageOwnedBinary': 'true: replace a binary an RPM or deb package owns',
+  'install.images': 'auto, archive, registry or pull: how nodes get the new system images (auto: detected per node)',
+  'install.uploadConcurrency': 'image archives pushed to nodes at once',
   upgrade: 'how the upgrade runs',
   'upgrade.agentConcurrency': 'agents upgraded at once',
   'upgrade.drain': "kubectl drain's flags, camelCased",

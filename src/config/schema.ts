@@ -234,6 +234,13 @@ export function makeConfigSchema(pathCtx: PathContext, options: SchemaOptions = 
      * database. true: overwrite anyway. Unset means false.
      */
     allowPackageOwnedBinary: z.boolean().optional(),
+    /**
+     * How the nodes get the new version's system images. auto: per node, an images archive in
+     * the agent's image dir means archive, a registries.yaml with mirrors means registry, else pull.
+     */
+    images: z.enum(['auto', 'archive', 'registry', 'pull']).default('auto'),
+    /** Image archives pushed at once (each is hundreds of MiB), whatever --concurrency is. */
+    uploadConcurrency: z.number().int().min(1).max(64).default(2),
   })
 
   // kubectl drain's flags in camelCase; defaults differ from kubectl's where noted.

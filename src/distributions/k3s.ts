@@ -33,5 +33,12 @@ export const K3S: DistributionDescriptor = {
   },
   manifestsDir: (dataDir) => `${dataDir}/server/manifests`,
   sucImage: 'rancher/k3s-upgrade',
+  images: {
+    dir: (dataDir) => `${dataDir}/agent/images`,
+    // The release's airgap archive in each compression it is published in; zstd is the docs' choice.
+    archives: (arch) => ['tar.zst', 'tar.gz', 'tar'].map((ext) => `k3s-airgap-images-${arch}.${ext}`),
+    imageList: () => 'k3s-images.txt',
+    registriesFile: (configDir) => `${configDir}/registries.yaml`,
+  },
   labels: ROLE_LABELS,
 }

@@ -28,5 +28,15 @@ export const RKE2: DistributionDescriptor = {
   etcd: {...K3S.etcd, alwaysEmbedded: true},
   manifestsDir: (dataDir) => `${dataDir}/server/manifests`,
   sucImage: 'rancher/rke2-upgrade',
+  images: {
+    dir: (dataDir) => `${dataDir}/agent/images`,
+    // The all-in-one archive (core + Canal), or core plus one archive per CNI or chart set.
+    archives: (arch) =>
+      ['', '-core', '-canal', '-cilium', '-calico', '-flannel', '-multus', '-vsphere'].flatMap((part) =>
+        ['tar.zst', 'tar.gz'].map((ext) => `rke2-images${part}.linux-${arch}.${ext}`),
+      ),
+    imageList: (arch) => `rke2-images-all.linux-${arch}.txt`,
+    registriesFile: (configDir) => `${configDir}/registries.yaml`,
+  },
   labels: ROLE_LABELS,
 }

@@ -75,6 +75,23 @@ export interface DistributionDescriptor extends DescriptorBase {
   manifestsDir: (dataDir: string) => string
   /** The system-upgrade-controller image (the controller adds the version tag). */
   sucImage: string
+  /** How an air-gapped node gets its system images: archives in the agent's image dir, or a registry mirror. */
+  images: ImageLayout
+}
+
+/** Where a binary distribution keeps the images it imports on start, and how its releases publish them. */
+export interface ImageLayout {
+  /** Archives here are imported into containerd when the service starts. */
+  dir: (dataDir: string) => string
+  /**
+   * The release's image archives for an arch, as a node may hold them (same images, other
+   * compressions, or split per component); the first is what a node that holds none is given.
+   */
+  archives: (arch: Arch) => readonly string[]
+  /** The release file listing every image of the release, one reference per line. */
+  imageList: (arch: Arch) => string
+  /** The containerd registry configuration (mirrors, auth, TLS) on each node. */
+  registriesFile: (configDir: string) => string
 }
 
 /** kubeadm: packages from a per-minor repository, `kubeadm upgrade apply|node`, then the kubelet. */

@@ -9,6 +9,7 @@ import type {Arch, DistributionDescriptor, ServiceManager} from '../distribution
 import {CommandError, PreflightError} from '../errors.js'
 import {normaliseArch} from '../release/release-source.js'
 import type {Transport} from '../transport/types.js'
+import {FREE_KB_NEAREST_SCRIPT, IMAGE_DIR_SCRIPT, parseImageDir, REGISTRIES_SCRIPT, type NodeImagesFacts} from '../airgap/node-images.js'
 import {binaryPath, parseInstalledVersion} from './installed-version.js'
 import {FIND_BIN_DIR_SCRIPT, PACKAGE_OWNER_SCRIPT, parsePackageOwner, parseSkippedManifests, SKIPPED_MANIFESTS_SCRIPT, type PackageOwner} from './node-facts.js'
 import {configuredServiceManager, FREE_KB_SCRIPT, judgeServiceManager, parseFreeKilobytes, parseSha256, serviceManagerScript, SHA256_SCRIPT} from './node-ops.js'
@@ -16,8 +17,9 @@ import {probeProgram, runProbe, type Become} from './probe.js'
 
 // Arguments after the marker and become: $1 binary name, $2 bin dir from homelab.yaml (empty: find
 // it), $3 the dir to fall back on, $4 the service, $5 the manifests dir (empty on agents), $6 the
-// service-manager script (empty when install.service names one), then the installer's bin dirs.
-const BODY = `BIN=$1 EXPLICIT=$2 FALLBACK=$3 SERVICE=$4 MANIFESTS=$5 MANAGERS=$6; shift 6
+// service-manager script (empty when install.service names one), $7 the agent's image dir and $8
+// the registries file (both empty when install.images is pull), then the installer's bin dirs.
+const BODY = `BIN=$1 EXPLICIT=$2 FALLBACK=$3 SERVICE=$4 MANIFESTS=$5 MANAGERS=$6 IMAGES=$7 REGISTRIES=$8; shift 8
 if [ "$B" = sudo ]; then sec sudo priv true || exit 0; fi
 if [ -n "$EXPLICIT" ]; then D=$EXPLICIT; else D=$(sh -c "$FIND_BIN_DIR" homelab "$BIN" "$@" 2>/dev/null); [ -n "$D" ] || D=$FALLBACK; fi
 sec bindir printf '%s' "$D"
@@ -29,11 +31,25 @@ sec free-bin sh -c "$FREE_KB" homelab "$D"
 sec free-tmp sh -c "$FREE_KB" homelab /tmp
 sec owner sh -c "$PACKAGE_OWNER" homelab "$D/$BIN"
 if [ -n "$MANIFESTS" ]; then sec skip priv sh -c "$SKIPPED_MANIFESTS" homelab "$MANIFESTS"; fi
+if [ -n "$IMAGES" ]; then
+  sec images priv sh -c "$IMAGE_DIR" homelab "$IMAGES"
+  sec free-images sh -c "$FREE_KB_NEAREST" homelab "$IMAGES"
+  sec registries priv sh -c "$REGISTRIES_CAT" homelab "$REGISTRIES"
+fi
 `
 
 /** The probe program for binary distributions (fixed text; pinned by a golden test). */
 export const BINARY_PROBE = probeProgram(
-  {FIND_BIN_DIR: FIND_BIN_DIR_SCRIPT, SHA256: SHA256_SCRIPT, FREE_KB: FREE_KB_SCRIPT, PACKAGE_OWNER: PACKAGE_OWNER_SCRIPT, SKIPPED_MANIFESTS: SKIPPED_MANIFESTS_SCRIPT},
+  {
+    FIND_BIN_DIR: FIND_BIN_DIR_SCRIPT,
+    SHA256: SHA256_SCRIPT,
+    FREE_KB: FREE_KB_SCRIPT,
+    PACKAGE_OWNER: PACKAGE_OWNER_SCRIPT,
+    SKIPPED_MANIFESTS: SKIPPED_MANIFESTS_SCRIPT,
+    IMAGE_DIR: IMAGE_DIR_SCRIPT,
+    FREE_KB_NEAREST: FREE_KB_NEAREST_SCRIPT,
+    REGISTRIES_CAT: REGISTRIES_SCRIPT,
+  },
   BODY,
 )
 
@@ -48,6 +64,8 @@ export interface BinaryNodeRequest {
   serviceSetting: 'auto' | ServiceManager
   /** Servers: where the packaged manifests are (their `.skip` files are listed). */
   manifestsDir?: string
+  /** Where the node's images archives and registries.yaml are; unset when install.images is pull. */
+  images?: {dir: string; registriesPath: string}
   signal?: AbortSignal
 }
 
@@ -62,6 +80,7 @@ export interface BinaryNodeFacts {
   freeTmpKb: number
   owner: PackageOwner | undefined
   skipManifests: string[] | undefined
+  images: NodeImagesFacts | undefined
 }
 
 /**
@@ -76,7 +95,17 @@ export async function probeBinaryNode(transport: Transport, request: BinaryNodeR
   const probe = await runProbe(
     transport,
     BINARY_PROBE,
-    [distribution.binary, request.binDirExplicit ? request.binDir : '', request.binDir, request.service, request.manifestsDir ?? '', configured ? '' : serviceManagerScript(distribution), ...distribution.binDirs],
+    [
+      distribution.binary,
+      request.binDirExplicit ? request.binDir : '',
+      request.binDir,
+      request.service,
+      request.manifestsDir ?? '',
+      configured ? '' : serviceManagerScript(distribution),
+      request.images?.dir ?? '',
+      request.images?.registriesPath ?? '',
+      ...distribution.binDirs,
+    ],
     {become: request.become, sudoUser: request.sudoUser, signal: request.signal, timeoutMs: 60_000},
   )
   probe.checkPrivilege(request.become)
@@ -99,5 +128,12 @@ export async function probeBinaryNode(transport: Transport, request: BinaryNodeR
     freeTmpKb: parseFreeKilobytes(node, '/tmp', probe.stdout('free-tmp', script(FREE_KB_SCRIPT, '/tmp'))),
     owner: parsePackageOwner(probe.stdout('owner', script(PACKAGE_OWNER_SCRIPT, binary))),
     skipManifests: request.manifestsDir === undefined ? undefined : parseSkippedManifests(probe.stdout('skip', script(SKIPPED_MANIFESTS_SCRIPT, request.manifestsDir), {privileged: true})),
+    images: request.images && {
+      dir: request.images.dir,
+      entries: parseImageDir(probe.stdout('images', script(IMAGE_DIR_SCRIPT, request.images.dir), {privileged: true})),
+      freeKb: parseFreeKilobytes(node, request.images.dir, probe.stdout('free-images', script(FREE_KB_NEAREST_SCRIPT, request.images.dir))),
+      registriesPath: request.images.registriesPath,
+      registriesYaml: probe.stdout('registries', script(REGISTRIES_SCRIPT, request.images.registriesPath), {privileged: true}) || undefined,
+    },
   }
 }

@@ -1,4 +1,4 @@
-import {createHash, randomBytes} from 'node:crypto'
+import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
 import {mkdir, rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
@@ -45,33 +45,46 @@ export interface VerifiedBinary {
   size: number
 }
 
+/** Any verified release file (a binary, an images archive), by its release name. */
+export interface VerifiedArtifact extends VerifiedBinary {
+  file: string
+}
+
 export interface ReleaseSourceOptions {
   distribution: DistributionDescriptor
   releaseUrl: string
   cacheDir: string
   fetch?: typeof fetch
+  /** Bound of a small request (checksums, lists). */
   timeoutMs?: number
+  /** Bound of one download of a binary or an archive; a download cut short resumes next time. */
+  downloadTimeoutMs?: number
 }
 
 /**
- * Downloads a distribution's binaries once per version and architecture into a cache, and only ever hands
- * out files whose sha256 equals the release's sha256sum-<arch>.txt — checked on download and
- * again when a cached file is reused.
+ * Downloads a distribution's release files once per version and architecture into a cache, and
+ * only ever hands out files whose sha256 equals the release's sha256sum-<arch>.txt — checked on
+ * download and again when a cached file is reused. A download cut short is resumed from where
+ * it stopped (an images archive is hundreds of MiB) when the server honours ranges.
  */
 export class ReleaseSource {
   private readonly fetch: typeof fetch
-  private readonly inflight = new Map<string, Promise<VerifiedBinary>>()
+  private readonly inflight = new Map<string, Promise<VerifiedArtifact>>()
+  private readonly checksums = new Map<string, Promise<string>>()
 
   constructor(private readonly options: ReleaseSourceOptions) {
     this.fetch = options.fetch ?? fetch
   }
 
   /** The sha256 the release publishes for this architecture's binary. */
-  async expectedSha256(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<string> {
+  expectedSha256(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<string> {
+    return this.expectedSha256Of(version, arch, artifactName(this.options.distribution, arch), signal)
+  }
+
+  /** The sha256 sha256sum-<arch>.txt lists for `file`. */
+  async expectedSha256Of(version: ReleaseVersion, arch: Arch, file: string, signal?: AbortSignal): Promise<string> {
     const url = artifactUrl(this.options.releaseUrl, version, this.options.distribution.checksumFile(arch))
-    const response = await this.get(url, signal)
-    const text = await response.text()
-    const file = artifactName(this.options.distribution, arch)
+    const text = await this.checksumText(url, signal)
     for (const line of text.split('\n')) {
       const [hash, name] = line.trim().split(/\s+\*?/)
       if (name === file && /^[0-9a-f]{64}$/i.test(hash)) return hash.toLowerCase()
@@ -81,33 +94,64 @@ export class ReleaseSource {
     })
   }
 
+  /** A release file that is not checksummed (an image list), as text. */
+  async text(version: ReleaseVersion, file: string, signal?: AbortSignal): Promise<string> {
+    return (await this.get(artifactUrl(this.options.releaseUrl, version, file), signal)).text()
+  }
+
   /** The verified binary, from the cache or downloaded now. Concurrent callers share one download. */
   binary(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
-    const key = `${version.format()}/${arch}`
+    return this.artifact(version, arch, artifactName(this.options.distribution, arch), signal)
+  }
+
+  /** A verified release file of `arch`, from the cache or downloaded now. Concurrent callers share one download. */
+  artifact(version: ReleaseVersion, arch: Arch, file: string, signal?: AbortSignal): Promise<VerifiedArtifact> {
+    const key = `${version.format()}/${arch}/${file}`
     let pending = this.inflight.get(key)
     if (!pending) {
-      pending = this.fetchBinary(version, arch, signal)
+      pending = this.fetchArtifact(version, arch, file, signal)
       pending.catch(() => this.inflight.delete(key))
       this.inflight.set(key, pending)
     }
     return pending
   }
 
-  private async fetchBinary(version: ReleaseVersion, arch: Arch, signal?: AbortSignal): Promise<VerifiedBinary> {
-    const expected = await this.expectedSha256(version, arch, signal)
-    const file = artifactName(this.options.distribution, arch)
+  /** One read of each checksum file per run, however many files of it are asked for. */
+  private checksumText(url: string, signal?: AbortSignal): Promise<string> {
+    let pending = this.checksums.get(url)
+    if (!pending) {
+      pending = this.get(url, signal).then((response) => response.text())
+      pending.catch(() => this.checksums.delete(url))
+      this.checksums.set(url, pending)
+    }
+    return pending
+  }
+
+  private async fetchArtifact(version: ReleaseVersion, arch: Arch, file: string, signal?: AbortSignal): Promise<VerifiedArtifact> {
+    const expected = await this.expectedSha256Of(version, arch, file, signal)
     const dir = path.join(this.options.cacheDir, version.format(), arch)
     const target = path.join(dir, file)
+    const verified = (size: number): VerifiedArtifact => ({version: version.format(), arch, file, path: target, sha256: expected, size})
     const cached = await sha256File(target).catch(() => undefined)
-    if (cached === expected) {
-      return {version: version.format(), arch, path: target, sha256: expected, size: (await stat(target)).size}
-    }
+    if (cached === expected) return verified((await stat(target)).size)
     await mkdir(dir, {recursive: true})
     const url = artifactUrl(this.options.releaseUrl, version, file)
-    const response = await this.get(url, signal)
-    const temp = `${target}.${randomBytes(4).toString('hex')}.part`
+    // Named for the file it will become, so the next run resumes what this one could not finish.
+    const partial = `${target}.part`
+    const have = await stat(partial).then((s) => s.size, () => 0)
     const hash = createHash('sha256')
-    let size = 0
+    const download = {timeoutMs: this.options.downloadTimeoutMs ?? 1_800_000}
+    let response = await this.get(url, signal, {...download, headers: have > 0 ? {range: `bytes=${have}-`} : undefined})
+    let append = false
+    if (have > 0 && response.status === 206 && response.headers.get('content-range')?.startsWith(`bytes ${have}-`)) {
+      await pipeline(createReadStream(partial), hash)
+      append = true
+    } else if (have > 0 && response.status === 206) {
+      // A range we did not ask for: start again from the first byte.
+      await response.body?.cancel()
+      response = await this.get(url, signal, download)
+    }
+    let size = append ? have : 0
     try {
       await pipeline(
         Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
@@ -118,27 +162,37 @@ export class ReleaseSource {
             callback(null, chunk)
           },
         }),
-        createWriteStream(temp, {mode: 0o644}),
+        createWriteStream(partial, {mode: 0o644, flags: append ? 'a' : 'w'}),
         {signal},
       )
       const actual = hash.digest('hex')
       if (actual !== expected) {
-        throw new HomelabError(`download sha256 does not match for ${url}: got ${actual}, the release says ${expected}`, {
+        throw new PreflightError(`download sha256 does not match for ${url}: got ${actual}, the release says ${expected}`, {
           hint: 'the file was corrupted or altered on the way; nothing was installed. Check install.releaseUrl and try again',
         })
       }
-      await rename(temp, target)
-    } finally {
-      await rm(temp, {force: true})
+      await rename(partial, target)
+    } catch (error) {
+      // A mismatch starts again next time; a cut-short transfer keeps its bytes to resume from.
+      if (error instanceof PreflightError) await rm(partial, {force: true})
+      throw error
     }
-    return {version: version.format(), arch, path: target, sha256: expected, size}
+    return verified(size)
   }
 
-  private async get(url: string, signal?: AbortSignal): Promise<Response> {
-    const timeout = AbortSignal.timeout(this.options.timeoutMs ?? 120_000)
+  /** The size of a release file, without downloading it (for `--dry-run`). */
+  async size(version: ReleaseVersion, file: string, signal?: AbortSignal): Promise<number | undefined> {
+    const response = await this.get(artifactUrl(this.options.releaseUrl, version, file), signal, {method: 'HEAD'})
+    const length = Number(response.headers.get('content-length'))
+    return Number.isFinite(length) && length > 0 ? length : undefined
+  }
+
+  private async get(url: string, signal?: AbortSignal, options: {headers?: Record<string, string>; method?: string; timeoutMs?: number} = {}): Promise<Response> {
+    const {headers, method = 'GET'} = options
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.options.timeoutMs ?? 120_000)
     let response: Response
     try {
-      response = await this.fetch(url, {signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: 'follow'})
+      response = await this.fetch(url, {method, headers, signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: 'follow'})
     } catch (error) {
       throw new ConnectionError(`cannot download ${url}: ${(error as Error).message}`, {
         cause: error,

@@ -1,4 +1,4 @@
-import {copyFile, chmod, writeFile} from 'node:fs/promises'
+import {copyFile, chmod, stat, writeFile} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
 import {execa} from 'execa'
 import {AbortedError, CommandError, HomelabError, TimeoutError} from '../errors.js'
@@ -138,6 +138,7 @@ export class LocalTransport implements Transport {
       else await writeFile(remotePath, source, {signal})
       // The umask applies on create; the caller asked for this exact mode.
       if (mode !== undefined) await chmod(remotePath, mode)
+      options.onProgress?.((await stat(remotePath)).size)
     } catch (error) {
       if (signal?.aborted) throw abortError(signal, `copy to ${remotePath}`, this.node)
       const e = error as NodeJS.ErrnoException

@@ -20,6 +20,11 @@ export async function copyOverSftp(ctx: SshContext, conn: Connection, source: st
   const signal = options.signal
   const sftp = await openSftp(ctx.node, conn)
   const input = typeof source === 'string' ? createReadStream(source) : Readable.from([source])
+  if (options.onProgress) {
+    const report = options.onProgress
+    let sent = 0
+    input.on('data', (chunk: Buffer | string) => report((sent += chunk.length)))
+  }
   const output = sftp.createWriteStream(remotePath, {flags: 'w', ...(options.mode === undefined ? {} : {mode: options.mode})})
   // A connection cut under a write leaves ssh2's SFTP requests unanswered for good, and an abort
   // waits on them too: the copy ends when the connection does, or the caller aborts.

@@ -26,6 +26,8 @@ export interface PutFileOptions {
   /** File mode of the created file, e.g. 0o755. */
   mode?: number
   signal?: AbortSignal
+  /** Bytes written so far, as the copy goes (for progress on big files). */
+  onProgress?: (sent: number) => void
 }
 
 export interface Transport {

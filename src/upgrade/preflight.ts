@@ -2,13 +2,14 @@ import type {Arch} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
 import type {Inventory, InventoryNode} from '../inventory.js'
 import {planDrain} from '../kube/drain.js'
+import {decideImages} from '../airgap/node-images.js'
 import {probeBinaryNode} from '../node/binary-probe.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {checkStorageLocation} from '../velero.js'
 import {classifyUpgrade} from '../versions/skew.js'
 import {compareVersions, type ReleaseVersion} from '../versions/release-version.js'
 import {drainSettings, veleroSettings} from './settings.js'
-import type {BinaryUpgradeDeps, DrainReport, PlannedNode, PlannedNodeBase, UpgradeDeps, UpgradePlan} from './types.js'
+import type {BinaryUpgradeDeps, DrainReport, PlannedImages, PlannedNode, PlannedNodeBase, UpgradeDeps, UpgradePlan} from './types.js'
 
 export interface PreflightRequest {
   target: ReleaseVersion
@@ -69,7 +70,7 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
   for (const node of inventory.nodes) {
     const found = facts.get(node.name)
     if (!found) continue
-    const {skipManifests: _, ...fact} = found
+    const {skipManifests: _, imagesFacts: _images, freeTmpKb: _tmp, ...fact} = found
     if (selected && !selected.has(node.name)) {
       skipped.push({node: node.name, reason: 'not selected by --nodes'})
       continue
@@ -125,9 +126,12 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
     }
   }
 
+  // Images archives: each verified download once, before any node changes; then each node's disk.
+  const images = await planImages(deps, target, toUpgrade, facts, request, problems, fix)
+
   refuseIfProblems(target, problems, fix)
 
-  const planned = toUpgrade.map((node) => ({...node, newSha256: shaByArch.get(node.arch) as string}))
+  const planned = toUpgrade.map((node) => ({...node, newSha256: shaByArch.get(node.arch) as string, ...(images.has(node.name) ? {images: images.get(node.name)} : {})}))
   return planOf(target, planned, {skipped, backup: {velero: wantVelero, etcdSnapshotNode}, skippedComponents, drain, warnings})
 }
 
@@ -154,8 +158,63 @@ function releaseFetcher(deps: BinaryUpgradeDeps, target: ReleaseVersion, request
 }
 
 const BINARY_HEADROOM_KB = 256 * 1024
+/** Left free on the filesystem of the image dir once the new archives are in (containerd unpacks beside it). */
+const IMAGES_HEADROOM_KB = 64 * 1024
 
-type NodeFacts = Omit<PlannedNode, 'newSha256'> & {skipManifests?: string[]}
+type NodeFacts = Omit<PlannedNode, 'newSha256' | 'images'> & {skipManifests?: string[]; imagesFacts?: NonNullable<Awaited<ReturnType<typeof probeBinaryNode>>['images']>; freeTmpKb: number}
+
+/**
+ * Each node's images plan. Archive mode: the target's archives (named as the node holds them)
+ * are downloaded into the CLI's cache and verified, and the node must have room for them beside
+ * the old ones (kept until the node is back) and in /tmp for the upload.
+ */
+async function planImages(
+  deps: BinaryUpgradeDeps,
+  target: ReleaseVersion,
+  nodes: ReadonlyArray<Omit<PlannedNode, 'newSha256'>>,
+  facts: ReadonlyMap<string, NodeFacts>,
+  request: PreflightRequest,
+  problems: string[],
+  fix: string[],
+): Promise<Map<string, PlannedImages>> {
+  const {distribution, config} = deps
+  const plans = new Map<string, PlannedImages>()
+  const decided = nodes.flatMap((node) => {
+    const found = facts.get(node.name)?.imagesFacts
+    if (!found) return []
+    const decision = decideImages(distribution, node.arch, found, config.install.images)
+    return [{node, found, decision}]
+  })
+  const fetched = await Promise.all(decided.map(async ({node, found, decision}) => {
+    if (decision.mode !== 'archive') return {node, plan: {mode: decision.mode, reason: decision.reason} as PlannedImages}
+    const archives: NonNullable<PlannedImages['archives']> = []
+    for (const file of decision.archives) {
+      request.onProgress?.(`fetching and verifying ${file} of ${target.format()}`)
+      try {
+        const artifact = await deps.release.artifact(target, node.arch, file, request.signal)
+        archives.push({file, sha256: artifact.sha256, size: artifact.size, hadPrevious: found.entries.some((e) => e.file === file)})
+      } catch (error) {
+        problems.push(`node ${node.name} (images from an archive: ${decision.reason}): ${isHomelabError(error) ? error.oneLine() : (error as Error).message}`)
+        return undefined
+      }
+    }
+    const needKb = Math.ceil(archives.reduce((sum, a) => sum + a.size, 0) / 1024) + IMAGES_HEADROOM_KB
+    const uploadKb = Math.ceil(Math.max(...archives.map((a) => a.size)) / 1024)
+    const freeTmp = facts.get(node.name)?.freeTmpKb ?? 0
+    if (found.freeKb < needKb || freeTmp < uploadKb) {
+      problems.push(`node ${node.name}: not enough free disk for the images archives (${mib(found.freeKb)} free in ${found.dir}, ${mib(needKb)} needed; ${mib(freeTmp)} free in /tmp, ${mib(uploadKb)} needed for the upload)`)
+      fix.push(`free disk on ${node.name} (the old archives stay until the node is back at the target)`)
+      return undefined
+    }
+    return {node, plan: {mode: 'archive', reason: decision.reason, dir: found.dir, archives} as PlannedImages}
+  }))
+  for (const entry of fetched) if (entry) plans.set(entry.node.name, entry.plan)
+  return plans
+}
+
+function mib(kb: number): string {
+  return `${Math.round(kb / 1024)} MiB`
+}
 
 /**
  * The `.skip` files must be the same on every server: a component skipped on one server and
@@ -192,9 +251,10 @@ async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?
     service: distribution.services[node.role],
     serviceSetting: config.install.service,
     manifestsDir: node.role === 'server' ? distribution.manifestsDir(node.dataDir) : undefined,
+    images: config.install.images === 'pull' ? undefined : {dir: distribution.images.dir(node.dataDir), registriesPath: distribution.images.registriesFile(node.configDir)},
     signal,
   })
-  const {binDir, binary, installedVersion, arch, serviceManager, sha256: previousSha256, freeBinKb: freeBin, freeTmpKb: freeTmp, owner, skipManifests} = found
+  const {binDir, binary, installedVersion, arch, serviceManager, sha256: previousSha256, freeBinKb: freeBin, freeTmpKb: freeTmp, owner, skipManifests, images: imagesFacts} = found
   if (owner && config.install.allowPackageOwnedBinary !== true) {
     throw new PreflightError(`${binary} belongs to the ${owner.manager} package ${owner.name}; replacing it would leave the package database wrong`, {
       hint: `upgrade ${distribution.name} through the package manager (${owner.manager === 'rpm' ? 'dnf/yum' : 'apt'}), or set install.allowPackageOwnedBinary: true in homelab.yaml to replace it anyway`,
@@ -216,6 +276,8 @@ async function inspectNode(deps: BinaryUpgradeDeps, node: InventoryNode, signal?
     installedVersion,
     previousSha256,
     skipManifests,
+    imagesFacts,
+    freeTmpKb: freeTmp,
   }
 }
 

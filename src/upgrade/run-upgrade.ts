@@ -248,7 +248,7 @@ export async function runUpgrade(deps: RunnerDeps, request: UpgradeRequest): Pro
       timeouts: {apiReadyMs: deps.config.upgrade.timeouts.apiReady, nodeReadyMs: deps.config.upgrade.timeouts.nodeReady},
       healthGate: {enabled: deps.config.upgrade.healthGate.enabled, timeoutMs: deps.config.upgrade.healthGate.timeout},
       hooks: normalizeHooks(deps.config.hooks),
-      install: {source: deps.config.install.source, releaseUrl: deps.config.install.releaseUrl},
+      install: {source: deps.config.install.source, releaseUrl: deps.config.install.releaseUrl, uploadConcurrency: deps.config.install.uploadConcurrency},
     }
     const journals = new JournalStore({dir: deps.journals.dir, newId: () => id})
     // The lock is taken before the journal exists, so a refused run leaves nothing behind.

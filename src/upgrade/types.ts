@@ -52,6 +52,18 @@ export interface PlannedNode extends PlannedNodeBase {
   installedVersion: string
   previousSha256: string
   newSha256: string
+  /** How the node gets the new system images; absent in journals written before images were planned. */
+  images?: PlannedImages
+}
+
+/** A node's images plan: the mode, why, and in archive mode what it receives. */
+export interface PlannedImages {
+  mode: 'archive' | 'registry' | 'pull'
+  reason: string
+  /** Archive mode: the agent's image dir on the node. */
+  dir?: string
+  /** Archive mode: the target's archives, verified in the CLI's cache, as they will be named on the node. */
+  archives?: Array<{file: string; sha256: string; size: number; hadPrevious: boolean}>
 }
 
 export interface DrainReport {

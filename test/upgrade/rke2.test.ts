@@ -153,7 +153,7 @@ test('split roles: the etcd-only server first, then the control-plane servers on
   })
   const dry = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--dry-run'])
   assert.equal(dry.exitCode, 0, `${dry.stdout}\n${dry.stderr}`)
-  assert.match(dry.stdout, /servers, one at a time:\n {4}etcd-1 \(etcd, .*\n {4}cp-1 \(control-plane, .*\n {4}cp-2 \(control-plane, /)
+  assert.match(dry.stdout, /servers, one at a time:\n {4}etcd-1 \(etcd, .*(?:\n {6}images: .*)?\n {4}cp-1 \(control-plane, .*(?:\n {6}images: .*)?\n {4}cp-2 \(control-plane, /)
 
   const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--yes', '--json'])
   assert.equal(run.exitCode, 0, `${run.stdout}\n${run.stderr}`)
