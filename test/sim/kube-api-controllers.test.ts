@@ -47,6 +47,31 @@ describe('node lifecycle through the control server', () => {
     assert.equal(api.k3sLog.at(-1)?.version, 'v1.31.5+k3s1')
   })
 
+  it('k3s-started without its release\'s images (air-gapped): the kubelet version moves, the Node stays NotReady on the pause image', async () => {
+    const condition = () => (api.nodes.get('a1')?.status?.conditions as Array<{type: string; status: string; reason: string; message: string}>).find((c) => c.type === 'Ready')!
+    const missing = {mode: 'archive', imported: ['k3s-airgap-images-amd64.tar.zst'], ready: false}
+    assert.equal(await post(`${api.controlUrl}/nodes/a1/k3s-started`, {version: 'v1.31.5+k3s1', arch: 'amd64', role: 'agent', images: missing}), 204)
+    await api.waitFor(() => api.nodes.get('a1')?.status?.nodeInfo?.kubeletVersion === 'v1.31.5+k3s1', {message: 'a1 kubelet at the new version'})
+    await new Promise((r) => setTimeout(r, 200))
+    assert.equal(condition().status, 'False')
+    assert.equal(condition().reason, 'KubeletNotReady')
+    assert.match(condition().message, /NetworkPluginNotReady/)
+    assert.ok(condition().message.includes('failed to pull image "docker.io/rancher/mirrored-pause:3.6"'), condition().message)
+    assert.match(condition().message, /air-gapped: no images archive for v1\.31\.5\+k3s1 linux\/amd64/)
+    assert.deepEqual(api.k3sLog.at(-1)?.images, missing)
+    assert.deepEqual(api.changes.events('k3s-started').at(-1)?.data?.images, missing)
+
+    // Restarted with its images in place (or pulling them), it turns Ready.
+    assert.equal(await post(`${api.controlUrl}/nodes/a1/k3s-started`, {version: 'v1.31.5+k3s1', arch: 'amd64', role: 'agent', images: {...missing, ready: true}}), 204)
+    await api.waitFor(() => ready(api.nodes.get('a1')) === 'True', {message: 'a1 Ready'})
+    assert.equal(condition().reason, 'KubeletReady')
+    assert.equal(await post(`${api.controlUrl}/nodes/a1/k3s-started`, {version: 'v1.31.5+k3s1', images: {mode: 'pull', imported: [], ready: true}}), 204)
+    await api.waitFor(() => ready(api.nodes.get('a1')) === 'True', {message: 'a1 Ready (pull)'})
+    for (const images of [{mode: 'offline', imported: [], ready: false}, {mode: 'archive', imported: 'x', ready: false}, {mode: 'pull', imported: []}, null]) {
+      assert.equal(await post(`${api.controlUrl}/nodes/a1/k3s-started`, {version: 'v1.31.5+k3s1', images}), 400, JSON.stringify(images))
+    }
+  })
+
   it('a node told neverReady stays NotReady; behaviour can change at any time', async () => {
     api.nodes.behave('s2', {neverReady: true})
     assert.equal(await post(`${api.controlUrl}/nodes/s2/k3s-started`, {version: 'v1.31.5+k3s1', arch: 'amd64', role: 'server'}), 204)

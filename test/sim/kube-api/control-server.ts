@@ -1,8 +1,10 @@
 /**
  * The plain-HTTP side door the fakes report to. Loopback only.
  *
- * - `POST /nodes/<node>/k3s-started` `{"version","arch","role"}`, `POST /nodes/<node>/k3s-stopped`:
- *   the k3s / rke2 service came up or went down (204).
+ * - `POST /nodes/<node>/k3s-started` `{"version","arch","role","images"?}`, `POST /nodes/<node>/k3s-stopped`:
+ *   the k3s / rke2 service came up or went down (204). `images`: `{"mode": "pull"|"archive",
+ *   "imported": [file...], "ready": bool}`, what the binary imported from its agent images dir;
+ *   `ready: false` keeps the Node NotReady (nodes.ts).
  * - `POST /nodes/<node>/kubelet-started` `{"version","arch"}`, `POST /nodes/<node>/kubelet-stopped`:
  *   the same for a kubeadm node's kubelet, which is not the API server (204).
  * - `GET /kubeadm/state`: what kubeadm reads before it acts (KubeadmState, JSON).
@@ -15,7 +17,16 @@
 import http from 'node:http'
 import type {Socket} from 'node:net'
 import type {KubeadmCluster} from './kubeadm.js'
-import type {K3sStartInfo, NodeLifecycle} from './nodes.js'
+import type {K3sStartImages, K3sStartInfo, NodeLifecycle} from './nodes.js'
+
+/** A k3s-started report's `images`: undefined when absent, null when malformed. */
+function startImages(value: unknown): K3sStartImages | undefined | null {
+  if (value === undefined) return undefined
+  const v = value as Partial<K3sStartImages> | null
+  if (!v || typeof v !== 'object' || (v.mode !== 'pull' && v.mode !== 'archive') || typeof v.ready !== 'boolean') return null
+  if (!Array.isArray(v.imported) || !v.imported.every((f) => typeof f === 'string')) return null
+  return {mode: v.mode, imported: [...v.imported], ready: v.ready}
+}
 
 export class ControlServer {
   private readonly server: http.Server
@@ -103,7 +114,9 @@ export class ControlServer {
     if (what === 'k3s-started' || what === 'kubelet-started') {
       if (!version) return reply(400, `${what} needs {"version": "v1.x.y${what === 'k3s-started' ? '+k3sN' : ''}"}`)
       if (info.role !== undefined && info.role !== 'server' && info.role !== 'agent') return reply(400, 'role must be server or agent')
-      const start: K3sStartInfo = {version, arch: typeof info.arch === 'string' ? info.arch : undefined, role: info.role as K3sStartInfo['role']}
+      const images = startImages(info.images)
+      if (images === null) return reply(400, 'images must be {"mode": "pull"|"archive", "imported": [file...], "ready": true|false}')
+      const start: K3sStartInfo = {version, arch: typeof info.arch === 'string' ? info.arch : undefined, role: info.role as K3sStartInfo['role'], ...(images ? {images} : {})}
       this.lifecycle.started(node, start, what)
       if (what === 'kubelet-started') this.kubeadm.kubeletStarted(node, version)
     } else {

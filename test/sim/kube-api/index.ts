@@ -39,7 +39,8 @@ import {makeServerTls} from './tls.js'
 import {type Dict, type KubeObject, type OwnerReference, type StoredObject, nowIso, randomSuffix} from './types.js'
 
 export type {AuditEntry, AuditFilter, ChangeEntry} from './recorder.js'
-export type {AddNodeOptions, K3sEvent, K3sStartInfo, NodeBehaviour, NodeRole, Arch} from './nodes.js'
+export type {AddNodeOptions, K3sEvent, K3sStartImages, K3sStartInfo, NodeBehaviour, NodeRole, Arch} from './nodes.js'
+export {missingImagesMessage} from './nodes.js'
 export type {Fault} from './server.js'
 export type {KubeadmInitOptions, KubeadmState, SkewViolation} from './kubeadm.js'
 export {KubeadmCluster}

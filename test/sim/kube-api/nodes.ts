@@ -1,7 +1,10 @@
 /**
  * k3s and rke2 nodes as the apiserver sees them: realistic Node objects, and their lifecycle
  * driven by the fake binaries through the control server (`k3s-started` → NotReady, then Ready
- * at the reported version after the node's delay; `k3s-stopped` → status Unknown).
+ * at the reported version after the node's delay; `k3s-stopped` → status Unknown). A start that
+ * reports `images.ready: false` (air-gapped, no archive of its release imported) gets the new
+ * kubeletVersion after the delay but stays NotReady: KubeletNotReady, the network plugin not
+ * initialized and the sandbox image (pause) failing to pull (missingImagesMessage).
  *
  * Role labels as both distributions set them: a server running everything has
  * `node-role.kubernetes.io/control-plane`, `…/master` and (with etcd) `…/etcd`, all `true`; an
@@ -17,6 +20,7 @@
  * not restart the API server).
  */
 import {randomUUID} from 'node:crypto'
+import {sandboxImage} from '../airgap-images.js'
 import {distributionOf, type ServerKind} from '../k3s-fake.js'
 import type {SimDistribution} from '../kubeadm-fake.js'
 import {setCondition} from './objects.js'
@@ -71,10 +75,21 @@ export interface NodeBehaviour {
   reportsVersion?: string
 }
 
+/** What a starting k3s / rke2 found in its agent images dir (the fake binary's import). */
+export interface K3sStartImages {
+  /** `pull`: images come from the network; `archive`: air-gapped, only what was imported. */
+  mode: 'pull' | 'archive'
+  /** Archive file names imported on this start. */
+  imported: string[]
+  /** False: air-gapped without this release's images, so the Node never turns Ready. */
+  ready: boolean
+}
+
 export interface K3sStartInfo {
   version: string
   arch?: string
   role?: NodeRole
+  images?: K3sStartImages
 }
 
 export interface K3sEvent {
@@ -86,6 +101,29 @@ export interface K3sEvent {
   version?: string
   arch?: string
   role?: NodeRole
+  /** k3s-started: what the binary reported about its images (absent when it said nothing). */
+  images?: K3sStartImages
+}
+
+/**
+ * The Ready condition's message of a kubelet whose containerd cannot get the sandbox (pause)
+ * image, as on an air-gapped node without its release's images: the CNI pods cannot start, so
+ * the network plugin never initializes.
+ */
+export function missingImagesMessage(version: string, arch: string | undefined): string {
+  let pause = 'docker.io/rancher/mirrored-pause:3.6'
+  try {
+    pause = sandboxImage(version)
+  } catch {
+    // not a k3s or rke2 version: the default pause image
+  }
+  const [repo, tag] = pause.replace(/^docker\.io\//, '').split(':')
+  return (
+    'container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized; ' +
+    `failed to get sandbox image "${pause}": failed to pull image "${pause}": failed to pull and unpack image "${pause}": ` +
+    `failed to resolve reference "${pause}": failed to do request: Head "https://registry-1.docker.io/v2/${repo}/manifests/${tag}": ` +
+    `dial tcp: lookup registry-1.docker.io: no such host (air-gapped: no images archive for ${version}${arch ? ` linux/${arch}` : ''} was imported)`
+  )
 }
 
 const goArch: Record<string, Arch> = {amd64: 'amd64', x86_64: 'amd64', arm64: 'arm64', aarch64: 'arm64', arm: 'arm', armhf: 'arm', armv7l: 'arm', s390x: 's390x'}
@@ -252,7 +290,7 @@ export class NodeLifecycle {
   started(name: string, info: K3sStartInfo, event: 'k3s-started' | 'kubelet-started' = 'k3s-started'): void {
     const nodesRt = this.store.registry.resolve('nodes')
     const seq = this.hooks.event('control', event, name, {...info})
-    this.k3sLog.push({seq, at: Date.now(), node: name, event, version: info.version, arch: info.arch, role: info.role})
+    this.k3sLog.push({seq, at: Date.now(), node: name, event, version: info.version, arch: info.arch, role: info.role, ...(info.images ? {images: info.images} : {})})
     this.cancel(name)
     const arch = goArch[info.arch ?? ''] ?? undefined
     if (!this.store.getIn(nodesRt, undefined, name)) {
@@ -279,7 +317,11 @@ export class NodeLifecycle {
             n.status ??= {}
             n.status.nodeInfo = {...(n.status.nodeInfo ?? {}), kubeletVersion: version, kubeProxyVersion: version, ...(arch ? {architecture: arch} : {})}
             if (arch) n.metadata.labels = {...(n.metadata.labels ?? {}), 'kubernetes.io/arch': arch, 'beta.kubernetes.io/arch': arch}
-            setCondition(n, {type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status'}, ['lastHeartbeatTime'])
+            // The kubelet runs at the new version either way; without its images it never gets Ready.
+            const condition = info.images?.ready === false
+              ? {type: 'Ready', status: 'False', reason: 'KubeletNotReady', message: missingImagesMessage(info.version, info.arch)}
+              : {type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status'}
+            setCondition(n, condition, ['lastHeartbeatTime'])
           },
           {source: 'controller:kubelet'},
         )
