@@ -40,7 +40,7 @@ import {stringify} from 'yaml'
 import {startChannelServer, type ChannelServer} from './channel-server.js'
 import {startSshNode as startInprocSshNode} from './inproc-ssh-server.js'
 import {SimKubeApi, type SimKubeApiOptions} from './kube-api/index.js'
-import {createNodeFixture, type NodeFixture, type PackageManager, type ServiceManager} from './node-fixture.js'
+import {createNodeFixture, type ImagesMode, type NodeFixture, type PackageManager, type ServiceManager} from './node-fixture.js'
 import {requireSshdInCi} from './require-sshd.js'
 import {startReleaseServer, type ReleaseServer} from './release-server.js'
 import {findSshd, startSshNode as startOpenSshNode, type SshNode} from './sshd.js'
@@ -76,6 +76,8 @@ export interface SimNodeSpec {
   swap?: boolean
   /** kubeadm stacked control planes: etcdctl on the host (default true); false: only inside the etcd container. */
   hostEtcdctl?: boolean
+  /** k3s / rke2: how this node gets its system images; default the homelab's `images`. */
+  images?: ImagesMode
 }
 
 const DEFAULT_VERSION: Record<SimDistribution, string> = {k3s: 'v1.31.4+k3s1', rke2: 'v1.31.3+rke2r1', kubeadm: 'v1.31.4'}
@@ -110,6 +112,14 @@ export interface HomelabOptions {
   api?: SimKubeApiOptions
   /** Merged over the generated homelab.yaml. */
   config?: Record<string, unknown>
+  /**
+   * k3s / rke2: `pull` (default: images from the network, as before) or `archive` (air-gapped:
+   * every node starts with its release's images archive in `<dataDir>/agent/images/` and stays
+   * NotReady after a start without the archive of the release it runs). homelab.yaml is the same.
+   */
+  images?: ImagesMode
+  /** Size of every images archive, served and pre-seeded alike (default 2 MiB). */
+  archiveBytes?: number
 }
 
 export interface SimNode {
@@ -211,7 +221,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
     await api.writeKubeconfig(kubeconfigPath, {context: 'homelab-sim'})
 
     const releases = [...new Set([version, ...(options.releases ?? [])])]
-    const release = await startReleaseServer({versions: kubeadm ? [] : releases})
+    const release = await startReleaseServer({versions: kubeadm ? [] : releases, archiveBytes: options.archiveBytes})
     cleanups.push(() => release.stop())
     // Each channel's 302 points at its version's own release page (k3s-io/k3s or rancher/rke2).
     const channels = await startChannelServer({channels: kubeadm ? {} : options.channels ?? {stable: version, latest: releases.at(-1) as string}})
@@ -268,7 +278,10 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
           controlUrl: api.controlUrl,
           serviceManager: full.serviceManager,
           loginAsRoot: become === 'none',
+          images: spec.images ?? options.images,
+          archiveBytes: options.archiveBytes,
         })
+        if (kubeadm && (spec.images ?? options.images) === 'archive') throw new Error(`homelab: node ${spec.name}: images: 'archive' is for k3s and rke2 nodes`)
         if (!kubeadm && (spec.packageManager || spec.held !== undefined || spec.aptSourceFormat || spec.swap !== undefined || spec.hostEtcdctl !== undefined)) {
           throw new Error(`homelab: node ${spec.name}: packageManager, held, aptSourceFormat, swap and hostEtcdctl are for kubeadm nodes`)
         }
