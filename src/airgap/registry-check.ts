@@ -118,7 +118,7 @@ export async function checkRegistryImages(options: RegistryCheckOptions): Promis
   const fileReads = new Map<string, Promise<string>>()
   const nodesWithoutMirrors: string[] = []
   const unmirrored = new Map<string, Set<string>>()
-  const tasks: Array<{node: string; image: ImageRef; targets: Array<Target | {error: string; endpoint: string}>}> = []
+  const pending: Array<{node: string; image: ImageRef; targets: Array<Promise<Target | {error: string; endpoint: string}>>}> = []
 
   const readOnce = (node: string, path: string): Promise<string> => {
     const key = `${node}\0${path}`
@@ -145,16 +145,16 @@ export async function checkRegistryImages(options: RegistryCheckOptions): Promis
         continue
       }
       mirrored = true
-      const resolved = await Promise.all(
-        mirrors.map((endpoint) => {
-          if (!nodeTargets.has(endpoint.url)) nodeTargets.set(endpoint.url, resolveTarget(n.node, config, endpoint, readOnce, targets, warnings))
-          return nodeTargets.get(endpoint.url)!
-        }),
-      )
-      tasks.push({node: n.node, image, targets: resolved})
+      const resolving = mirrors.map((endpoint) => {
+        if (!nodeTargets.has(endpoint.url)) nodeTargets.set(endpoint.url, resolveTarget(n.node, config, endpoint, readOnce, targets, warnings))
+        return nodeTargets.get(endpoint.url)!
+      })
+      pending.push({node: n.node, image, targets: resolving})
     }
     if (!mirrored) nodesWithoutMirrors.push(n.node)
   }
+  // Every node's CA files are read at once, not one node after the other.
+  const tasks = await Promise.all(pending.map(async (p) => ({...p, targets: await Promise.all(p.targets)})))
 
   const probes = new Map<string, Promise<Outcome>>()
   const probeOnce = (target: Target, image: ImageRef): Promise<Outcome> => {
@@ -203,9 +203,15 @@ export async function checkRegistryImages(options: RegistryCheckOptions): Promis
   }
 
   const mask = (text: string): string => [...secrets].reduce((t, secret) => t.split(secret).join('***'), text)
+  // Answers arrive in any order; results are in the order of the image list and the nodes.
+  const imageOrder = new Map(options.images.map((image, i) => [image.name, i]))
+  const nodeOrder = new Map(options.nodes.map((n, i) => [n.node, i]))
+  const byNode = (nodes: Iterable<string>): string[] => [...nodes].sort((a, b) => nodeOrder.get(a)! - nodeOrder.get(b)!)
   return {
-    missing: [...missing.values()],
-    unreachable: [...unreachable.values()].map((u) => ({endpoint: u.endpoint, error: mask(u.error), nodes: [...u.nodes], images: u.images.size})),
+    missing: [...missing.values()]
+      .map((m) => ({...m, nodes: byNode(m.nodes)}))
+      .sort((a, b) => a.endpoint.localeCompare(b.endpoint) || imageOrder.get(a.image)! - imageOrder.get(b.image)!),
+    unreachable: [...unreachable.values()].map((u) => ({endpoint: u.endpoint, error: mask(u.error), nodes: byNode(u.nodes), images: u.images.size})),
     unmirrored: [...unmirrored].map(([image, nodes]) => ({image, nodes: [...nodes]})),
     nodesWithoutMirrors,
     warnings: [...warnings].map(mask),
@@ -282,17 +288,19 @@ function addMissing(missing: Map<string, MissingImage>, target: Target, image: I
 }
 
 /**
- * `skopeo copy --all` (every architecture of the index, as containerd pulls by the index). The
- * destination is the docker reference of the mirror's path; an image pinned by digest is pushed
- * under its tag (or latest) with its digest kept, since a registry cannot be pushed "to a digest".
+ * `skopeo copy --all` (every architecture of the index, as containerd pulls by the index) to the
+ * docker reference of the mirror's path. An image pinned by digest is copied by its digest alone,
+ * digest kept (skopeo takes no reference with both a tag and a digest; containerd asks by digest).
  */
 function copyCommand(target: Target, image: ImageRef, repository: string): string {
   const url = new URL(target.endpoint.url)
   // `/v2` is the API root, not part of a name; an override path such as /v2/proxy adds `proxy/`.
   const prefix = url.pathname.replace(/^\/v2(\/|$)/, '/').replace(/^\/+|\/+$/g, '')
-  const destination = `${url.host}/${prefix ? `${prefix}/` : ''}${repository}:${image.tag ?? 'latest'}`
+  const reference = image.digest ? `@${image.digest}` : `:${image.tag}`
+  const source = `${image.registry}/${image.repository}${reference}`
+  const destination = `${url.host}/${prefix ? `${prefix}/` : ''}${repository}${reference}`
   const flags = ['--all', ...(image.digest ? ['--preserve-digests'] : []), ...(url.protocol === 'http:' || !target.tls.rejectUnauthorized ? ['--dest-tls-verify=false'] : [])]
-  return `skopeo copy ${flags.join(' ')} docker://${image.name} docker://${destination}`
+  return `skopeo copy ${flags.join(' ')} docker://${source} docker://${destination}`
 }
 
 function collectSecrets(config: RegistriesConfig, secrets: Set<string>): void {

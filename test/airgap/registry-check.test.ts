@@ -262,6 +262,24 @@ describe('registry mirror check', () => {
     }
   })
 
+  test('an image pinned by digest is asked and copied by its digest; a node's mirrors are tried in order, the first lacking it is named', async () => {
+    const digest = `sha256:${'cd'.repeat(32)}`
+    const [pinned] = parseImageList(`docker.io/rancher/mirrored-pause:3.6@${digest}\n`)
+    const partial = await startRegistryServer({images: []})
+    try {
+      const result = await checkRegistryImages({
+        images: [...IMAGES.slice(0, 1), pinned!],
+        nodes: [...nodes(['n1'], mirrorYaml(plain)), ...nodes(['n2'], `mirrors:\n  docker.io:\n    endpoint: ["${plain.url}", "${partial.url}"]\n`)],
+        readNodeFile: noFiles,
+      })
+      assert.ok(plain.manifestRequests().some((r) => r.path === `/v2/rancher/mirrored-pause/manifests/${digest}`))
+      assert.deepEqual(result.missing.map((m) => [m.endpoint, m.image, m.nodes]), [[plain.url, pinned!.name, ['n1', 'n2']]], 'n2 lacks it on both its mirrors: the first is named')
+      assert.equal(result.missing[0]!.copyCommand, `skopeo copy --all --preserve-digests --dest-tls-verify=false docker://docker.io/rancher/mirrored-pause@${digest} docker://${plain.host}/rancher/mirrored-pause@${digest}`)
+    } finally {
+      await partial.stop()
+    }
+  })
+
   test('rewrites are applied to the name asked, and the copy command pushes to the rewritten name', async () => {
     const server = await startRegistryServer({images: HELD.slice(1).map((h) => h.replace(/^rancher\//, 'mirrorproject/rancher-images/'))})
     try {
