@@ -262,7 +262,7 @@ describe('registry mirror check', () => {
     }
   })
 
-  test('an image pinned by digest is asked and copied by its digest; a node's mirrors are tried in order, the first lacking it is named', async () => {
+  test('an image pinned by digest is asked and copied by its digest; the mirrors are tried in order and the first lacking it is named', async () => {
     const digest = `sha256:${'cd'.repeat(32)}`
     const [pinned] = parseImageList(`docker.io/rancher/mirrored-pause:3.6@${digest}\n`)
     const partial = await startRegistryServer({images: []})
