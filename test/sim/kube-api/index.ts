@@ -299,6 +299,11 @@ export class SimKubeApi {
     return this.server.port
   }
 
+  /** TLS connections clients have opened to the API so far. */
+  get tlsHandshakes(): number {
+    return this.server.handshakes
+  }
+
   /** Base URL of the control server the fake k3s binaries POST to (HOMELAB_SIM_CONTROL). */
   get controlUrl(): string {
     return this.control.url

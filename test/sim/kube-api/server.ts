@@ -115,6 +115,7 @@ export class ApiServer {
         sendStatus(res, errors.internal(String((e as Error)?.message ?? e)).status)
       })
     })
+    this.server.on('secureConnection', () => this.handshakes++)
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s)
       s.on('close', () => this.sockets.delete(s))
@@ -126,6 +127,9 @@ export class ApiServer {
   get port(): number {
     return this.boundPort
   }
+
+  /** TLS handshakes completed since the start: how many connections clients opened. */
+  handshakes = 0
 
   get isListening(): boolean {
     return this.listening

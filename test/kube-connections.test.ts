@@ -1,0 +1,54 @@
+/**
+ * Issue 11: API calls share keep-alive TLS connections instead of a handshake each
+ * (@kubernetes/client-node 1.x makes a new agent per request; src/kube/client.ts keeps one).
+ * Counted on the simulated API server's side: completed TLS handshakes.
+ */
+import assert from 'node:assert/strict'
+import {after, before, test} from 'node:test'
+import {KubeConfig} from '@kubernetes/client-node'
+
+import {KubeClients} from '../src/kube/client.js'
+import {SimKubeApi} from './sim/kube-api/index.js'
+
+let api: SimKubeApi
+
+before(async () => {
+  api = await SimKubeApi.start()
+})
+after(async () => {
+  await api.stop()
+})
+
+function clients(): KubeClients {
+  const kc = new KubeConfig()
+  kc.loadFromString(api.kubeconfigYaml())
+  return new KubeClients(kc)
+}
+
+test('sequential API calls reuse one TLS connection', async () => {
+  const kube = clients()
+  const before = api.tlsHandshakes
+  for (let i = 0; i < 20; i++) await kube.core.listNode()
+  await kube.core.listNamespacedPod({namespace: 'kube-system'})
+  await kube.apps.listDeploymentForAllNamespaces()
+  assert.ok(api.tlsHandshakes - before <= 2, `${api.tlsHandshakes - before} TLS handshakes for 22 sequential requests`)
+})
+
+test('parallel calls open at most one connection each, and later calls reuse them', async () => {
+  const kube = clients()
+  const before = api.tlsHandshakes
+  await Promise.all(Array.from({length: 5}, () => kube.core.listNode()))
+  const opened = api.tlsHandshakes - before
+  assert.ok(opened <= 5, `${opened} handshakes for 5 parallel requests`)
+  for (let i = 0; i < 10; i++) await kube.core.listNode()
+  assert.equal(api.tlsHandshakes - before, opened, 'sequential requests after the parallel ones opened new connections')
+})
+
+test('a watch and plain requests side by side: the requests still share connections', async () => {
+  const kube = clients()
+  const before = api.tlsHandshakes
+  const controller = await kube.watch.watch('/api/v1/nodes', {}, () => {}, () => {})
+  for (let i = 0; i < 10; i++) await kube.core.listNode()
+  controller.abort()
+  assert.ok(api.tlsHandshakes - before <= 3, `${api.tlsHandshakes - before} handshakes for a watch and 10 requests`)
+})
