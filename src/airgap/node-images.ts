@@ -5,6 +5,7 @@
  * the parsers judge their output.
  */
 import type {Arch, DistributionDescriptor} from '../distributions/index.js'
+import {parseRegistriesYaml} from './registries-yaml.js'
 
 export type ImagesMode = 'archive' | 'registry' | 'pull'
 export type ImagesSetting = 'auto' | ImagesMode
@@ -34,11 +35,13 @@ export function parseImageDir(out: string): ImageDirEntry[] {
   })
 }
 
-/** True when a registries.yaml names at least one mirror (a mirror-less file configures only auth or TLS). */
-export function hasMirrors(registriesYaml: string | undefined): boolean {
-  if (!registriesYaml) return false
-  // A line `mirrors:` followed by an indented key; the file is parsed properly in registry mode.
-  return /^mirrors:[ \t]*\r?\n[ \t]+\S/m.test(registriesYaml) || /^mirrors:[ \t]*\{[ \t]*\S/m.test(registriesYaml)
+/**
+ * True when a registries.yaml names at least one mirror (a mirror-less file configures only auth
+ * or TLS). A malformed file is a PreflightError naming it: k3s would not start with it either.
+ */
+export function hasMirrors(registriesYaml: string | undefined, source: string): boolean {
+  if (!registriesYaml?.trim()) return false
+  return Object.keys(parseRegistriesYaml(registriesYaml, source).mirrors).length > 0
 }
 
 export interface NodeImagesFacts {
@@ -65,6 +68,6 @@ export function decideImages(distribution: DistributionDescriptor, arch: Arch, f
   const archives = held.length > 0 ? held : [published[0] as string]
   if (setting !== 'auto') return {mode: setting, reason: 'install.images in homelab.yaml', archives: setting === 'archive' ? archives : []}
   if (held.length > 0) return {mode: 'archive', reason: `${held.join(', ')} in ${facts.dir}`, archives}
-  if (hasMirrors(facts.registriesYaml)) return {mode: 'registry', reason: `mirrors in ${facts.registriesPath}`, archives: []}
+  if (hasMirrors(facts.registriesYaml, facts.registriesPath)) return {mode: 'registry', reason: `mirrors in ${facts.registriesPath}`, archives: []}
   return {mode: 'pull', reason: `no images archive in ${facts.dir}, no mirrors in ${facts.registriesPath}`, archives: []}
 }

@@ -144,7 +144,8 @@ export class ReleaseSource {
     let response = await this.get(url, signal, {...download, headers: have > 0 ? {range: `bytes=${have}-`} : undefined})
     let append = false
     if (have > 0 && response.status === 206 && response.headers.get('content-range')?.startsWith(`bytes ${have}-`)) {
-      await pipeline(createReadStream(partial), hash)
+      // Not pipeline(): that would end the hash before the rest of the bytes are added.
+      for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer)
       append = true
     } else if (have > 0 && response.status === 206) {
       // A range we did not ask for: start again from the first byte.
@@ -174,8 +175,15 @@ export class ReleaseSource {
       await rename(partial, target)
     } catch (error) {
       // A mismatch starts again next time; a cut-short transfer keeps its bytes to resume from.
-      if (error instanceof PreflightError) await rm(partial, {force: true})
-      throw error
+      if (error instanceof PreflightError) {
+        await rm(partial, {force: true})
+        throw error
+      }
+      if (signal?.aborted) throw error
+      throw new ConnectionError(`download of ${url} was cut short after ${size} bytes: ${(error as Error).message}`, {
+        cause: error,
+        hint: 'run again: the download resumes where it stopped',
+      })
     }
     return verified(size)
   }

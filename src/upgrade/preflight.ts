@@ -2,7 +2,10 @@ import type {Arch} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
 import type {Inventory, InventoryNode} from '../inventory.js'
 import {planDrain} from '../kube/drain.js'
-import {decideImages} from '../airgap/node-images.js'
+import {parseImageList} from '../airgap/image-list.js'
+import {decideImages, type NodeImagesFacts} from '../airgap/node-images.js'
+import {checkRegistryImages, MissingImagesError, registryCheckError} from '../airgap/registry-check.js'
+import {script} from '../node/node-ops.js'
 import {probeBinaryNode} from '../node/binary-probe.js'
 import {settleWithConcurrency} from '../saga/concurrency.js'
 import {checkStorageLocation} from '../velero.js'
@@ -127,7 +130,7 @@ export async function preflight(deps: BinaryUpgradeDeps, request: PreflightReque
   }
 
   // Images archives: each verified download once, before any node changes; then each node's disk.
-  const images = await planImages(deps, target, toUpgrade, facts, request, problems, fix)
+  const images = await planImages(deps, target, toUpgrade, facts, request, {problems, fix, warnings})
 
   refuseIfProblems(target, problems, fix)
 
@@ -174,16 +177,20 @@ async function planImages(
   nodes: ReadonlyArray<Omit<PlannedNode, 'newSha256'>>,
   facts: ReadonlyMap<string, NodeFacts>,
   request: PreflightRequest,
-  problems: string[],
-  fix: string[],
+  out: {problems: string[]; fix: string[]; warnings: string[]},
 ): Promise<Map<string, PlannedImages>> {
+  const {problems, fix} = out
   const {distribution, config} = deps
   const plans = new Map<string, PlannedImages>()
   const decided = nodes.flatMap((node) => {
     const found = facts.get(node.name)?.imagesFacts
     if (!found) return []
-    const decision = decideImages(distribution, node.arch, found, config.install.images)
-    return [{node, found, decision}]
+    try {
+      return [{node, found, decision: decideImages(distribution, node.arch, found, config.install.images)}]
+    } catch (error) {
+      problems.push(`node ${node.name}: ${isHomelabError(error) ? error.oneLine() : (error as Error).message}`)
+      return []
+    }
   })
   const fetched = await Promise.all(decided.map(async ({node, found, decision}) => {
     if (decision.mode !== 'archive') return {node, plan: {mode: decision.mode, reason: decision.reason} as PlannedImages}
@@ -209,7 +216,51 @@ async function planImages(
     return {node, plan: {mode: 'archive', reason: decision.reason, dir: found.dir, archives} as PlannedImages}
   }))
   for (const entry of fetched) if (entry) plans.set(entry.node.name, entry.plan)
+  await checkMirrors(deps, target, decided.filter((d) => d.decision.mode === 'registry'), request, out)
   return plans
+}
+
+/**
+ * Registry mode: every image of the target release must be in each node's mirror before the
+ * first change. The questions are asked from this machine with each node's own registries.yaml
+ * (and the CA and client files it names, read from the node): see registry-check.ts for why.
+ */
+async function checkMirrors(
+  deps: BinaryUpgradeDeps,
+  target: ReleaseVersion,
+  nodes: ReadonlyArray<{node: Omit<PlannedNode, 'newSha256'>; found: NodeImagesFacts}>,
+  request: PreflightRequest,
+  {problems, fix, warnings}: {problems: string[]; fix: string[]; warnings: string[]},
+): Promise<void> {
+  const {distribution, inventory} = deps
+  const readNodeFile = async (name: string, file: string) => {
+    const node = inventory.nodes.find((n) => n.name === name) as InventoryNode
+    return script(await deps.connect(node), 'cat -- "$1"', [file], {privileged: true, signal: request.signal})
+  }
+  // rke2 lists images per arch; nodes of one arch share one list and one check.
+  for (const arch of new Set(nodes.map((n) => n.node.arch))) {
+    const list = distribution.images.imageList(arch)
+    const ofArch = nodes.filter((n) => n.node.arch === arch)
+    request.onProgress?.(`asking the registry mirrors of ${ofArch.map((n) => n.node.name).join(', ')} for the images of ${target.format()}`)
+    try {
+      const images = parseImageList(await deps.release.text(target, list, request.signal), list)
+      const result = await checkRegistryImages({
+        images,
+        nodes: ofArch.map(({node, found}) => ({node: node.name, registriesYaml: found.registriesYaml, registriesPath: found.registriesPath})),
+        readNodeFile,
+        signal: request.signal,
+      })
+      for (const {image, nodes: on} of result.unmirrored) warnings.push(`${image} has no mirror in registries.yaml on ${on.join(', ')}: containerd will pull it from its own registry`)
+      warnings.push(...result.warnings)
+      const refusal = registryCheckError(result)
+      if (refusal) {
+        problems.push(refusal.message)
+        fix.push(refusal instanceof MissingImagesError ? `copy the missing images into the mirror, then run again:\n${refusal.hint}` : (refusal.hint ?? 'check the mirror'))
+      }
+    } catch (error) {
+      problems.push(isHomelabError(error) ? error.oneLine() : (error as Error).message)
+    }
+  }
 }
 
 function mib(kb: number): string {

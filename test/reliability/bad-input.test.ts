@@ -174,12 +174,15 @@ const CASES: Case[] = [
   {name: 'rollback: a run that does not exist', args: ['k8s', 'rollback', '20250514-103012-3f9a1c', '--yes'], exit: 2, says: /no run journal at/},
 ]
 
-/** The node commands pre-flight runs (read-only): sudo's own check, the service manager asked what it runs, the .skip manifests listed. */
+/** The node commands pre-flight runs (read-only): sudo's own check, the service manager asked what it runs, the .skip manifests listed, the images dir and registries.yaml read. */
 const READ_ONLY: RegExp[] = [
   /^sudo -n -- true$/,
   /^(?:sudo -n -- )?systemctl (?:--version|show|is-active|is-enabled|status|cat|list-unit-files)\b/,
   /^(?:sudo -n -- )?(?:rc-service \S+ (?:status|--exists)|rc-status|rc-update show)\b/,
   /^sudo -n -- sh -c if \[ -d "\$1" \]; then cd "\$1" && find \. -type f -name "\*\.skip" \| sed "s\|\^\\\.\/\|\|"; fi homelab \S+\/manifests$/,
+  // The agent image dir listed and registries.yaml read (how the node gets its images).
+  /^sudo -n -- sh -c for f in "\$1"\/\*; do if \[ -f "\$f" \]; then printf .* homelab \S+\/agent\/images$/,
+  /^sudo -n -- sh -c if \[ -f "\$1" \]; then cat -- "\$1"; fi homelab \S+\/registries\.yaml$/,
 ]
 
 interface NodeMark {

@@ -334,7 +334,7 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
         host: n.address,
         role: n.spec.role,
         ssh: {port: n.ssh.port},
-        install: {binDir: n.fixture.binDir, dataDir: n.fixture.dataDir, ...(kubeadm ? {configDir: kubeadmFixture(n.fixture).kubeDir} : {})},
+        install: {binDir: n.fixture.binDir, dataDir: n.fixture.dataDir, configDir: kubeadm ? kubeadmFixture(n.fixture).kubeDir : path.join(n.fixture.dir, 'etc')},
       })),
       install: kubeadm ? {releaseUrl: packages.releaseUrl, channelUrl: packages.releaseUrl} : {releaseUrl: release.url, channelUrl: channels.url},
       upgrade: {

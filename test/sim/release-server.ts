@@ -73,7 +73,9 @@ export interface ReleaseRequest {
   status: number
   /** Body bytes written. */
   bytes: number
-  /** True when a 200 GET delivered the whole body. */
+  /** A `Range: bytes=N-` request: N. */
+  rangeFrom?: number
+  /** True when a 200 GET delivered the whole body (or a 206 the rest of it). */
   complete: boolean
 }
 
@@ -95,6 +97,8 @@ export interface ReleaseServer {
   corrupt(version: string, file: string): void
   /** Delay every response by ms (0: no delay). */
   slow(ms: number): void
+  /** The next whole-file download of a larger file sends only this many bytes, then the connection drops. */
+  truncateNext(bytes: number): void
   /** The next n requests answer this status (or have their connection reset). */
   failNext(n: number, status?: number | 'reset'): void
   /** Undo corrupt(), slow() and failNext(). */
@@ -207,6 +211,7 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
   let delayMs = 0
   let failures = 0
   let failStatus: number | 'reset' = 500
+  let truncateAfter: number | undefined
 
   const addVersion = (version: string): void => {
     const canonical = canonicalVersion(version)
@@ -283,6 +288,31 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     const key = `${record.version}/${record.file}`
     const body = corruptKeys.has(key) ? corrupted(record.file!, bytes) : bytes
     res.setHeader('content-disposition', `attachment; filename=${record.file}`)
+    res.setHeader('accept-ranges', 'bytes')
+    // `Range: bytes=N-`, as GitHub's object store answers it: 206 with the rest, 416 past the end.
+    const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''))
+    if (range) {
+      const from = Number(range[1])
+      if (from >= body.length) {
+        res.setHeader('content-range', `bytes */${body.length}`)
+        return send(res, record, 416, Buffer.alloc(0), 'text/plain')
+      }
+      record.rangeFrom = from
+      res.setHeader('content-range', `bytes ${from}-${body.length - 1}/${body.length}`)
+      return send(res, record, 206, body.subarray(from), 'application/octet-stream')
+    }
+    if (truncateAfter !== undefined && record.method === 'GET' && body.length > truncateAfter) {
+      // The connection drops after this many body bytes (a flaky link), once.
+      const cut = truncateAfter
+      truncateAfter = undefined
+      record.status = 200
+      res.writeHead(200, {'content-type': 'application/octet-stream', 'content-length': body.length})
+      res.write(body.subarray(0, cut), () => {
+        record.bytes = cut
+        res.destroy()
+      })
+      return
+    }
     send(res, record, 200, body, 'application/octet-stream')
   }
 
@@ -297,7 +327,7 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     }
     res.on('finish', () => {
       record.bytes = body.length
-      record.complete = status === 200 && record.method === 'GET'
+      record.complete = (status === 200 || status === 206) && record.method === 'GET'
     })
     res.end(body)
   }
@@ -321,6 +351,9 @@ export async function startReleaseServer(options: ReleaseServerOptions): Promise
     },
     slow(ms) {
       delayMs = Math.max(0, ms)
+    },
+    truncateNext(bytes) {
+      truncateAfter = bytes
     },
     failNext(n, status = 500) {
       failures = Math.max(0, n)
