@@ -13,9 +13,7 @@ import {binaryPath} from '../src/node/installed-version.js'
 import {discardStagedBinary, findEtcdSnapshot, restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, stageBinary, stagedBinaryPath, stageState, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
 import {artifactName, artifactUrl} from '../src/release/release-source.js'
 import {archiveState, discardStagedArchives, installStagedArchive, placeArchives, previousArchivePath, removePreviousArchives, restoreArchives, stageArchive, stagedArchivePath} from '../src/airgap/archive-ops.js'
-import {waitSystemPodsOnNode} from '../src/kube/system-pods.js'
 import {SessionLimit} from '../src/transport/ssh-session-limit.js'
-import type {Transport} from '../src/transport/types.js'
 import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
 import {waitForApiReady} from '../src/kube/health.js'
@@ -303,7 +301,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       if (stage.stagedArchives) {
         await placeArchives(transport, node.images.dir, stage.stagedArchives)
         stagingOf(ctx.runId)?.stagedArchives.delete(node.name)
-        ctx.log('info', `images archives in place (${stage.stagedArchives.join(', ')}; the previous kept until the node is back)`)
+        ctx.log('info', `images archives in place (${stage.stagedArchives.join(', ')}; the previous kept until the run is verified)`)
       }
     }
     if (stage.stagedPath) {
@@ -322,7 +320,6 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       await restartAndWait(node, target, input, (message) => ctx.log('warn', message))
     }
     ctx.log('info', `Ready at ${target}`)
-    await retirePreviousArchives(ctx, node, transport)
     if (node.role === 'server') {
       const others = input.plan.servers.map((s) => s.name).filter((name) => name !== node.name)
       await waitNodesReady(kube, others, {timeoutMs: input.timeouts.nodeReadyMs, what: 'servers'})
@@ -334,26 +331,6 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     }
     await gates.afterUncordon(ctx, gateKeys)
     await nodeHooks(ctx, 'postNode', node)
-  }
-
-  /**
-   * Once the node is Ready at the target and every kube-system pod on it runs, its old archives
-   * are removed. Pods that do not come up keep them there (the final verification reports the
-   * pods); the compensation puts them back either way.
-   */
-  async function retirePreviousArchives(ctx: Ctx, node: PlannedNode, transport: Transport): Promise<void> {
-    const {images} = node
-    if (images?.mode !== 'archive' || !images.dir || !images.archives) return
-    const files = images.archives.map((a) => a.file)
-    try {
-      await waitSystemPodsOnNode(kube, node.name, {timeoutMs: ctx.input.timeouts.nodeReadyMs, signal: ctx.signal})
-    } catch (error) {
-      if (ctx.signal.aborted) throw error
-      ctx.log('warn', `kept the previous images archives: ${(error as Error).message}`)
-      return
-    }
-    await removePreviousArchives(transport, images.dir, files)
-    ctx.log('info', 'kube-system pods running on the new images; previous archives removed')
   }
 
   async function upgradeAgents(ctx: StepContext<UpgradeInput, UpgradeData, UpgradeCompensations>, names: string[]): Promise<void> {
@@ -429,6 +406,21 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         },
       },
       verifyStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube),
+      {
+        name: 'retire-archives',
+        title: 'Remove the previous images archives',
+        // Only now is every node Ready at the target with every kube-system pod running (the
+        // verification waited for both): until then the undo wants the old archives where they are.
+        async run(ctx) {
+          const nodes = [...ctx.input.plan.servers, ...ctx.input.plan.agents].filter((node) => node.images?.mode === 'archive' && node.images.dir && node.images.archives)
+          if (nodes.length === 0) return skip('no images archive was replaced')
+          await ctx.actions(nodes.map((node) => node.name), {concurrency: ctx.input.concurrency}, async (action) => {
+            const {images} = nodes.find((node) => node.name === action.node) as PlannedNode & {images: Required<NonNullable<PlannedNode['images']>>}
+            await removePreviousArchives(await deps.connect(inventoryNode(action.node)), images.dir, images.archives.map((a) => a.file))
+            action.log('info', 'previous images archives removed')
+          })
+        },
+      },
     ],
     compensations: {
       async uncordon(params, ctx) {
@@ -449,7 +441,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       async restoreImages(params, ctx) {
         const transport = await deps.connect(inventoryNode(params.node))
         const gone = await restoreArchives(transport, params.dir, params.archives)
-        // The node had passed and its old archives were removed: they come back from the release.
+        // A run stopped while removing the old archives (its last step): they come back from the release.
         const version = parseVersion(params.previousVersion)
         for (const file of gone) {
           const old = await deps.release.artifact(version, params.arch, file, ctx.signal)

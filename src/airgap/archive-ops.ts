@@ -2,7 +2,7 @@
  * The images archives on a node, beside the binary: staged as a hidden file in the agent's image
  * dir (k3s and rke2 import only files ending in an archive extension, so neither the staged copy
  * nor the kept old one is imported), put in place with renames just before the binary swap, the
- * old one kept until the node is back at the target, and put back by the compensation.
+ * old one kept until the run is verified, and put back by the compensation.
  */
 import {randomBytes} from 'node:crypto'
 import path from 'node:path'
@@ -15,7 +15,7 @@ export function stagedArchivePath(dir: string, file: string): string {
   return path.posix.join(dir, `.${file}.homelab-new`)
 }
 
-/** The archive the node held before the run, kept (not imported) until the node is back. */
+/** The archive the node held before the run, kept (not imported) until the run is verified. */
 export function previousArchivePath(dir: string, file: string): string {
   return path.posix.join(dir, `.${file}.homelab-prev`)
 }
@@ -77,7 +77,7 @@ export async function placeArchives(transport: Transport, dir: string, files: re
   )
 }
 
-/** The node is back at the target with its system pods running: the old archives are not needed. */
+/** The run is verified (every node at the target, every system pod running): the old archives are not needed. */
 export async function removePreviousArchives(transport: Transport, dir: string, files: readonly string[], signal?: AbortSignal): Promise<void> {
   await script(transport, 'd=$1; shift; for f in "$@"; do rm -f "$d/.$f.homelab-prev"; done', [dir, ...files], {privileged: true, signal})
 }
@@ -85,7 +85,7 @@ export async function removePreviousArchives(transport: Transport, dir: string, 
 /**
  * Puts the node's archives back as they were: the kept old one over the new, and a new one the
  * node did not have before removed. Returns the files whose old archive was already removed
- * (the node had been verified), which the caller must bring back from the release.
+ * (a run stopped while retiring them), which the caller must bring back from the release.
  */
 export async function restoreArchives(transport: Transport, dir: string, archives: ReadonlyArray<{file: string; hadPrevious: boolean}>, signal?: AbortSignal): Promise<string[]> {
   const out = await script(

@@ -169,7 +169,7 @@ type NodeFacts = Omit<PlannedNode, 'newSha256' | 'images'> & {skipManifests?: st
 /**
  * Each node's images plan. Archive mode: the target's archives (named as the node holds them)
  * are downloaded into the CLI's cache and verified, and the node must have room for them beside
- * the old ones (kept until the node is back) and in /tmp for the upload.
+ * the old ones (kept until the run is verified) and in /tmp for the upload.
  */
 async function planImages(
   deps: BinaryUpgradeDeps,
@@ -192,11 +192,13 @@ async function planImages(
       return []
     }
   })
+  const announced = new Set<string>()
   const fetched = await Promise.all(decided.map(async ({node, found, decision}) => {
     if (decision.mode !== 'archive') return {node, plan: {mode: decision.mode, reason: decision.reason} as PlannedImages}
     const archives: NonNullable<PlannedImages['archives']> = []
     for (const file of decision.archives) {
-      request.onProgress?.(`fetching and verifying ${file} of ${target.format()}`)
+      if (!announced.has(`${node.arch}/${file}`)) request.onProgress?.(`fetching and verifying ${file} of ${target.format()} for ${node.arch}`)
+      announced.add(`${node.arch}/${file}`)
       try {
         const artifact = await deps.release.artifact(target, node.arch, file, request.signal)
         archives.push({file, sha256: artifact.sha256, size: artifact.size, hadPrevious: found.entries.some((e) => e.file === file)})
@@ -210,7 +212,7 @@ async function planImages(
     const freeTmp = facts.get(node.name)?.freeTmpKb ?? 0
     if (found.freeKb < needKb || freeTmp < uploadKb) {
       problems.push(`node ${node.name}: not enough free disk for the images archives (${mib(found.freeKb)} free in ${found.dir}, ${mib(needKb)} needed; ${mib(freeTmp)} free in /tmp, ${mib(uploadKb)} needed for the upload)`)
-      fix.push(`free disk on ${node.name} (the old archives stay until the node is back at the target)`)
+      fix.push(`free disk on ${node.name} (the old archives stay until the run is verified)`)
       return undefined
     }
     return {node, plan: {mode: 'archive', reason: decision.reason, dir: found.dir, archives} as PlannedImages}

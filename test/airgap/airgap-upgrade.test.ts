@@ -13,7 +13,7 @@ import {imageListFor, imagesArchiveName} from '../sim/airgap-images.js'
 import type {Homelab} from '../sim/homelab.js'
 import {agentImagesDir, readImagesLog, seedImagesArchive, setStartFailure} from '../sim/node-fixture.js'
 import {startRegistryServer} from '../sim/registry-server.js'
-import {FROM, TO, lab, nodeStates, parseJson, writes} from '../upgrade/helpers.js'
+import {FROM, TO, journals, lab, nodeStates, parseJson, writes} from '../upgrade/helpers.js'
 
 const ARCHIVE = imagesArchiveName('k3s', 'amd64')
 const SMALL = {servers: 1, agents: 2}
@@ -52,6 +52,7 @@ test('air-gapped 3+3: every node gets the verified archive before its restart, t
   assert.equal(run.exitCode, 0, run.all)
   for (const [name, state] of await nodeStates(homelab)) assert.deepEqual(state, {kubelet: TO, disk: TO, ready: true, cordoned: false}, name)
   assertArchivesAt(homelab, await imageDirs(homelab), TO)
+  assert.equal((await journals(homelab)).at(-1)?.steps.find((s) => s.name === 'retire-archives')?.state, 'done')
   for (const node of homelab.nodes) {
     // The start at the target found its own archive: it was in place before the restart.
     const results = (await readImagesLog(node.fixture)).filter((e) => e.args[0] === 'result')
@@ -71,15 +72,14 @@ test('--dry-run shows each node\'s images mode and what would be sent', async (t
   assertArchivesAt(homelab, await imageDirs(homelab), FROM)
 })
 
-test('a failing agent: every node\'s archives are put back as they were, also where the old ones were already removed', async (t) => {
+test('a failing agent: every node\'s archives are put back as they were, from the kept files', async (t) => {
   const homelab = await lab(t, {...SMALL, images: 'archive', config: {upgrade: {agentConcurrency: 1}}})
   await setStartFailure(homelab.node('agent-2').fixture, 'level=fatal msg="flag provided but not defined: -some-removed-flag"', {version: TO})
   const run = await upgrade(homelab)
   assert.equal(run.exitCode, 4, run.all)
   for (const [name, state] of await nodeStates(homelab)) assert.deepEqual(state, {kubelet: FROM, disk: FROM, ready: true, cordoned: false}, name)
   assertArchivesAt(homelab, await imageDirs(homelab), FROM)
-  // server-1 and agent-1 had passed (their old archives removed): those came back from the release.
-  assert.ok(homelab.release.downloads({version: FROM, file: ARCHIVE}) >= 1, 'the old archive was fetched again')
+  assert.equal(homelab.release.downloads({version: FROM, file: ARCHIVE}), 0, 'the old archives were kept on the nodes, not fetched again')
 })
 
 test('a corrupted archive on the release server: exit 3 before any change', async (t) => {
@@ -162,4 +162,36 @@ test('rke2, air-gapped with the core and canal archives: each node gets both, na
   for (const [name, dir] of await imageDirs(homelab)) {
     assert.deepEqual(dir, Object.fromEntries(files.map((file) => [file, homelab.release.sha256(RTO, file)])), name)
   }
+})
+
+test('a kube-system pod that does not come up on the new images: the old archives stay until the verification, which fails, and the undo uses them', async (t) => {
+  const homelab = await lab(t, {...SMALL, images: 'archive', config: {upgrade: {healthGate: {timeout: '2s'}}}})
+  homelab.api.pods.add({name: 'svclb-probe', namespace: 'kube-system', node: 'server-1', labels: {app: 'svclb-probe'}, pinned: false})
+  homelab.api.controllers.kubelet!.readiness.push({namespace: 'kube-system', matchLabels: {app: 'svclb-probe'}, onVersion: TO, never: true})
+  const run = await upgrade(homelab)
+  assert.equal(run.exitCode, 4, run.all)
+  assert.match(run.result.error?.message ?? '', /verification after the upgrade to v1\.31\.5\+k3s1 failed: kube-system pod svclb-probe/)
+  const journal = (await journals(homelab)).at(-1)
+  assert.notEqual(journal?.steps.find((s) => s.name === 'retire-archives')?.state, 'done', 'the old archives were removed before the verification')
+  assertArchivesAt(homelab, await imageDirs(homelab), FROM)
+  assert.equal(homelab.release.downloads({version: FROM, file: ARCHIVE}), 0)
+})
+
+test('install.uploadConcurrency bounds the archive pushes, whatever --concurrency is', async (t) => {
+  const homelab = await lab(t, {servers: 1, agents: 4, images: 'archive', config: {install: {uploadConcurrency: 1}, upgrade: {agentConcurrency: 4}}})
+  const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--yes'])
+  assert.equal(run.exitCode, 0, `${run.stdout}\n${run.stderr}`)
+  // Each push from its "copying" line to its "staged and verified" line, by the log's times.
+  const spans = new Map<string, {from?: number; to?: number}>()
+  for (const line of `${run.stdout}\n${run.stderr}`.split('\n')) {
+    const m = /^(\S+Z)\s+(\S+): (copying k3s-airgap-images|k3s-airgap-images-amd64\.tar\.zst staged and verified)/.exec(line)
+    if (!m) continue
+    const span = spans.get(m[2]!) ?? {}
+    if (m[3]!.startsWith('copying')) span.from = Date.parse(m[1]!)
+    else span.to = Date.parse(m[1]!)
+    spans.set(m[2]!, span)
+  }
+  assert.equal(spans.size, 5, JSON.stringify([...spans]))
+  const sorted = [...spans.values()].sort((a, b) => (a.from ?? 0) - (b.from ?? 0))
+  for (let i = 1; i < sorted.length; i++) assert.ok((sorted[i]!.from ?? 0) >= (sorted[i - 1]!.to ?? Infinity), `two pushes overlapped: ${JSON.stringify(sorted)}`)
 })
