@@ -8,6 +8,8 @@
  * (apt) at v1.31.4, packages and release files for v1.31.5, v1.32.0 and v1.32.4, upgraded with
  * `homelab k8s upgrade --to v1.32.4` (one minor: repository switch, kubeadm upgrade apply|node,
  * kubelet packages and restarts).
+ * `npm run demo -- --airgap` (k3s or rke2): every node air-gapped, its images from the archive in
+ * its agent image dir, which the upgrade replaces with the target's beside the binary.
  */
 import {spawn} from 'node:child_process'
 import path from 'node:path'
@@ -41,13 +43,15 @@ function runCli(lab: Homelab, args: string[]): Promise<number> {
 async function main(): Promise<number> {
   const json = process.argv.includes('--json')
   const distribution = distributionArg(process.argv.slice(2))
+  const airgap = process.argv.includes('--airgap')
+  if (airgap && distribution === 'kubeadm') throw new Error('--airgap: kubeadm nodes pull their images; use it with k3s or rke2')
   const {from: FROM, to: TO, releases} = UPGRADES[distribution]
   const say = (line: string) => {
     if (!json) process.stdout.write(`${line}\n`)
   }
-  say(`Starting the simulated ${distribution} homelab (3 ${distribution === 'kubeadm' ? 'control planes, 3 workers' : 'servers, 3 agents'}) at ${FROM}…`)
+  say(`Starting the simulated ${airgap ? 'air-gapped ' : ''}${distribution} homelab (3 ${distribution === 'kubeadm' ? 'control planes, 3 workers' : 'servers, 3 agents'}) at ${FROM}…`)
   const started = Date.now()
-  const lab = await startHomelab({distribution, workloads: true, version: FROM, releases, ...(distribution === 'kubeadm' ? {} : {channels: {stable: TO, latest: TO, 'v1.31': TO}})})
+  const lab = await startHomelab({distribution, workloads: true, version: FROM, releases, ...(airgap ? {images: 'archive' as const} : {}), ...(distribution === 'kubeadm' ? {} : {channels: {stable: TO, latest: TO, 'v1.31': TO}})})
   let exitCode = 1
   const stop = async () => {
     await lab.stop()
