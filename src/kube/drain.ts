@@ -92,6 +92,33 @@ async function podsOnNode(kube: KubeClients, node: string, settings: DrainSettin
 /** Read-only: what a drain of this node would do now. Used by pre-flight and by the drain itself. */
 export async function planDrain(kube: KubeClients, node: string, settings: DrainSettings, now = Date.now()): Promise<DrainPlan> {
   const pods = await podsOnNode(kube, node, settings)
+  const needPdbs = !settings.disableEviction && pods.some((pod) => classify(pod, settings, now).action === 'evict')
+  return judgeDrain(pods, needPdbs ? await listPdbs(kube) : [], settings, now)
+}
+
+/**
+ * planDrain for many nodes from one list of pods and one of PodDisruptionBudgets: pre-flight of
+ * 200 agents asks the API twice, not 400 times. The plans are in the nodes' order.
+ */
+export async function planDrainsFor(kube: KubeClients, nodes: readonly string[], settings: DrainSettings, now = Date.now()): Promise<DrainPlan[]> {
+  if (nodes.length === 0) return []
+  const [pods, pdbs] = await Promise.all([
+    kube.core.listPodForAllNamespaces({labelSelector: settings.podSelector || undefined}),
+    settings.disableEviction ? Promise.resolve([]) : listPdbs(kube),
+  ])
+  const byNode = new Map<string, V1Pod[]>()
+  for (const pod of pods.items) {
+    const node = pod.spec?.nodeName
+    if (node) byNode.set(node, [...(byNode.get(node) ?? []), pod])
+  }
+  return nodes.map((node) => judgeDrain(byNode.get(node) ?? [], pdbs, settings, now))
+}
+
+async function listPdbs(kube: KubeClients): Promise<V1PodDisruptionBudget[]> {
+  return (await kube.policy.listPodDisruptionBudgetForAllNamespaces()).items
+}
+
+function judgeDrain(pods: readonly V1Pod[], pdbs: readonly V1PodDisruptionBudget[], settings: DrainSettings, now: number): DrainPlan {
   const plan: DrainPlan = {evict: [], ignored: [], blockers: [], pdbBlocked: []}
   for (const pod of pods) {
     const verdict = classify(pod, settings, now)
@@ -99,8 +126,7 @@ export async function planDrain(kube: KubeClients, node: string, settings: Drain
     else if (verdict.action === 'ignore') plan.ignored.push({pod: podName(pod), reason: verdict.reason})
     else plan.blockers.push({pod: podName(pod), reason: verdict.reason, fix: verdict.fix})
   }
-  if (!settings.disableEviction && plan.evict.length > 0) {
-    const pdbs: V1PodDisruptionBudget[] = (await kube.policy.listPodDisruptionBudgetForAllNamespaces()).items
+  if (!settings.disableEviction) {
     for (const pod of plan.evict) {
       for (const pdb of pdbs) {
         if (pdb.metadata?.namespace !== pod.metadata?.namespace) continue

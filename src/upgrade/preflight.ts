@@ -1,7 +1,7 @@
 import type {Arch} from '../distributions/index.js'
 import {isHomelabError, PreflightError} from '../errors.js'
 import type {Inventory, InventoryNode} from '../inventory.js'
-import {planDrain} from '../kube/drain.js'
+import {planDrainsFor, type DrainPlan} from '../kube/drain.js'
 import {parseImageList} from '../airgap/image-list.js'
 import {decideImages, type NodeImagesFacts} from '../airgap/node-images.js'
 import {checkRegistryImages, MissingImagesError, registryCheckError} from '../airgap/registry-check.js'
@@ -380,12 +380,10 @@ export async function checkVelero(deps: UpgradeDeps, skipBackup: boolean, proble
 export async function planDrains(deps: UpgradeDeps, nodes: ReadonlyArray<{name: string; role: string}>, problems: string[], fix: string[]): Promise<DrainReport[]> {
   const {config, kube} = deps
   const settings = drainSettings(config)
-  // The nodes' pods are listed a bounded number at once; the reports keep the nodes' order.
-  const plans = await settleWithConcurrency(nodes, SSH_FANOUT, (node) => planDrain(kube, node.name, settings))
+  // One list of pods and one of budgets for all the nodes; the reports keep the nodes' order.
+  const plans = await planDrainsFor(kube, nodes.map((node) => node.name), settings)
   return nodes.map((node, index) => {
-    const outcome = plans[index]
-    if (outcome.status === 'rejected') throw outcome.reason
-    const plan = outcome.value
+    const plan = plans[index] as DrainPlan
     for (const blocker of plan.blockers) {
       problems.push(`${node.role} ${node.name} cannot be drained: ${blocker.pod}: ${blocker.reason}`)
       fix.push(blocker.fix)
