@@ -60,7 +60,7 @@ export interface UpgradeCompensations {
   uncordon: {node: string}
   restoreBinary: {node: string; role: 'server' | 'agent'; binDir: string; previousSha256: string; previousVersion: string; serviceManager: ServiceManager}
   /** The node's images archives as they were: the kept old ones back, new ones it did not have removed. */
-  restoreImages: {node: string; dir: string; arch: PlannedNode['arch']; previousVersion: string; archives: Array<{file: string; hadPrevious: boolean}>}
+  restoreImages: {node: string; dir: string; arch: PlannedNode['arch']; previousVersion: string; archives: Array<{file: string; hadPrevious: boolean; sha256: string}>}
   restoreBackup: {backupName: string}
   /** The staged binaries this process left on nodes (its params say nothing: the set lives in the run). */
   discardStaged: Record<string, never>
@@ -99,7 +99,7 @@ function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNo
 /** The undo of putting the new images archives in place. */
 function restoreImagesSpec(node: PlannedNode) {
   const images = node.images as Required<NonNullable<PlannedNode['images']>>
-  const archives = images.archives.map((a) => ({file: a.file, hadPrevious: a.hadPrevious}))
+  const archives = images.archives.map((a) => ({file: a.file, hadPrevious: a.hadPrevious, sha256: a.sha256}))
   return {
     id: `restore-images:${node.name}`,
     handler: 'restoreImages' as const,

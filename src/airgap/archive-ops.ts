@@ -84,15 +84,17 @@ export async function removePreviousArchives(transport: Transport, dir: string, 
 
 /**
  * Puts the node's archives back as they were: the kept old one over the new, and a new one the
- * node did not have before removed. Returns the files whose old archive was already removed
- * (a run stopped while retiring them), which the caller must bring back from the release.
+ * node did not have before removed. Without a kept file the live one is hashed: only the new
+ * archive is touched (the run may have failed before it was put in place). Returns the files
+ * whose old archive is gone (a run stopped while retiring them), which the caller must bring
+ * back from the release.
  */
-export async function restoreArchives(transport: Transport, dir: string, archives: ReadonlyArray<{file: string; hadPrevious: boolean}>, signal?: AbortSignal): Promise<string[]> {
+export async function restoreArchives(transport: Transport, dir: string, archives: ReadonlyArray<{file: string; hadPrevious: boolean; sha256: string}>, signal?: AbortSignal): Promise<string[]> {
   const out = await script(
     transport,
-    'd=$1; shift; while [ $# -gt 1 ]; do f=$1 had=$2; shift 2; rm -f "$d/.$f.homelab-new"; if [ -f "$d/.$f.homelab-prev" ]; then mv -f "$d/.$f.homelab-prev" "$d/$f"; elif [ "$had" = yes ]; then echo "$f"; else rm -f "$d/$f"; fi; done',
-    [dir, ...archives.flatMap((a) => [a.file, a.hadPrevious ? 'yes' : 'no'])],
-    {privileged: true, signal},
+    'd=$1; shift; while [ $# -gt 2 ]; do f=$1 had=$2 new=$3; shift 3; rm -f "$d/.$f.homelab-new"; if [ -f "$d/.$f.homelab-prev" ]; then mv -f "$d/.$f.homelab-prev" "$d/$f"; elif [ -f "$d/$f" ] && [ "$(sha256sum "$d/$f" | cut -d" " -f1)" = "$new" ]; then if [ "$had" = yes ]; then echo "$f"; else rm -f "$d/$f"; fi; fi; done',
+    [dir, ...archives.flatMap((a) => [a.file, a.hadPrevious ? 'yes' : 'no', a.sha256])],
+    {privileged: true, signal, timeoutMs: 600_000},
   )
   return out.split('\n').map((line) => line.trim()).filter(Boolean)
 }
