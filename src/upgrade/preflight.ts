@@ -252,7 +252,12 @@ async function checkMirrors(
         readNodeFile,
         signal: request.signal,
       })
-      for (const {image, nodes: on} of result.unmirrored) warnings.push(`${image} has no mirror in registries.yaml on ${on.join(', ')}: containerd will pull it from its own registry`)
+      // One line per set of nodes: a mirror for a private registry alone leaves every release image unmirrored.
+      const unmirrored = new Map<string, string[]>()
+      for (const {image, nodes: on} of result.unmirrored) unmirrored.set(on.join(', '), [...(unmirrored.get(on.join(', ')) ?? []), image])
+      for (const [on, list] of unmirrored) {
+        warnings.push(`${list.length === 1 ? list[0] : `${list.length} images of ${target.format()} (${list.slice(0, 2).join(', ')}…)`} ${list.length === 1 ? 'has' : 'have'} no mirror in registries.yaml on ${on}: containerd pulls them from their own registry`)
+      }
       warnings.push(...result.warnings)
       const refusal = registryCheckError(result)
       if (refusal) {

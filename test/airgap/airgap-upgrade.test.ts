@@ -195,3 +195,19 @@ test('install.uploadConcurrency bounds the archive pushes, whatever --concurrenc
   const sorted = [...spans.values()].sort((a, b) => (a.from ?? 0) - (b.from ?? 0))
   for (let i = 1; i < sorted.length; i++) assert.ok((sorted[i]!.from ?? 0) >= (sorted[i - 1]!.to ?? Infinity), `two pushes overlapped: ${JSON.stringify(sorted)}`)
 })
+
+test('registry mode with a mirror for a private registry only: the release images are a warning (pulled upstream), not a refusal', async (t) => {
+  const homelab = await lab(t, SMALL)
+  const registry = await startRegistryServer({images: []})
+  t.after(() => registry.stop())
+  for (const node of homelab.nodes) {
+    const etc = path.join(node.fixture.dir, 'etc')
+    await mkdir(etc, {recursive: true})
+    await writeFile(path.join(etc, 'registries.yaml'), `mirrors:\n  registry.lan:\n    endpoint:\n      - "${registry.url}"\n`)
+  }
+  const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--dry-run'])
+  assert.equal(run.exitCode, 0, `${run.stdout}\n${run.stderr}`)
+  const count = imageListFor(TO).length
+  assert.match(`${run.stdout}\n${run.stderr}`, new RegExp(`warning: ${count} images of v1\\.31\\.5\\+k3s1 \\(docker\\.io/rancher/\\S+, docker\\.io/rancher/\\S+…\\) have no mirror in registries\\.yaml on server-1, agent-1, agent-2: containerd pulls them from their own registry`))
+  assert.equal(registry.manifestRequests().length, 0)
+})
