@@ -6,7 +6,7 @@
  * node runs (the staged file is a hidden name no service starts), so doing it early is safe; a
  * node whose staging failed fails its own action when it comes to it, before it is cordoned.
  */
-import {AbortedError} from '../src/errors.js'
+import {AbortedError, ConnectionError} from '../src/errors.js'
 import type {PlannedNode} from '../src/upgrade/types.js'
 
 export interface NodeStage {
@@ -23,6 +23,18 @@ export type StageNode = (node: PlannedNode, signal: AbortSignal) => Promise<Node
 interface Settle {
   resolve: (stage: NodeStage) => void
   reject: (error: unknown) => void
+}
+
+/** A copy cut short by a lost connection is made again on a new one (nothing was swapped yet), twice at most. */
+export async function copyRetrying<T>(log: (message: string) => void, signal: AbortSignal, copy: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await copy()
+    } catch (error) {
+      if (!(error instanceof ConnectionError) || signal.aborted || attempt >= 3) throw error
+      log('connection lost during the copy; copying again on a new connection')
+    }
+  }
 }
 
 export class BinaryStaging {

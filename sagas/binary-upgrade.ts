@@ -12,8 +12,6 @@ import {binaryDistributionOf, type DistributionDescriptor} from '../src/distribu
 import {binaryPath} from '../src/node/installed-version.js'
 import {discardStagedBinary, findEtcdSnapshot, restartService, restorePreviousBinary, saveEtcdSnapshot, serviceName, stageBinary, stagedBinaryPath, stageState, swapBinary, type ServiceManager} from '../src/node/node-ops.js'
 import {artifactName, artifactUrl} from '../src/release/release-source.js'
-import {archiveState, discardStagedArchives, installStagedArchive, placeArchives, previousArchivePath, removePreviousArchives, restoreArchives, stageArchive, stagedArchivePath} from '../src/airgap/archive-ops.js'
-import {SessionLimit} from '../src/transport/ssh-session-limit.js'
 import {cordonNode, uncordonNode} from '../src/kube/cordon.js'
 import {drainNode, type DrainSettings, type DrainTimings} from '../src/kube/drain.js'
 import {waitForApiReady} from '../src/kube/health.js'
@@ -24,7 +22,9 @@ import type {ActionContext, SagaDefinition, StepContext} from '../src/saga/types
 import type {BinaryUpgradeDeps, PlannedNode, UpgradePlan} from '../src/upgrade/types.js'
 import {restoreBackup, type VeleroSettings} from '../src/velero.js'
 import {backupStep} from './backup-step.js'
-import {BinaryStaging, type NodeStage} from './binary-staging.js'
+import {BinaryStaging, copyRetrying, type NodeStage} from './binary-staging.js'
+import {archivesOf, ImageArchives} from './image-archives.js'
+import {sshDestination} from './ssh-destination.js'
 import {HealthGates, healthBaselineStep, type HealthGateInput} from './health-gate.js'
 import {verifyStep, type VerifyData} from './verify-step.js'
 import {afterCanary, canaryStep, soakStep} from './canary-steps.js'
@@ -78,10 +78,6 @@ export function restartCommand(manager: ServiceManager, service: string): string
   return manager === 'systemd' ? `systemctl restart ${service}` : `rc-service ${service} restart`
 }
 
-/** `user@host` when homelab.yaml names the user, else the host (ssh then uses ~/.ssh/config). */
-export function sshDestination(node: {host: string; sshUser?: string}): string {
-  return node.sshUser ? `${node.sshUser}@${node.host}` : node.host
-}
 
 /** The undo of a binary swap, with the commands a person runs if it cannot run itself. */
 function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNode) {
@@ -96,29 +92,13 @@ function restoreBinarySpec(distribution: DistributionDescriptor, node: PlannedNo
   }
 }
 
-/** The undo of putting the new images archives in place. */
-function restoreImagesSpec(node: PlannedNode) {
-  const images = node.images as Required<NonNullable<PlannedNode['images']>>
-  const archives = images.archives.map((a) => ({file: a.file, hadPrevious: a.hadPrevious, sha256: a.sha256}))
-  return {
-    id: `restore-images:${node.name}`,
-    handler: 'restoreImages' as const,
-    params: {node: node.name, dir: images.dir, arch: node.arch, previousVersion: node.fromVersion, archives},
-    description: `put the images archives of ${node.fromVersion} back on ${node.name}`,
-    manual: archives.map((a) => `ssh ${sshDestination(node)} sudo mv ${previousArchivePath(images.dir, a.file)} ${images.dir}/${a.file}`),
-  }
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
-}
-
 export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings = {}): SagaDefinition<UpgradeInput, UpgradeData, UpgradeCompensations> {
   const {kube} = deps
   const now = deps.now ?? (() => new Date())
 
   const inventoryNode = (name: string): InventoryNode => journalNode(deps.inventory, name)
   const gates = new HealthGates(kube)
+  const archives = new ImageArchives(deps, inventoryNode)
 
   const readNode = (name: string) => kube.core.readNode({name})
 
@@ -147,61 +127,11 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     await comeBack()
   }
 
-  /** A copy cut short by a lost connection is made again on a new one (nothing was swapped yet), twice at most. */
-  async function stageRetrying<T>(log: (message: string) => void, signal: AbortSignal, copy: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await copy()
-      } catch (error) {
-        if (!(error instanceof ConnectionError) || signal.aborted || attempt >= 3) throw error
-        log('connection lost during the copy; copying again on a new connection')
-      }
-    }
-  }
-
   /** Puts the verified new binary (and images archives) beside the live ones, unless they are that already. */
   async function stageNode(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<NodeStage> {
     const binary = await stageNodeBinary(ctx, node, signal)
-    const stagedArchives = await stageNodeArchives(ctx, node, signal)
+    const stagedArchives = await archives.stage(ctx, node, signal, () => stagingOf(ctx.runId)?.stagedArchives.add(node.name))
     return stagedArchives.length > 0 ? {...binary, stagedArchives} : binary
-  }
-
-  // Archives are hundreds of MiB: at most install.uploadConcurrency of them cross the network at once.
-  const uploadLimits = new Map<string, SessionLimit>()
-
-  /** The node's new images archives (archive mode), each pushed unless the live or staged file is it already. */
-  async function stageNodeArchives(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<string[]> {
-    const {images} = node
-    if (images?.mode !== 'archive' || !images.dir || !images.archives) return []
-    let limit = uploadLimits.get(ctx.runId)
-    if (!limit) uploadLimits.set(ctx.runId, (limit = new SessionLimit(ctx.input.install.uploadConcurrency ?? 2)))
-    const staged: string[] = []
-    const version = parseVersion(ctx.input.target)
-    for (const archive of images.archives) {
-      const dir = images.dir
-      const state = await archiveState(await deps.connect(inventoryNode(node.name)), dir, archive, signal)
-      if (state.liveSha === archive.sha256) continue
-      staged.push(archive.file)
-      stagingOf(ctx.runId)?.stagedArchives.add(node.name)
-      if (state.stagedSha === archive.sha256) continue
-      const local = await deps.release.artifact(version, node.arch, archive.file, signal)
-      await limit.use(async () => {
-        ctx.log('info', `copying ${archive.file} (${mib(archive.size)}) to the node`, node.name)
-        const log = (message: string) => ctx.log('warn', message, node.name)
-        let reported = 0
-        const onProgress = (sent: number) => {
-          // A line per quarter: enough to see it move, few enough for the journal.
-          const quarter = Math.floor((sent / archive.size) * 4)
-          if (quarter > reported && quarter < 4) {
-            reported = quarter
-            ctx.log('info', `${archive.file}: ${mib(sent)} of ${mib(archive.size)} sent`, node.name)
-          }
-        }
-        await stageRetrying(log, signal, async () => stageArchive(await deps.connect(inventoryNode(node.name)), {dir, file: archive.file, sha256: archive.sha256, localPath: local.path, onProgress, signal}))
-      }, signal)
-      ctx.log('info', `${archive.file} staged and verified`, node.name)
-    }
-    return staged
   }
 
   async function stageNodeBinary(ctx: StepCtx, node: PlannedNode, signal: AbortSignal): Promise<NodeStage> {
@@ -218,7 +148,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
       : {url: artifactUrl(input.install.releaseUrl, version, artifactName(distribution, node.arch))}
     ctx.log('info', `copying ${distribution.name} ${input.target} (${node.arch}) to the node`, node.name)
     const log = (message: string) => ctx.log('warn', message, node.name)
-    const {stagedPath} = await stageRetrying(log, signal, async () => stageBinary(await deps.connect(inventoryNode(node.name)), {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal}))
+    const {stagedPath} = await copyRetrying(log, signal, async () => stageBinary(await deps.connect(inventoryNode(node.name)), {binary: distribution.binary, binDir: node.binDir, sha256: node.newSha256, source, signal}))
     ctx.log('info', 'new binary staged and verified', node.name)
     return {liveSha: state.liveSha, stagedPath}
   }
@@ -294,15 +224,11 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
     }
     if (ctx.signal.aborted) await undoCordon(`cancelled after draining ${node.name}; it was uncordoned again`)
 
-    if (node.images?.mode === 'archive' && node.images.dir && node.images.archives) {
+    if (archivesOf(node)) {
       // Registered after the binary's undo, so it runs first: the old binary starts with its old images.
       await ctx.registerCompensation(restoreBinarySpec(distribution, node))
-      await ctx.registerCompensation(restoreImagesSpec(node))
-      if (stage.stagedArchives) {
-        await placeArchives(transport, node.images.dir, stage.stagedArchives)
-        stagingOf(ctx.runId)?.stagedArchives.delete(node.name)
-        ctx.log('info', `images archives in place (${stage.stagedArchives.join(', ')}; the previous kept until the run is verified)`)
-      }
+      await archives.place(ctx, node, transport, stage.stagedArchives)
+      stagingOf(ctx.runId)?.stagedArchives.delete(node.name)
     }
     if (stage.stagedPath) {
       await ctx.registerCompensation(restoreBinarySpec(distribution, node))
@@ -343,7 +269,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
   async function stagingDone(ctx: StepCtx): Promise<void> {
     await ctx.dropCompensation('discard-staged')
     stagings.delete(ctx.runId)
-    uploadLimits.delete(ctx.runId)
+    archives.forget(ctx.runId)
   }
 
   return {
@@ -406,21 +332,7 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         },
       },
       verifyStep<UpgradeInput, UpgradeData, UpgradeCompensations>(kube),
-      {
-        name: 'retire-archives',
-        title: 'Remove the previous images archives',
-        // Only now is every node Ready at the target with every kube-system pod running (the
-        // verification waited for both): until then the undo wants the old archives where they are.
-        async run(ctx) {
-          const nodes = [...ctx.input.plan.servers, ...ctx.input.plan.agents].filter((node) => node.images?.mode === 'archive' && node.images.dir && node.images.archives)
-          if (nodes.length === 0) return skip('no images archive was replaced')
-          await ctx.actions(nodes.map((node) => node.name), {concurrency: ctx.input.concurrency}, async (action) => {
-            const {images} = nodes.find((node) => node.name === action.node) as PlannedNode & {images: Required<NonNullable<PlannedNode['images']>>}
-            await removePreviousArchives(await deps.connect(inventoryNode(action.node)), images.dir, images.archives.map((a) => a.file))
-            action.log('info', 'previous images archives removed')
-          })
-        },
-      },
+      archives.retireStep(),
     ],
     compensations: {
       async uncordon(params, ctx) {
@@ -438,35 +350,14 @@ export function binaryUpgradeSaga(deps: BinaryUpgradeDeps, timings: SagaTimings 
         }
         ctx.log('info', `back at ${params.previousVersion}`)
       },
-      async restoreImages(params, ctx) {
-        const transport = await deps.connect(inventoryNode(params.node))
-        const gone = await restoreArchives(transport, params.dir, params.archives)
-        // A run stopped while removing the old archives (its last step): they come back from the release.
-        const version = parseVersion(params.previousVersion)
-        for (const file of gone) {
-          const old = await deps.release.artifact(version, params.arch, file, ctx.signal)
-          await stageArchive(transport, {dir: params.dir, file, sha256: old.sha256, localPath: old.path, signal: ctx.signal})
-          await installStagedArchive(transport, params.dir, file)
-          ctx.log('info', `${file} of ${params.previousVersion} brought back from the release`)
-        }
-        ctx.log('info', `images archives of ${params.previousVersion} back in ${params.dir}`)
-      },
+      restoreImages: (params, ctx) => archives.restore(params, ctx),
       async discardStaged(_params, ctx) {
         // A leftover staged file changes nothing a node runs, so a node that cannot be reached is
         // a warning with the command, not a compensation that failed.
         const staged = [...(stagingOf(ctx.runId)?.staged ?? [])]
         const distribution = binaryDistributionOf(ctx.input.distribution)
         const byName = new Map([...ctx.input.plan.servers, ...ctx.input.plan.agents].map((n) => [n.name, n]))
-        await Promise.all([...(stagingOf(ctx.runId)?.stagedArchives ?? [])].map(async (name) => {
-          const images = (byName.get(name) as PlannedNode).images
-          if (!images?.dir || !images.archives) return
-          const files = images.archives.map((a) => a.file)
-          try {
-            await discardStagedArchives(await deps.connect(inventoryNode(name)), images.dir, files)
-          } catch (error) {
-            ctx.log('warn', `${name}: could not remove the staged images archives in ${images.dir} (${(error as Error).message}); remove them with: ssh ${sshDestination(byName.get(name) as PlannedNode)} sudo rm -f ${files.map((f) => stagedArchivePath(images.dir as string, f)).join(' ')}`)
-          }
-        }))
+        await archives.discard(ctx, [...(stagingOf(ctx.runId)?.stagedArchives ?? [])].map((name) => byName.get(name) as PlannedNode))
         await Promise.all(staged.map(async (name) => {
           const node = byName.get(name) as PlannedNode
           const file = stagedBinaryPath(distribution.binary, node.binDir)
