@@ -1,7 +1,8 @@
 /**
  * A look at pre-flight alone at scenario L's size (3+200, in-process SSH): `--dry-run` timed, its
- * NDJSON events written to BENCH_LOG_DIR, the CLI CPU-profiled when BENCH_CPU_PROF is a dir.
- * Not part of `npm run bench`: `npx tsx bench/preflight-probe.ts`.
+ * pauses between its events printed (longer than BENCH_GAP_MS, default 300), the CLI CPU-profiled
+ * when BENCH_CPU_PROF is a dir. BENCH_AGENTS (200) and BENCH_SSH (inproc | openssh) set the size
+ * and the SSH server. Not part of `npm run bench`: `npx tsx bench/preflight-probe.ts`.
  */
 import {spawn} from 'node:child_process'
 import path from 'node:path'
@@ -10,7 +11,7 @@ import {REPO_ROOT, startHomelab} from '../test/sim/homelab.js'
 
 const agents = Number(process.env.BENCH_AGENTS ?? 200)
 const prof = process.env.BENCH_CPU_PROF
-const lab = await startHomelab({servers: 3, agents, ssh: 'inproc', version: 'v1.31.4+k3s1', releases: ['v1.31.5+k3s1'], readyDelayMs: 2000})
+const lab = await startHomelab({servers: 3, agents, ssh: (process.env.BENCH_SSH as 'openssh' | 'inproc' | undefined) ?? 'inproc', version: 'v1.31.4+k3s1', releases: ['v1.31.5+k3s1'], readyDelayMs: 2000})
 try {
   for (let round = 1; round <= 2; round++) {
     const started = performance.now()
@@ -25,7 +26,7 @@ try {
     // The pauses: where pre-flight waits on something.
     for (let i = 1; i < events.length; i++) {
       const gap = Date.parse(events[i]!.time ?? '') - Date.parse(events[i - 1]!.time ?? '')
-      if (gap > 300) process.stdout.write(`  ${gap} ms before: ${JSON.stringify(events[i]).slice(0, 160)}\n`)
+      if (gap > Number(process.env.BENCH_GAP_MS ?? 300)) process.stdout.write(`  ${gap} ms before: ${JSON.stringify(events[i]).slice(0, 160)}\n`)
     }
     const byType = new Map<string, number>()
     for (const e of events) byType.set(e.type ?? '?', (byType.get(e.type ?? '?') ?? 0) + 1)
