@@ -104,9 +104,18 @@ export class ImageArchives {
         const nodes = [...ctx.input.plan.servers, ...ctx.input.plan.agents].filter((node) => archivesOf(node))
         if (nodes.length === 0) return skip('no images archive was replaced')
         await ctx.actions(nodes.map((node) => node.name), {concurrency: ctx.input.concurrency}, async (action) => {
-          const found = archivesOf(nodes.find((node) => node.name === action.node) as PlannedNode) as Archives
-          await removePreviousArchives(await this.deps.connect(this.inventoryNode(action.node)), found.dir, found.archives.map((a) => a.file))
-          action.log('info', 'previous images archives removed')
+          const node = nodes.find((n) => n.name === action.node) as PlannedNode
+          const found = archivesOf(node) as Archives
+          const files = found.archives.map((a) => a.file)
+          try {
+            await removePreviousArchives(await this.deps.connect(this.inventoryNode(action.node)), found.dir, files)
+            action.log('info', 'previous images archives removed')
+          } catch (error) {
+            // The upgrade is verified; a leftover old archive only takes disk (it is not imported),
+            // so it is a warning with the command, never a reason to undo the run.
+            if (ctx.signal.aborted) throw error
+            action.log('warn', `could not remove the previous images archives (${(error as Error).message}); remove them with: ssh ${sshDestination(node)} sudo rm -f ${files.map((f) => previousArchivePath(found.dir, f)).join(' ')}`)
+          }
         })
       },
     }

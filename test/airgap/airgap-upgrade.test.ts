@@ -211,3 +211,14 @@ test('registry mode with a mirror for a private registry only: the release image
   assert.match(`${run.stdout}\n${run.stderr}`, new RegExp(`warning: ${count} images of v1\\.31\\.5\\+k3s1 \\(docker\\.io/rancher/\\S+, docker\\.io/rancher/\\S+…\\) have no mirror in registries\\.yaml on server-1, agent-1, agent-2: containerd pulls them from their own registry`))
   assert.equal(registry.manifestRequests().length, 0)
 })
+
+test('the old archive cannot be removed on one node after a verified upgrade: a warning with the command, the run still succeeds', async (t) => {
+  const homelab = await lab(t, {...SMALL, images: 'archive'})
+  homelab.node('agent-2').ssh.faults?.dropAfterCommand(/homelab-prev"; done/, 1)
+  const run = await homelab.cli(['k8s', 'upgrade', '--to', TO, '--yes'])
+  const all = `${run.stdout}\n${run.stderr}`
+  assert.equal(homelab.node('agent-2').ssh.faults?.dropped, 1, 'the fault never fired')
+  assert.equal(run.exitCode, 0, all)
+  assert.match(all, /agent-2: (?:warn: )?could not remove the previous images archives \(.*connection lost.*\); remove them with: ssh (?:\S+@)?127\.\S+ sudo rm -f \S+\/agent\/images\/\.k3s-airgap-images-amd64\.tar\.zst\.homelab-prev/)
+  for (const [name, state] of await nodeStates(homelab)) assert.deepEqual(state, {kubelet: TO, disk: TO, ready: true, cordoned: false}, name)
+})
