@@ -13,7 +13,7 @@ import {imageListFor, imagesArchiveName} from '../sim/airgap-images.js'
 import type {Homelab} from '../sim/homelab.js'
 import {agentImagesDir, readImagesLog, seedImagesArchive, setStartFailure} from '../sim/node-fixture.js'
 import {startRegistryServer} from '../sim/registry-server.js'
-import {FROM, TO, journals, lab, nodeStates, parseJson, writes} from '../upgrade/helpers.js'
+import {FROM, TO, journals, lab, nodeStates, parseJson, spawnCli, writes} from '../upgrade/helpers.js'
 
 const ARCHIVE = imagesArchiveName('k3s', 'amd64')
 const SMALL = {servers: 1, agents: 2}
@@ -221,4 +221,18 @@ test('the old archive cannot be removed on one node after a verified upgrade: a 
   assert.equal(run.exitCode, 0, all)
   assert.match(all, /agent-2: (?:warn: )?could not remove the previous images archives \(.*connection lost.*\); remove them with: ssh (?:\S+@)?127\.\S+ sudo rm -f \S+\/agent\/images\/\.k3s-airgap-images-amd64\.tar\.zst\.homelab-prev/)
   for (const [name, state] of await nodeStates(homelab)) assert.deepEqual(state, {kubelet: TO, disk: TO, ready: true, cordoned: false}, name)
+})
+
+test('killed while removing the old archives, then rolled back: the removed ones come back from the release', async (t) => {
+  const homelab = await lab(t, {...SMALL, images: 'archive', config: {upgrade: {agentConcurrency: 1}}})
+  const cli = spawnCli(t, homelab, ['k8s', 'upgrade', '--to', TO, '--yes', '--log-format', 'json'])
+  await cli.waitForEvent((e) => /previous images archives removed/.test(e.message ?? ''))
+  cli.child.kill('SIGKILL')
+  await cli.exited
+  const rollback = await homelab.cli(['k8s', 'rollback', '--yes', '--json'])
+  assert.equal(rollback.exitCode, 0, `${rollback.stdout}\n${rollback.stderr}`)
+  assert.equal(parseJson<{outcome: string}>(rollback.stdout).outcome, 'compensated')
+  for (const [name, state] of await nodeStates(homelab)) assert.deepEqual(state, {kubelet: FROM, disk: FROM, ready: true, cordoned: false}, name)
+  assertArchivesAt(homelab, await imageDirs(homelab), FROM)
+  assert.equal(homelab.release.downloads({version: FROM, file: ARCHIVE}), 1, 'the removed old archive was fetched once from the release')
 })
