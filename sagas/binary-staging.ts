@@ -1,5 +1,6 @@
 /**
- * The new binary is put beside the live one on every node of the run in the background, from the
+ * The new binary (and, on air-gapped nodes, the images archives: image-archives.ts) is put
+ * beside the live one on every node of the run in the background, from the
  * servers step on, in plan order and a few nodes at once, so that a node's action finds it
  * waiting there: between a node's drain and its restart only the swap (one rename) is left on
  * the critical path, where the push and its sha256 check used to be. Staging changes nothing a

@@ -10,6 +10,7 @@ import {skip} from '../src/saga/engine.js'
 import type {ActionContext, CompensationContext, StepContext, StepDefinition} from '../src/saga/types.js'
 import {SessionLimit} from '../src/transport/ssh-session-limit.js'
 import type {Transport} from '../src/transport/types.js'
+import {mib} from '../src/units.js'
 import type {BinaryUpgradeDeps, PlannedNode} from '../src/upgrade/types.js'
 import {parseVersion} from '../src/versions/release-version.js'
 import {copyRetrying} from './binary-staging.js'
@@ -24,10 +25,6 @@ type Archives = {dir: string; archives: NonNullable<NonNullable<PlannedNode['ima
 export function archivesOf(node: PlannedNode): Archives | undefined {
   const {images} = node
   return images?.mode === 'archive' && images.dir && images.archives ? {dir: images.dir, archives: images.archives} : undefined
-}
-
-export function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }
 
 export class ImageArchives {

@@ -2,6 +2,7 @@ import {createInterface} from 'node:readline/promises'
 
 import type {UpgradeEvent, UpgradeResult} from '../../src/upgrade/run-upgrade.js'
 import type {PlannedNode, UpgradePlan} from '../../src/upgrade/types.js'
+import {mib} from '../../src/units.js'
 import {ListrView} from './listr-view.js'
 import {ndjsonWriter, plainLineWriter} from './events.js'
 
@@ -52,7 +53,7 @@ export function renderPlan(plan: UpgradePlan): string {
 function imagesLine(node: UpgradePlan['servers'][number]): string[] {
   const images = 'images' in node ? (node as PlannedNode).images : undefined
   if (!images) return []
-  const sent = images.archives?.map((a) => `${a.file} (${(a.size / 1024 / 1024).toFixed(1)} MiB)`).join(', ')
+  const sent = images.archives?.map((a) => `${a.file} (${mib(a.size)})`).join(', ')
   return [`      images: ${images.mode} (${images.reason})${sent ? `; sends ${sent}` : ''}`]
 }
 

@@ -91,9 +91,10 @@ async function podsOnNode(kube: KubeClients, node: string, settings: DrainSettin
 
 /** Read-only: what a drain of this node would do now. Used by pre-flight and by the drain itself. */
 export async function planDrain(kube: KubeClients, node: string, settings: DrainSettings, now = Date.now()): Promise<DrainPlan> {
-  const pods = await podsOnNode(kube, node, settings)
-  const needPdbs = !settings.disableEviction && pods.some((pod) => classify(pod, settings, now).action === 'evict')
-  return judgeDrain(pods, needPdbs ? await listPdbs(kube) : [], settings, now)
+  const plan = judgePods(await podsOnNode(kube, node, settings), settings, now)
+  // The budgets only matter for pods that would be evicted.
+  if (!settings.disableEviction && plan.evict.length > 0) addPdbBlocks(plan, await listPdbs(kube))
+  return plan
 }
 
 /**
@@ -111,14 +112,19 @@ export async function planDrainsFor(kube: KubeClients, nodes: readonly string[],
     const node = pod.spec?.nodeName
     if (node) byNode.set(node, [...(byNode.get(node) ?? []), pod])
   }
-  return nodes.map((node) => judgeDrain(byNode.get(node) ?? [], pdbs, settings, now))
+  return nodes.map((node) => {
+    const plan = judgePods(byNode.get(node) ?? [], settings, now)
+    addPdbBlocks(plan, pdbs)
+    return plan
+  })
 }
 
 async function listPdbs(kube: KubeClients): Promise<V1PodDisruptionBudget[]> {
   return (await kube.policy.listPodDisruptionBudgetForAllNamespaces()).items
 }
 
-function judgeDrain(pods: readonly V1Pod[], pdbs: readonly V1PodDisruptionBudget[], settings: DrainSettings, now: number): DrainPlan {
+/** Each pod evicted, left alone, or a blocker; the budgets are judged after (addPdbBlocks). */
+function judgePods(pods: readonly V1Pod[], settings: DrainSettings, now: number): DrainPlan {
   const plan: DrainPlan = {evict: [], ignored: [], blockers: [], pdbBlocked: []}
   for (const pod of pods) {
     const verdict = classify(pod, settings, now)
@@ -126,18 +132,20 @@ function judgeDrain(pods: readonly V1Pod[], pdbs: readonly V1PodDisruptionBudget
     else if (verdict.action === 'ignore') plan.ignored.push({pod: podName(pod), reason: verdict.reason})
     else plan.blockers.push({pod: podName(pod), reason: verdict.reason, fix: verdict.fix})
   }
-  if (!settings.disableEviction) {
-    for (const pod of plan.evict) {
-      for (const pdb of pdbs) {
-        if (pdb.metadata?.namespace !== pod.metadata?.namespace) continue
-        if (!selectorMatches(pdb.spec?.selector, pod.metadata?.labels)) continue
-        if ((pdb.status?.disruptionsAllowed ?? 0) === 0) {
-          plan.pdbBlocked.push({pod: podName(pod), pdb: `${pdb.metadata?.namespace}/${pdb.metadata?.name}`})
-        }
+  return plan
+}
+
+/** The pods to evict that a budget at zero disruptions would refuse. */
+function addPdbBlocks(plan: DrainPlan, pdbs: readonly V1PodDisruptionBudget[]): void {
+  for (const pod of plan.evict) {
+    for (const pdb of pdbs) {
+      if (pdb.metadata?.namespace !== pod.metadata?.namespace) continue
+      if (!selectorMatches(pdb.spec?.selector, pod.metadata?.labels)) continue
+      if ((pdb.status?.disruptionsAllowed ?? 0) === 0) {
+        plan.pdbBlocked.push({pod: podName(pod), pdb: `${pdb.metadata?.namespace}/${pdb.metadata?.name}`})
       }
     }
   }
-  return plan
 }
 
 export interface DrainOptions {

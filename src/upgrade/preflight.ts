@@ -211,7 +211,7 @@ async function planImages(
     const uploadKb = Math.ceil(Math.max(...archives.map((a) => a.size)) / 1024)
     const freeTmp = facts.get(node.name)?.freeTmpKb ?? 0
     if (found.freeKb < needKb || freeTmp < uploadKb) {
-      problems.push(`node ${node.name}: not enough free disk for the images archives (${mib(found.freeKb)} free in ${found.dir}, ${mib(needKb)} needed; ${mib(freeTmp)} free in /tmp, ${mib(uploadKb)} needed for the upload)`)
+      problems.push(`node ${node.name}: not enough free disk for the images archives (${wholeMib(found.freeKb)} free in ${found.dir}, ${wholeMib(needKb)} needed; ${wholeMib(freeTmp)} free in /tmp, ${wholeMib(uploadKb)} needed for the upload)`)
       fix.push(`free disk on ${node.name} (the old archives stay until the run is verified)`)
       return undefined
     }
@@ -270,7 +270,8 @@ async function checkMirrors(
   }
 }
 
-function mib(kb: number): string {
+/** Free space as df reports it (KiB), in whole MiB. */
+function wholeMib(kb: number): string {
   return `${Math.round(kb / 1024)} MiB`
 }
 
