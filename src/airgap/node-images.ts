@@ -25,8 +25,8 @@ export const IMAGE_DIR_SCRIPT = 'for f in "$1"/*; do if [ -f "$f" ]; then printf
 /** The registries file's text, or nothing when there is none. */
 export const REGISTRIES_SCRIPT = 'if [ -f "$1" ]; then cat -- "$1"; fi'
 
-/** The `df -Pk` line of the filesystem that holds `$1`, or would once it is created. */
-export const FREE_KB_NEAREST_SCRIPT = 'd=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk "$d" | tail -n 1'
+/** `df -Pk` of the filesystem that holds `$1`, or would once it is created (its nearest existing parent; no dirname process per level). */
+export const FREE_KB_NEAREST_SCRIPT = 'd=$1; while [ ! -d "$d" ]; do case $d in */*) d=${d%/*}; d=${d:-/} ;; *) d=. ;; esac; done; df -Pk "$d"'
 
 export function parseImageDir(out: string): ImageDirEntry[] {
   return out.split('\n').flatMap((line) => {

@@ -19,24 +19,34 @@ import {probeProgram, runProbe, type Become} from './probe.js'
 // it), $3 the dir to fall back on, $4 the service, $5 the manifests dir (empty on agents), $6 the
 // service-manager script (empty when install.service names one), $7 the agent's image dir and $8
 // the registries file (both empty when install.images is pull), then the installer's bin dirs.
+// The reads that need root run first, all under one sudo (sudo is slow: PAM, the policy, a log
+// line each): when it fails, its words are pre-flight's refusal, as `sudo -n -- true`'s were.
 const BODY = `BIN=$1 EXPLICIT=$2 FALLBACK=$3 SERVICE=$4 MANIFESTS=$5 MANAGERS=$6 IMAGES=$7 REGISTRIES=$8; shift 8
-if [ "$B" = sudo ]; then sec sudo priv true || exit 0; fi
-if [ -n "$EXPLICIT" ]; then D=$EXPLICIT; else D=$(sh -c "$FIND_BIN_DIR" homelab "$BIN" "$@" 2>/dev/null); [ -n "$D" ] || D=$FALLBACK; fi
+if ! sec root priv sh -c "$AS_ROOT" homelab "$M" none "$MANIFESTS" "$IMAGES" "$REGISTRIES" && [ "$B" = sudo ]; then exit 0; fi
+if [ -n "$EXPLICIT" ]; then D=$EXPLICIT; else D=$(snip "$FIND_BIN_DIR" "$BIN" "$@" 2>/dev/null); [ -n "$D" ] || D=$FALLBACK; fi
 sec bindir printf '%s' "$D"
-sec sha256 sh -c "$SHA256" homelab "$D/$BIN"
+sec sha256 snip "$SHA256" "$D/$BIN"
 sec version "$D/$BIN" --version
 sec arch uname -m
-if [ -n "$MANAGERS" ]; then sec service sh -c "$MANAGERS" homelab "$SERVICE"; fi
-sec free-bin sh -c "$FREE_KB" homelab "$D"
-sec free-tmp sh -c "$FREE_KB" homelab /tmp
-sec owner sh -c "$PACKAGE_OWNER" homelab "$D/$BIN"
-if [ -n "$MANIFESTS" ]; then sec skip priv sh -c "$SKIPPED_MANIFESTS" homelab "$MANIFESTS"; fi
-if [ -n "$IMAGES" ]; then
-  sec images priv sh -c "$IMAGE_DIR" homelab "$IMAGES"
-  sec free-images sh -c "$FREE_KB_NEAREST" homelab "$IMAGES"
-  sec registries priv sh -c "$REGISTRIES_CAT" homelab "$REGISTRIES"
-fi
+if [ -n "$MANAGERS" ]; then sec service snip "$MANAGERS" "$SERVICE"; fi
+sec free-bin snip "$FREE_KB" "$D"
+sec free-tmp snip "$FREE_KB" /tmp
+sec owner snip "$PACKAGE_OWNER" "$D/$BIN"
+if [ -n "$IMAGES" ]; then sec free-images snip "$FREE_KB_NEAREST" "$IMAGES"; fi
 `
+
+// As root, with the outer marker: $1 the manifests dir, $2 the image dir, $3 the registries file (each empty: not read).
+const AS_ROOT_BODY = `MANIFESTS=$1 IMAGES=$2 REGISTRIES=$3
+if [ -n "$MANIFESTS" ]; then sec skip snip "$SKIPPED_MANIFESTS" "$MANIFESTS"; fi
+if [ -n "$IMAGES" ]; then
+  sec images snip "$IMAGE_DIR" "$IMAGES"
+  sec registries snip "$REGISTRIES_CAT" "$REGISTRIES"
+fi
+exit 0
+`
+
+/** The part of the probe that runs as root (`sudo -n -- sh -c <this> homelab <marker> none …`). */
+export const AS_ROOT_PROBE = probeProgram({SKIPPED_MANIFESTS: SKIPPED_MANIFESTS_SCRIPT, IMAGE_DIR: IMAGE_DIR_SCRIPT, REGISTRIES_CAT: REGISTRIES_SCRIPT}, AS_ROOT_BODY)
 
 /** The probe program for binary distributions (fixed text; pinned by a golden test). */
 export const BINARY_PROBE = probeProgram(
@@ -45,10 +55,8 @@ export const BINARY_PROBE = probeProgram(
     SHA256: SHA256_SCRIPT,
     FREE_KB: FREE_KB_SCRIPT,
     PACKAGE_OWNER: PACKAGE_OWNER_SCRIPT,
-    SKIPPED_MANIFESTS: SKIPPED_MANIFESTS_SCRIPT,
-    IMAGE_DIR: IMAGE_DIR_SCRIPT,
     FREE_KB_NEAREST: FREE_KB_NEAREST_SCRIPT,
-    REGISTRIES_CAT: REGISTRIES_SCRIPT,
+    AS_ROOT: AS_ROOT_PROBE,
   },
   BODY,
 )
@@ -108,7 +116,7 @@ export async function probeBinaryNode(transport: Transport, request: BinaryNodeR
     ],
     {become: request.become, sudoUser: request.sudoUser, signal: request.signal, timeoutMs: 60_000},
   )
-  probe.checkPrivilege(request.become)
+  probe.checkPrivilege(request.become, 'root', ['sh', '-c', '<pre-flight\'s reads as root>'])
   const binDir = probe.result('bindir').stdout
   if (!binDir.startsWith('/')) throw new CommandError(`${node}: the pre-flight probe found no bin dir (${JSON.stringify(binDir)})`, 0, '')
   const binary = binaryPath(distribution, binDir)

@@ -14,7 +14,7 @@ export async function findBinDir(transport: Transport, distribution: Distributio
 }
 
 /** `$1` the binary's name, then the dirs: prints the first dir holding it executable. */
-export const FIND_BIN_DIR_SCRIPT = 'b=$1; shift; for d in "$@"; do if [ -x "$d/$b" ]; then echo "$d"; exit 0; fi; done'
+export const FIND_BIN_DIR_SCRIPT = 'b=$1; shift; for d in "$@"; do if [ -x "$d/$b" ]; then echo "$d"; break; fi; done'
 
 
 export interface PackageOwner {

@@ -107,11 +107,11 @@ export async function freeKilobytes(transport: Transport, dir: string, signal?: 
   return parseFreeKilobytes(transport.node, dir, await script(transport, FREE_KB_SCRIPT, [dir], {signal}))
 }
 
-/** Prints the `df -Pk` line of the filesystem holding `$1`. */
-export const FREE_KB_SCRIPT = 'df -Pk "$1" | tail -n 1'
+/** Prints `df -Pk` of the filesystem holding `$1`: the header, then its line (last: -P never wraps it). */
+export const FREE_KB_SCRIPT = 'df -Pk "$1"'
 
 export function parseFreeKilobytes(node: string, dir: string, out: string): number {
-  const available = Number(out.trim().split(/\s+/)[3])
+  const available = Number(out.trim().split('\n').at(-1)?.trim().split(/\s+/)[3])
   if (!Number.isFinite(available)) throw new CommandError(`${node}: cannot read free space of ${dir}`, 0, out)
   return available
 }

@@ -44,12 +44,12 @@ const BODY = `UP=$1 PKGS=$2 EXPLICIT=$3 APT_NAMES=$4 BINDIR=$5 CACHE=$6 TO=$7 AD
 keep() { r=$(exec 3>&1; sec "$@"); s=$?; printf '%s\\n' "$r"; K=\${r#*"$M out $1$NL"}; K=\${K%"$NL$M exit $1 "*}; return $s; }
 if [ "$B" = sudo ]; then sec sudo priv true || exit 0; fi
 sec arch uname -m
-keep manager sh -c "$DETECT_PM" homelab
+keep manager snip "$DETECT_PM"
 PM=$(printf '%s' "$K" | tr -d '[:space:]')
 case $PM in apt) INSTALLED=$APT_INSTALLED ;; dnf) INSTALLED=$DNF_INSTALLED ;; *) INSTALLED= ;; esac
 if [ -n "$INSTALLED" ]; then
   set -f; IFS=$NL
-  keep installed sh -c "$INSTALLED" homelab $PKGS
+  keep installed snip "$INSTALLED" $PKGS
   set +f; unset IFS
   KV=$(printf '%s\\n' "$K" | awk -F '\\t' -v p="$UP" '$1 == p { print $2 }')
 fi
@@ -74,9 +74,9 @@ elif [ "$PM" = dnf ]; then
     /^Repo-filename[ \\t]*:/ { sub(/^Repo-filename[ \\t]*:[ \\t]*/, ""); f = $1 }
     END { pick() }')
 fi
-sec swap sh -c "$SWAP" homelab
-sec free-bin sh -c "$FREE_KB" homelab "$BINDIR"
-sec free-cache sh -c "$FREE_KB" homelab "$CACHE"
+sec swap snip "$SWAP"
+sec free-bin snip "$FREE_KB" "$BINDIR"
+sec free-cache snip "$FREE_KB" "$CACHE"
 if [ -n "$ADMIN" ]; then sec control-plane priv sh -c "$CONTROL_PLANE_FACTS" homelab "$ADMIN" "$ETCD"; fi
 [ -n "$F" ] || exit 0
 keep repository priv cat "$F" || exit 0

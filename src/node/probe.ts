@@ -9,10 +9,15 @@
  * Inside a probe program:
  *   `sec <name> <command…>`  runs the command in a subshell, frames its output; returns its status
  *   `priv <command…>`        the command as root: `sudo -n -- <command…>` when become is sudo
+ *   `snip "$SNIPPET" <args…>` a snippet run as `sh -c "$SNIPPET" homelab <args…>` would run it, but
+ *                            in the step's own subshell: no new sh process (the probe of 200 nodes
+ *                            starts thousands fewer); so a snippet run this way must not `exit`
  *   `$M`, `$B`               the marker and the become mode (the first two arguments)
  *
  * The output is, per step, exactly:
  *   <M> out <name>\n<stdout>\n<M> exit <name> <status>\n<M> err <name>\n<stderr>\n<M> end <name>\n
+ * A step may itself run a probe program with the same marker (the reads done as root, under one
+ * sudo): the frames in its stdout are that program's steps, read as if they were the outer ones.
  */
 import {randomBytes} from 'node:crypto'
 
@@ -29,10 +34,11 @@ NL='
 '
 exec 3>&1
 priv() { if [ "$B" = sudo ]; then sudo -n -- "$@"; else "$@"; fi; }
+snip() { __p=$1; shift; eval "$__p"; }
 sec() {
   n=$1; shift
   printf '%s out %s\\n' "$M" "$n"
-  e=$( { ( "$@" ) 2>&1 1>&3 3>&-; s=$?; printf '\\n%s exit %s %s\\n' "$M" "$n" "$s" >&3; printf '\\n%s' "$s"; } )
+  e=$( { "$@" 2>&1 1>&3 3>&-; s=$?; printf '\\n%s exit %s %s\\n' "$M" "$n" "$s" >&3; printf '\\n%s' "$s"; } )
   x=\${e##*"$NL"}; e=\${e%"$NL"*}
   printf '%s err %s\\n%s\\n%s end %s\\n' "$M" "$n" "$e" "$M" "$n"
   return "$x"
@@ -43,6 +49,8 @@ sec() {
 export function probeProgram(snippets: Readonly<Record<string, string>>, body: string): string {
   const vars = Object.entries(snippets).map(([name, text]) => {
     if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new TypeError(`probe snippet name ${name} is not a shell variable name`)
+    // An exit (or an EXIT trap) would end the step's subshell before its status is framed.
+    if (body.includes(`snip "$${name}"`) && /\b(exit|trap)\b/.test(text)) throw new TypeError(`probe snippet ${name} exits; run it with sh -c, not snip`)
     return `${name}=${quoteArg(text)}`
   })
   return `${PRELUDE}${vars.join('\n')}\n${body}`
@@ -56,11 +64,14 @@ export class ProbeResult {
     private readonly sudoUser: string | undefined,
   ) {}
 
-  /** The `sudo` step (become: sudo): its failure is pre-flight's refusal naming sudo's own words. */
-  checkPrivilege(become: Become): void {
-    if (become !== 'sudo' || this.result('sudo').exitCode === 0) return
+  /**
+   * The step run with `priv` first (become: sudo), `sudo -n -- true` or the reads done as root:
+   * its failure is pre-flight's refusal naming sudo's own words.
+   */
+  checkPrivilege(become: Become, step = 'sudo', argv: readonly string[] = ['true']): void {
+    if (become !== 'sudo' || this.result(step).exitCode === 0) return
     try {
-      this.stdout('sudo', ['true'], {privileged: true})
+      this.stdout(step, argv, {privileged: true})
     } catch (error) {
       throw privilegeError(this.node, error as CommandError)
     }
@@ -93,7 +104,9 @@ export function parseProbeOutput(stdout: string, marker: string): Map<string, Ex
   const steps = new Map<string, ExecResult>()
   const frame = new RegExp(`${marker} out ([\\w-]+)\\n([\\s\\S]*?)\\n${marker} exit \\1 (\\d+)\\n${marker} err \\1\\n([\\s\\S]*?)\\n${marker} end \\1\\n`, 'g')
   for (const match of stdout.matchAll(frame)) {
-    steps.set(match[1] as string, {stdout: match[2] as string, exitCode: Number(match[3]), stderr: match[4] as string})
+    const result = {stdout: match[2] as string, exitCode: Number(match[3]), stderr: match[4] as string}
+    steps.set(match[1] as string, result)
+    if (result.stdout.includes(`${marker} out `)) for (const [name, inner] of parseProbeOutput(result.stdout, marker)) steps.set(name, inner)
   }
   return steps
 }

@@ -14,6 +14,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {after, before, describe, test} from 'node:test'
 
+import {AS_ROOT_PROBE} from '../../src/node/binary-probe.js'
 import {REPO_ROOT, type Homelab} from '../sim/homelab.js'
 import {currentBinaryVersion, readCommandLog, readServiceLog} from '../sim/node-fixture.js'
 import {FROM, TO, describeWrites, lab} from '../upgrade/helpers.js'
@@ -174,15 +175,15 @@ const CASES: Case[] = [
   {name: 'rollback: a run that does not exist', args: ['k8s', 'rollback', '20250514-103012-3f9a1c', '--yes'], exit: 2, says: /no run journal at/},
 ]
 
-/** The node commands pre-flight runs (read-only): sudo's own check, the service manager asked what it runs, the .skip manifests listed, the images dir and registries.yaml read. */
+/** The node commands pre-flight runs (read-only): sudo's own check (kubeadm), the reads as root (the .skip manifests listed, the images dir and registries.yaml read), the service manager asked what it runs, the binary's package owner. */
 const READ_ONLY: RegExp[] = [
   /^sudo -n -- true$/,
+  // The probe's reads as root (the .skip files, the image dir, registries.yaml), under one sudo.
+  new RegExp(`^sudo -n -- sh -c ${AS_ROOT_PROBE.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} homelab homelab-probe-[0-9a-f]{16} none `),
   /^(?:sudo -n -- )?systemctl (?:--version|show|is-active|is-enabled|status|cat|list-unit-files)\b/,
   /^(?:sudo -n -- )?(?:rc-service \S+ (?:status|--exists)|rc-status|rc-update show)\b/,
-  /^sudo -n -- sh -c if \[ -d "\$1" \]; then cd "\$1" && find \. -type f -name "\*\.skip" \| sed "s\|\^\\\.\/\|\|"; fi homelab \S+\/manifests$/,
-  // The agent image dir listed and registries.yaml read (how the node gets its images).
-  /^sudo -n -- sh -c for f in "\$1"\/\*; do if \[ -f "\$f" \]; then printf .* homelab \S+\/agent\/images$/,
-  /^sudo -n -- sh -c if \[ -f "\$1" \]; then cat -- "\$1"; fi homelab \S+\/registries\.yaml$/,
+  // Who owns the binary (a node whose binary no package installed has a dpkg that says so).
+  /^dpkg -S /,
 ]
 
 interface NodeMark {

@@ -10,9 +10,9 @@ import path from 'node:path'
 import {test} from 'node:test'
 import {fileURLToPath} from 'node:url'
 
-import {BINARY_PROBE} from '../../src/node/binary-probe.js'
+import {AS_ROOT_PROBE, BINARY_PROBE} from '../../src/node/binary-probe.js'
 import {PACKAGE_PROBE} from '../../src/node/package-probe.js'
-import {parseProbeOutput} from '../../src/node/probe.js'
+import {parseProbeOutput, probeProgram} from '../../src/node/probe.js'
 import type {Homelab} from '../sim/homelab.js'
 import {readCommandLog} from '../sim/node-fixture.js'
 import {AGENTS, SERVERS, TO, lab} from './helpers.js'
@@ -60,10 +60,14 @@ test('k3s pre-flight (--dry-run): one SSH exec and one login per node, the plan 
   assert.deepEqual(plan.agents.map((a) => a.name), AGENTS)
   assert.ok(plan.servers.every((s) => s.serviceManager === 'systemd' && s.installedVersion === 'v1.31.4+k3s1'))
   assertOnePerNode(await sshActivity(homelab))
-  // What the probe ran is still only read-only pre-flight: sudo's check, the service manager asked, the .skip files listed.
+  // What the probe ran is still only read-only pre-flight: one sudo for the reads as root (the .skip files listed among them), the service manager asked.
   const server = (await readCommandLog(homelab.node('server-1').fixture)).map((e) => `${e.tool} ${e.argv.join(' ')}`)
-  assert.ok(server.includes('sudo -n -- true'), server.join('\n'))
-  assert.ok(server.some((line) => line.startsWith('sudo -n -- sh -c if [ -d "$1" ]; then cd "$1" && find')), server.join('\n'))
+  const asRoot = server.filter((line) => line.startsWith('sudo '))
+  assert.equal(asRoot.length, 1, server.join('\n'))
+  assert.ok(asRoot[0]!.startsWith(`sudo -n -- sh -c ${AS_ROOT_PROBE} homelab homelab-probe-`), asRoot[0])
+  assert.match(asRoot[0]!, / none \S+\/server\/manifests \S+\/agent\/images \S+\/registries\.yaml$/)
+  assert.ok(server.some((line) => line.startsWith('find . -type f -name *.skip')) || !server.some((line) => line.startsWith('find')), server.join('\n'))
+  assert.ok(server.includes(`systemctl show -p FragmentPath --value k3s`), server.join('\n'))
 })
 
 test('a full k3s upgrade logs in to each node once: the saga reuses the connections pre-flight opened', async (t) => {
@@ -114,4 +118,24 @@ test('the probe programs are the golden files (a reviewer reads what a node runs
   const m = 'homelab-probe-00'
   const out = `${m} out a\nx\n\n${m} exit a 3\n${m} err a\ne\n${m} end a\n${m} out b\nno newline\n${m} exit b 0\n${m} err b\n\n${m} end b\n`
   assert.deepEqual([...parseProbeOutput(out, m)], [['a', {stdout: 'x\n', exitCode: 3, stderr: 'e'}], ['b', {stdout: 'no newline', exitCode: 0, stderr: ''}]])
+})
+
+test('a step that ran a probe program of its own (the reads as root): its frames are steps as well, its own result kept', async () => {
+  const {execFile} = await import('node:child_process')
+  const m = 'homelab-probe-0123456789abcdef'
+  // The real prelude twice over, as the binary probe runs it: an outer program whose step runs an inner one.
+  const inner = probeProgram({}, 'sec skip sh -c \'echo listed; echo warned >&2; exit 4\'\nsec images printf "%s" "a b"\nexit 0\n')
+  const outer = probeProgram({INNER: inner}, 'sec root sh -c "$INNER" homelab "$M" none\nsec arch echo x86_64\n')
+  const stdout = await new Promise<string>((resolve, reject) => execFile('sh', ['-c', outer, 'homelab', m, 'none'], (error, out) => (error ? reject(error) : resolve(out))))
+  const steps = parseProbeOutput(stdout, m)
+  assert.deepEqual([...steps.keys()], ['root', 'skip', 'images', 'arch'])
+  assert.deepEqual(steps.get('skip'), {stdout: 'listed\n', exitCode: 4, stderr: 'warned\n'})
+  assert.deepEqual(steps.get('images'), {stdout: 'a b', exitCode: 0, stderr: ''})
+  assert.equal(steps.get('root')?.exitCode, 0)
+  assert.deepEqual(steps.get('arch'), {stdout: 'x86_64\n', exitCode: 0, stderr: ''})
+})
+
+test('a snippet that exits cannot be run with snip (its exit would end the step before its status is framed)', () => {
+  assert.throws(() => probeProgram({S: 'echo a; exit 0'}, 'sec s snip "$S"\n'), /probe snippet S exits; run it with sh -c/)
+  assert.doesNotThrow(() => probeProgram({S: 'echo a; exit 0'}, 'sec s sh -c "$S" homelab\n'))
 })
