@@ -16,6 +16,7 @@ import {JournalStore} from './saga/journal.js'
 import {resolveSshTarget} from './transport/ssh-config.js'
 import {LocalTransport} from './transport/local-transport.js'
 import {TransportPool} from './transport/pool.js'
+import {SshKeyStore} from './transport/ssh-keys.js'
 import {SshTransport} from './transport/ssh-transport.js'
 import type {Transport} from './transport/types.js'
 import type {RunnerDeps} from './upgrade/run-upgrade.js'
@@ -84,6 +85,7 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
   const sshConfigText = await readFile(sshConfigPath, 'utf8').catch(() => undefined)
   const localUser = userInfo().username
   let inventory: Inventory | undefined
+  const keys = new SshKeyStore()
   const pool = new TransportPool<Transport>((name) => {
     const node = inventory?.nodes.find((n) => n.name === name)
     if (!node) throw new Error(`node ${name} is not in the inventory`)
@@ -108,6 +110,7 @@ export async function openSession(options: SessionOptions = {}): Promise<Session
       become: node.ssh.become,
       acceptNewHostKeys: options.acceptNewHostKeys,
       env,
+      keys,
       askPassphrase: options.askPassphrase,
       connectTimeoutMs: config.ssh.connectTimeout,
       keepaliveIntervalMs: config.ssh.keepaliveInterval,

@@ -10,6 +10,7 @@ import {after, before, describe, test} from 'node:test'
 import {AbortedError, CommandError, ConnectionError, HomelabError, HostKeyError, TimeoutError} from '../src/errors.js'
 import {sha256Fingerprint} from '../src/transport/known-hosts.js'
 import {TransportPool} from '../src/transport/pool.js'
+import {SshKeyStore} from '../src/transport/ssh-keys.js'
 import type {SshTransportEvent} from '../src/transport/ssh-transport.js'
 import {SshFixture, opensshSkipReason, waitForFile, waitGone, type SimNode} from './transport/ssh-fixture.js'
 
@@ -107,6 +108,26 @@ describe('SSH transport against OpenSSH', {skip, concurrency: 4}, () => {
     const none = fx.transport(n.node, {identityFiles: [enc.path]}, {onEvent: (e) => events.push(e)})
     await assert.rejects(none.run(['true']), ConnectionError)
     assert.ok(events.some((e) => e.type === 'identity-skipped' && /HOMELAB_SSH_PASSPHRASE/.test(e.reason)))
+  })
+
+  test('one key store for a run: an encrypted key is asked for once, however many nodes connect at once', async () => {
+    const enc = await fx.key('id_enc_shared', 'correct horse')
+    const nodes = await Promise.all(['127.0.0.31', '127.0.0.32', '127.0.0.33'].map((address, i) => fx.node(`enc-${i}`, {address, authorizedKeys: [enc.pub]})))
+    for (const n of nodes) fx.trust(n.node)
+    const asked: string[] = []
+    const askPassphrase = async (p: string) => {
+      asked.push(p)
+      await new Promise((r) => setTimeout(r, 50)) // a person typing: the other nodes connect meanwhile
+      return 'correct horse'
+    }
+    const keys = new SshKeyStore()
+    const transports = nodes.map((n) => fx.transport(n.node, {identityFiles: [enc.path]}, {askPassphrase, keys}))
+    assert.deepEqual(await Promise.all(transports.map((t) => t.run(['echo', 'in']))), ['in\n', 'in\n', 'in\n'])
+    assert.deepEqual(asked, [enc.path])
+    // Without a shared store each transport asks for itself (what the store saves a run of 200 nodes).
+    const alone = fx.transport(nodes[0]!.node, {identityFiles: [enc.path]}, {askPassphrase})
+    assert.equal(await alone.run(['true']), '')
+    assert.equal(asked.length, 2)
   })
 
   test('unknown host key: refused with fingerprint and fix, nothing runs; accept-new records it', async () => {

@@ -12,6 +12,7 @@ import {apiFailure} from '../kube/api-errors.js'
 import {KubeClients, loadKubeConfig} from '../kube/client.js'
 import {listClusterNodes} from '../kube/nodes.js'
 import {resolveSshTarget} from '../transport/ssh-config.js'
+import {SshKeyStore} from '../transport/ssh-keys.js'
 import {SshTransport} from '../transport/ssh-transport.js'
 import type {InitDeps} from './init.js'
 
@@ -39,6 +40,7 @@ export async function openInit(options: OpenInitOptions): Promise<InitDeps> {
   const knownHosts = path.join(options.home, '.ssh', 'known_hosts')
   // The default kubeconfig needs no line in the file; another one does, absolute.
   const kubeconfig = options.kubeconfig ? path.resolve(options.kubeconfig) : options.env.KUBECONFIG && !options.env.KUBECONFIG.includes(path.delimiter) ? path.resolve(options.env.KUBECONFIG) : undefined
+  const keys = new SshKeyStore()
   return {
     async listNodes() {
       try {
@@ -62,6 +64,7 @@ export async function openInit(options: OpenInitOptions): Promise<InitDeps> {
         become: 'sudo',
         acceptNewHostKeys: options.acceptNewHostKeys,
         env: options.env,
+        keys,
         askPassphrase: options.askPassphrase,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
         keepaliveIntervalMs: KEEPALIVE_MS,

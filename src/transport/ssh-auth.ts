@@ -1,11 +1,11 @@
 import {existsSync} from 'node:fs'
-import {readFile} from 'node:fs/promises'
 import ssh2 from 'ssh2'
 import type {AgentAuthMethod, BaseAgent, ParsedKey, PublicKeyAuthMethod} from 'ssh2'
 import {ConnectionError} from '../errors.js'
 import {quoteArg} from './quote.js'
 import type {SshEndpoint} from './ssh-config.js'
 import type {SshContext} from './ssh-context.js'
+import {SshKeyStore} from './ssh-keys.js'
 
 const {utils} = ssh2
 // BaseAgent is a runtime class in ssh2 but typed abstract; take the constructor from the module.
@@ -19,10 +19,12 @@ export type AuthMethod = AgentAuthMethod | PublicKeyAuthMethod
  * IdentitiesOnly), then each readable identity file, asking for a passphrase when needed.
  */
 export class SshAuth {
-  /** Decrypted keys stay in memory only, so a reconnect does not ask again. */
-  private readonly keyCache = new Map<string, ParsedKey | null>()
+  /** Shared by the run's connections when the caller passes one (a reconnect never asks again either way). */
+  private readonly keys: SshKeyStore
 
-  constructor(private readonly ctx: SshContext) {}
+  constructor(private readonly ctx: SshContext) {
+    this.keys = ctx.options.keys ?? new SshKeyStore()
+  }
 
   /** The methods to offer `endpoint`, and what they are in words for an auth failure. */
   async methods(endpoint: SshEndpoint): Promise<{methods: AuthMethod[]; tried: string[]}> {
@@ -62,35 +64,25 @@ export class SshAuth {
     agentKeys: readonly ParsedKey[],
   ): Promise<{key?: ParsedKey; publicKey?: Buffer}> {
     const {ctx} = this
-    const cached = this.keyCache.get(path)
-    if (cached) return {key: cached, publicKey: cached.getPublicSSH()}
-    if (cached === null) return {}
-    let data: Buffer
-    try {
-      data = await readFile(path)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
+    const file = await this.keys.read(path)
+    if ('readError' in file) {
       // OpenSSH's default names are only tried when present; a configured one is worth a word.
-      if (!isDefault) ctx.emit({type: 'identity-skipped', node: ctx.node, path, reason: code === 'ENOENT' ? 'no such file' : String(code)})
+      if (!isDefault) ctx.emit({type: 'identity-skipped', node: ctx.node, path, reason: file.readError})
       return {}
     }
-    let parsed = utils.parseKey(data)
+    let {parsed} = file
     if (parsed instanceof Error && /no passphrase given/i.test(parsed.message)) {
-      const publicKey = await readPublicHalf(path)
+      const publicKey = await this.keys.publicHalf(path)
       if (publicKey && agentKeys.some((k) => k.getPublicSSH().equals(publicKey))) {
         // The agent signs with this key: no need to ask for its passphrase.
         return {publicKey}
       }
-      const decrypted = await this.decrypt(path, data)
-      if (decrypted === undefined) {
-        this.keyCache.set(path, null)
-        return {publicKey}
-      }
+      const decrypted = await this.keys.unlock(path, () => this.decrypt(path, file.data))
+      if (decrypted === undefined) return {publicKey}
       parsed = decrypted
     }
     if (parsed instanceof Error) {
       ctx.emit({type: 'identity-skipped', node: ctx.node, path, reason: `unusable key: ${parsed.message}`})
-      this.keyCache.set(path, null)
       return {}
     }
     const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey) : parsed
@@ -98,7 +90,6 @@ export class SshAuth {
       ctx.emit({type: 'identity-skipped', node: ctx.node, path, reason: 'not a private key'})
       return {}
     }
-    this.keyCache.set(path, key)
     return {key, publicKey: key.getPublicSSH()}
   }
 
@@ -148,13 +139,4 @@ function agentIdentities(agent: BaseAgent): Promise<ParsedKey[]> {
     // An agent that cannot be reached just offers nothing, as with ssh.
     agent.getIdentities((err, keys) => resolve(err || !keys ? [] : (keys as ParsedKey[])))
   })
-}
-
-async function readPublicHalf(path: string): Promise<Buffer | undefined> {
-  try {
-    const parsed = utils.parseKey(await readFile(`${path}.pub`))
-    return parsed instanceof Error ? undefined : (Array.isArray(parsed) ? (parsed[0] as ParsedKey) : parsed).getPublicSSH()
-  } catch {
-    return undefined
-  }
 }

@@ -1,6 +1,7 @@
 import {homedir} from 'node:os'
 import {AbortedError} from '../errors.js'
 import type {ResolvedSshTarget} from './ssh-config.js'
+import type {SshKeyStore} from './ssh-keys.js'
 
 export type Become = 'sudo' | 'none'
 
@@ -24,6 +25,8 @@ export interface SshTransportOptions {
   env?: Readonly<Record<string, string | undefined>>
   /** Variable holding the passphrase of encrypted identity files. Default HOMELAB_SSH_PASSPHRASE. */
   passphraseEnvVar?: string
+  /** The run's identity files, read and unlocked once for all its nodes; default: this transport's own. */
+  keys?: SshKeyStore
   /** Asked for an encrypted key's passphrase when the variable is unset (the CLI prompts on a TTY). */
   askPassphrase?: (keyPath: string) => Promise<string | undefined>
   /** Bound for TCP connect + handshake + auth, per hop. Default: ssh config ConnectTimeout, else 20 s. */
