@@ -121,7 +121,10 @@ export function keyBlobType(blob: Buffer): string | undefined {
  * make a key "changed": a host may have several keys, as in OpenSSH.
  */
 export function checkHostKeyText(text: string, host: string, port: number, keyType: string, keyBlob: Buffer): HostKeyStatus {
-  const entries = parseKnownHosts(text)
+  return checkHostKeyEntries(parseKnownHosts(text), host, port, keyType, keyBlob)
+}
+
+function checkHostKeyEntries(entries: readonly KnownHostsEntry[], host: string, port: number, keyType: string, keyBlob: Buffer): HostKeyStatus {
   if (entries.some((e) => e.marker === 'revoked' && e.key.equals(keyBlob))) return 'revoked'
   let sawSameType = false
   for (const entry of entries) {
@@ -136,20 +139,43 @@ export function checkHostKeyText(text: string, host: string, port: number, keyTy
 
 /** Key types known_hosts holds for this host (used to prefer those in the key exchange). */
 export function knownKeyTypesText(text: string, host: string, port: number): string[] {
+  return knownKeyTypesOf(parseKnownHosts(text), host, port)
+}
+
+function knownKeyTypesOf(entries: readonly KnownHostsEntry[], host: string, port: number): string[] {
   const types = new Set<string>()
-  for (const entry of parseKnownHosts(text)) {
+  for (const entry of entries) {
     if (entry.marker === undefined && entryMatchesHost(entry, host, port)) types.add(entry.keyType)
   }
   return [...types]
 }
 
-async function readIfExists(file: string): Promise<string> {
+// Parsed files by path, each with the stat it was read at: every connection asks (200 nodes, two
+// questions each), and a stat is far cheaper than reading and parsing the file again; a file
+// changed since (ours appended to, or edited by hand) has another stat and is read again.
+const parsedFiles = new Map<string, {stamp: string; entries: KnownHostsEntry[]}>()
+
+async function entriesOf(file: string): Promise<readonly KnownHostsEntry[]> {
+  let stamp: string
   try {
-    return await readFile(file, 'utf8')
+    const s = await stat(file, {bigint: true})
+    stamp = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return ''
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw error
   }
+  const cached = parsedFiles.get(file)
+  if (cached?.stamp === stamp) return cached.entries
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw error
+  }
+  const entries = parseKnownHosts(text)
+  parsedFiles.set(file, {stamp, entries})
+  return entries
 }
 
 /**
@@ -165,7 +191,7 @@ export async function checkHostKey(
 ): Promise<HostKeyStatus> {
   const files = typeof file === 'string' ? [file] : file
   const results: HostKeyStatus[] = []
-  for (const f of files) results.push(checkHostKeyText(await readIfExists(f), host, port, keyType, keyBlob))
+  for (const f of files) results.push(checkHostKeyEntries(await entriesOf(f), host, port, keyType, keyBlob))
   for (const verdict of ['revoked', 'match', 'changed'] as const) {
     if (results.includes(verdict)) return verdict
   }
@@ -175,7 +201,7 @@ export async function checkHostKey(
 export async function knownKeyTypes(file: string | readonly string[], host: string, port: number): Promise<string[]> {
   const files = typeof file === 'string' ? [file] : file
   const types = new Set<string>()
-  for (const f of files) for (const t of knownKeyTypesText(await readIfExists(f), host, port)) types.add(t)
+  for (const f of files) for (const t of knownKeyTypesOf(await entriesOf(f), host, port)) types.add(t)
   return [...types]
 }
 

@@ -104,3 +104,17 @@ test('appendKnownHost creates a private dir and file that ssh-keygen -F finds', 
   assert.match(found, new RegExp(a.line.split(' ')[1]!.replaceAll('+', '\\+')))
   assert.equal(await checkHostKey(file, '127.0.0.1', 2222, a.type, a.blob), 'match')
 })
+
+test('a file read once is read again when it changes: the same size rewritten, a line appended, removed', async () => {
+  const file = join(dir, 'changing_known_hosts')
+  writeFileSync(file, `node7 ${a.line}\n`)
+  assert.equal(await checkHostKey(file, 'node7', 22, a.type, a.blob), 'match')
+  assert.deepEqual(await knownKeyTypes(file, 'node7', 22), ['ssh-ed25519'])
+  // b's line is as long as a's (both ed25519): only the stat's times and inode tell the files apart.
+  writeFileSync(file, `node7 ${b.line}\n`)
+  assert.equal(await checkHostKey(file, 'node7', 22, a.type, a.blob), 'changed')
+  await appendKnownHost(file, 'node8', 22, a.line)
+  assert.equal(await checkHostKey(file, 'node8', 22, a.type, a.blob), 'match')
+  rmSync(file)
+  assert.equal(await checkHostKey(file, 'node7', 22, b.type, b.blob), 'unknown')
+})
