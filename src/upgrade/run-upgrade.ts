@@ -14,6 +14,7 @@ import type {RunJournal, SagaEvent, SagaOutcome, SagaResult} from '../saga/types
 import {compareVersions, sortVersions, parseVersion} from '../versions/release-version.js'
 import {HOOK_PHASES, describeHook, hasHooks, normalizeHooks, runHooks, type Hooks} from '../hooks/hooks.js'
 import {chooseCanary, type CanaryRequest} from './canary.js'
+import {SSH_FANOUT} from './preflight.js'
 import {drainSettings, veleroSettings} from './settings.js'
 import {planUpgradeHops, resolveTarget} from './target.js'
 import type {UpgradeDeps, UpgradePlan} from './types.js'
@@ -449,8 +450,13 @@ const UNCHANGED: ReadonlyArray<UpgradeOutcome> = ['dry-run', 'declined', 'locked
  */
 async function recordAfter(deps: RunnerDeps, result: UpgradeResult, started: number): Promise<UpgradeResult> {
   const inventory = await deps.loadInventory().catch(() => undefined)
-  const status = inventory && !UNCHANGED.includes(result.outcome) && result.nodes.length > 0
-    ? await gatherStatus({inventory: {...inventory, nodes: inventory.nodes.filter((n) => result.nodes.some((c) => c.name === n.name))}, distribution: deps.distribution, apiServer: deps.kube.server, connect: deps.connect}).catch(() => undefined)
+  // Where pre-flight found each binary: one read per node (its version), not a search first.
+  const plannedBinDirs = new Map(result.plans.flatMap((plan) => [...plan.servers, ...plan.agents]).flatMap((n) => ('binDir' in n && typeof n.binDir === 'string' ? [[n.name, n.binDir] as const] : [])))
+  const changed = inventory?.nodes
+    .filter((n) => result.nodes.some((c) => c.name === n.name))
+    .map((n) => (plannedBinDirs.has(n.name) ? {...n, binDir: plannedBinDirs.get(n.name)!, binDirExplicit: true} : n))
+  const status = inventory && changed && !UNCHANGED.includes(result.outcome) && result.nodes.length > 0
+    ? await gatherStatus({inventory: {...inventory, nodes: changed}, distribution: deps.distribution, apiServer: deps.kube.server, connect: deps.connect, concurrency: SSH_FANOUT}).catch(() => undefined)
     : undefined
   for (const change of result.nodes) {
     change.after = inventory?.nodes.find((n) => n.name === change.name)?.cluster?.kubeletVersion ?? change.after
