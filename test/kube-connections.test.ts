@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
 import {KubeConfig} from '@kubernetes/client-node'
 
-import {KubeClients} from '../src/kube/client.js'
+import {IDLE_CONNECTION_MS, KubeClients} from '../src/kube/client.js'
 import {SimKubeApi} from './sim/kube-api/index.js'
 
 let api: SimKubeApi
@@ -51,4 +51,32 @@ test('a watch and plain requests side by side: the requests still share connecti
   for (let i = 0; i < 10; i++) await kube.core.listNode()
   controller.abort()
   assert.ok(api.tlsHandshakes - before <= 3, `${api.tlsHandshakes - before} handshakes for a watch and 10 requests`)
+})
+
+test('a pooled connection left unused is closed by us before the server would drop it', async () => {
+  const kube = clients()
+  await kube.core.listNode()
+  await kube.core.listNode()
+  const before = api.tlsHandshakes
+  await kube.core.listNode()
+  assert.equal(api.tlsHandshakes - before, 0, 'a connection used again at once is reused')
+  // Past the idle limit, under the sim server's 5 s keep-alive timeout: we closed it, so a new one.
+  await new Promise((r) => setTimeout(r, IDLE_CONNECTION_MS + 600))
+  await kube.core.listNode()
+  assert.equal(api.tlsHandshakes - before, 1)
+})
+
+test('a watch that stays quiet for longer than the idle limit keeps its connection and its events', async () => {
+  const kube = clients()
+  const events: string[] = []
+  const controller = await kube.watch.watch('/api/v1/namespaces', {}, (type) => events.push(type), () => {})
+  try {
+    await new Promise((r) => setTimeout(r, IDLE_CONNECTION_MS + 600))
+    await kube.core.createNamespace({body: {metadata: {name: 'quiet-watch-check'}}})
+    const deadline = Date.now() + 5000
+    while (!events.includes('ADDED') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    assert.ok(events.includes('ADDED'), `the quiet watch delivered ${JSON.stringify(events)}`)
+  } finally {
+    controller.abort()
+  }
 })

@@ -12,6 +12,7 @@ import {
 import {createHash} from 'node:crypto'
 import {existsSync, statSync} from 'node:fs'
 import type {Agent as HttpAgent} from 'node:http'
+import type {Socket} from 'node:net'
 import type {AgentOptions} from 'node:https'
 import {homedir} from 'node:os'
 import path from 'node:path'
@@ -120,11 +121,38 @@ function reuseConnections(kubeConfig: KubeConfig): void {
     const key = agentKey(cluster?.server, cluster?.proxyUrl, options)
     let agent = agents.get(key)
     if (!agent) {
-      agent = make(cluster, {...options, keepAlive: true})
+      agent = closeIdleFirst(make(cluster, {...options, keepAlive: true}))
       agents.set(key, agent)
     }
     return agent
   }
+}
+
+/** How long a pooled API connection may sit unused: under the 5 s after which Node servers and many proxies drop idle ones. */
+export const IDLE_CONNECTION_MS = 4000
+
+/**
+ * A pooled connection the server closes just as a request is sent on it fails that request
+ * (ECONNRESET: seen on an eviction after a quiet minute). Node 20's agent ignores the server's
+ * `Keep-Alive: timeout` hint unless the agent has a timeout of its own, and an agent timeout
+ * would also apply to long quiet watches; so only a connection back in the pool gets the idle
+ * limit, and loses it again when it is taken for a request.
+ */
+function closeIdleFirst(agent: HttpAgent): HttpAgent {
+  // Typed by @types/node as returning void; Node's agent uses the boolean (false: do not pool).
+  const pooled = agent as unknown as {keepSocketAlive(socket: Socket): boolean; reuseSocket(socket: Socket, request: unknown): void}
+  const keepSocketAlive = pooled.keepSocketAlive.bind(agent)
+  const reuseSocket = pooled.reuseSocket.bind(agent)
+  pooled.keepSocketAlive = (socket) => {
+    const keep = keepSocketAlive(socket)
+    if (keep) socket.setTimeout(IDLE_CONNECTION_MS)
+    return keep
+  }
+  pooled.reuseSocket = (socket, request) => {
+    socket.setTimeout(0)
+    reuseSocket(socket, request)
+  }
+  return agent
 }
 
 function agentKey(server: string | undefined, proxy: string | undefined, options: object): string {
