@@ -455,15 +455,33 @@ export class SimKubeApi {
   // The control-plane label: `true` on k3s and rke2, empty on kubeadm.
   private apiEndpointNode(): string | undefined {
     if (this.options.apiEndpointNode) return this.options.apiEndpointNode
-    const servers = this.store.list('nodes', {labelSelector: 'node-role.kubernetes.io/control-plane'})
+    const servers = this.controlPlaneNodes()
     return servers.length === 1 ? servers[0].metadata.name : undefined
   }
 
+  /** The Nodes with the control-plane label, by name, read in place (the version lookup is hot: never change them). */
+  private controlPlaneNodes(): readonly StoredObject[] {
+    return this.store
+      .scanIn(this.registry.resolve('nodes'))
+      .filter((n) => n.metadata.labels?.['node-role.kubernetes.io/control-plane'] !== undefined)
+      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
+  }
+
+  // Asked on every type lookup (which kinds the minor serves), so thousands of times a second at
+  // 200 nodes: kept until the next write, since it is read from stored objects only.
+  private versionCache?: {rv: number; info: Dict}
+
   /** k3s and rke2 serve the API from the server binary (its version); kubeadm from the kube-apiserver static pod. */
   private versionInfo(): Dict {
+    const rv = this.store.resourceVersion
+    if (this.versionCache?.rv !== rv) this.versionCache = {rv, info: this.readVersionInfo()}
+    return this.versionCache.info
+  }
+
+  private readVersionInfo(): Dict {
     const endpoint = this.apiEndpointNode()
-    const servers = this.store.list('nodes', {labelSelector: 'node-role.kubernetes.io/control-plane'})
-    const node = (endpoint ? this.store.get('nodes', endpoint) : undefined) ?? servers[0]
+    const servers = this.controlPlaneNodes()
+    const node = (endpoint ? this.store.scanIn(this.registry.resolve('nodes')).find((n) => n.metadata.name === endpoint) : undefined) ?? servers[0]
     const apiserver = node ? this.kubeadm.componentVersions(node.metadata.name)['kube-apiserver'] : undefined
     const gitVersion = String(apiserver ?? node?.status?.nodeInfo?.kubeletVersion ?? this.options.version ?? defaultVersion)
     const m = gitVersion.match(/^v(\d+)\.(\d+)/)

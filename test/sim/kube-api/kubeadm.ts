@@ -183,7 +183,9 @@ export class KubeadmCluster {
   /** Image tags of a node's static pods as the API shows them. */
   componentVersions(node: string): Record<string, string> {
     const out: Record<string, string> = {}
-    for (const pod of this.store.list('pods', {namespace: NS, labelSelector: 'tier=control-plane', where: (p) => p.spec?.nodeName === node})) {
+    // Read in place, not copied: the API server's version lookup asks this on every type lookup.
+    for (const pod of this.store.scanIn(this.store.registry.resolve('pods'), NS)) {
+      if (pod.metadata.labels?.tier !== 'control-plane' || pod.spec?.nodeName !== node) continue
       const component = pod.metadata.labels?.component
       const image = String(pod.spec?.containers?.[0]?.image ?? '')
       if (component) out[component] = image.slice(image.lastIndexOf(':') + 1)
