@@ -1,6 +1,5 @@
 import {copyFile, chmod, stat, writeFile} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
-import {execa} from 'execa'
 import {AbortedError, CommandError, HomelabError, TimeoutError} from '../errors.js'
 import {quoteArgv} from './quote.js'
 import {commandFailure} from './command-failure.js'
@@ -50,6 +49,8 @@ export class LocalTransport implements Transport {
     if (signal?.aborted) throw abortError(signal, shown, this.node)
     const grace = this.options.killGraceMs ?? 2000
 
+    // Loaded on first use: most runs have no local node, and execa is ~70 ms of every command's start-up.
+    const {execa} = await import('execa')
     const child = execa(full[0]!, full.slice(1), {
       env: this.options.env ?? process.env,
       extendEnv: false,

@@ -32,11 +32,14 @@ export async function resolve(specifier, context, next) {
 after(() => rm(dir, {recursive: true, force: true}))
 
 /** The packages under node_modules a CLI run resolved, and what it printed. */
-async function loaded(args: string[]): Promise<{packages: Set<string>; stdout: string}> {
+async function loaded(args: string[], options: {mayFail?: boolean} = {}): Promise<{packages: Set<string>; stdout: string}> {
   const log = path.join(dir, `${args.join('_').replace(/[^a-z0-9]+/gi, '-')}.log`)
   const {stdout} = await run(process.execPath, ['--import', pathToFileURL(path.join(dir, 'register.mjs')).href, path.join(REPO_ROOT, 'bin', 'run.js'), ...args], {
     cwd: dir, // no homelab.yaml here
     env: {...process.env, HOMELAB_TEST_LOADED: log, HOME: dir, XDG_CONFIG_HOME: dir, KUBECONFIG: path.join(dir, 'none')},
+  }).catch((error: {stdout?: string; stderr?: string}) => {
+    if (!options.mayFail) throw error
+    return {stdout: `${error.stdout ?? ''}${error.stderr ?? ''}`}
   })
   const packages = new Set<string>()
   for (const url of (await readFile(log, 'utf8')).split('\n')) {
@@ -70,4 +73,12 @@ test('the guard can fail: a command that needs the API loads the Kubernetes clie
   // Without --offline it tries the cluster (and warns that there is no kubeconfig): the client is loaded then.
   const {packages} = await loaded(['k8s', 'plan', 'generate', '--to', 'v1.31.5+k3s1'])
   assert.ok(packages.has('@kubernetes/client-node'))
+})
+
+test('k8s upgrade loads the client and ssh2 but not execa, which only a node with connection: local needs', async () => {
+  // No homelab.yaml here: the run stops there, after the command and the library it imports are loaded.
+  const {packages, stdout} = await loaded(['k8s', 'upgrade', '--to', 'v1.31.5+k3s1', '--dry-run'], {mayFail: true})
+  assert.match(stdout, /no cluster file found/)
+  assert.ok(packages.has('@kubernetes/client-node') && packages.has('ssh2'), [...packages].join(' '))
+  assert.ok(!packages.has('execa'), 'execa was loaded')
 })
