@@ -38,8 +38,10 @@ interface Results {
   when: string
   machine: {node: string; platform: string; cpus: number; cpuModel: string; memoryGiB: number}
   upgrade: {from: string; to: string; distribution: string}
-  targets: {reactionP50Ms: number; peakRssMiBL: number; startupMs: number}
+  targets: {reactionP50Ms: number; peakRssMiBL: number; startupMs: number; preflightSixNodesMs?: number; preflightLMs?: number}
   scenarios: Record<string, ScenarioResult>
+  /** Absent in results written before it was measured. */
+  preflight?: {nodes: number; sshServer: string; runs: number; ms: number; runsMs: number[]; targetMs: number; met: boolean}
   startup: {runs: number; nodeMs: number; helpMs: number; versionMs: number; upgradeHelpMs: number; planGenerateOfflineMs: number; planGenerateArgs: string; targetMs: number; met: boolean}
 }
 
@@ -107,6 +109,12 @@ export function renderResultsMd(results: Results): string {
     lines.push('start→cordoned: API read, waiting for the node’s background staging (binary pushed and verified beside the live one) if it is not done, journal; cordoned→swapped: the drain (servers are not drained) and the swap, one rename over SSH; swapped→Ready: the restart over SSH and the 2 s the simulated node takes to turn Ready; then the uncordon, and for agents the wait for their workloads.', '')
   }
 
+  const pf = results.preflight
+  if (pf) {
+    lines.push('## Pre-flight of 6 nodes', '')
+    lines.push(`3 servers + 3 agents, ${pf.sshServer}: the dry-run's pre-flight (hop started → plan), median of ${pf.runs} after one warm-up: **${s(pf.ms)}** (${pf.runsMs.map((x) => (x / 1000).toFixed(2)).join(', ')}).`, '')
+  }
+
   lines.push('## Start-up', '')
   const st = results.startup
   lines.push(`Median of ${st.runs} runs each (after two warm-ups), interleaved, no homelab.yaml in reach.`, '')
@@ -125,6 +133,8 @@ export function renderResultsMd(results: Results): string {
   }
   const l = results.scenarios.L
   if (l) lines.push(`- L: peak RSS ${l.peakRssMiB?.toFixed(0) ?? '–'} MiB ≤ ${t.peakRssMiBL} MiB: ${ok(l.peakRssMiB !== null && l.peakRssMiB <= t.peakRssMiBL)}`)
+  if (l && t.preflightLMs !== undefined) lines.push(`- L: pre-flight of 203 nodes ${s(l.preflightMs)} ≤ ${s(t.preflightLMs)}: ${ok(l.preflightMs <= t.preflightLMs)}`)
+  if (pf) lines.push(`- pre-flight of 6 nodes over sshd ${s(pf.ms)} ≤ ${s(pf.targetMs)}: ${ok(pf.met)}`)
   lines.push(`- start-up: slowest of the four ${Math.max(st.helpMs, st.versionMs, st.upgradeHelpMs, st.planGenerateOfflineMs)} ms ≤ ${st.targetMs} ms: ${ok(st.met)}`)
   lines.push('')
 
