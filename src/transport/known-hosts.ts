@@ -156,26 +156,24 @@ function knownKeyTypesOf(entries: readonly KnownHostsEntry[], host: string, port
 const parsedFiles = new Map<string, {stamp: string; entries: KnownHostsEntry[]}>()
 
 async function entriesOf(file: string): Promise<readonly KnownHostsEntry[]> {
-  let stamp: string
-  try {
-    const s = await stat(file, {bigint: true})
-    stamp = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-    throw error
-  }
+  const s = await unlessMissing(stat(file, {bigint: true}))
+  if (!s) return []
+  const stamp = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`
   const cached = parsedFiles.get(file)
   if (cached?.stamp === stamp) return cached.entries
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-    throw error
-  }
-  const entries = parseKnownHosts(text)
+  const entries = parseKnownHosts((await unlessMissing(readFile(file, 'utf8'))) ?? '')
   parsedFiles.set(file, {stamp, entries})
   return entries
+}
+
+/** A missing file (ENOENT) is undefined: no known_hosts is an empty one. */
+async function unlessMissing<T>(read: Promise<T>): Promise<T | undefined> {
+  try {
+    return await read
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
 }
 
 /**

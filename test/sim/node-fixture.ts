@@ -1065,6 +1065,18 @@ sim_owned() {
 `
 }
 
+/** `sim_host <args…>`: the host's own tool runs what the fake does not simulate. */
+function shHostTool(tool: string): string {
+  return `sim_host() {
+  for sim_dir in /usr/bin /bin /usr/local/bin; do
+    [ -x "$sim_dir/${tool}" ] && exec "$sim_dir/${tool}" "$@"
+  done
+  echo "${tool}: homelab simulation: $1 is not simulated" >&2
+  exit 2
+}
+`
+}
+
 /** rpm whose database holds one package, the one that installed the node's binary. */
 function rpmScript(fixture: NodeFixture, pkg: OwnerPackage): string {
   return `${shPrelude(fixture, `rpm (its database knows one package, ${pkg.rpm}, owner of the ${fixture.distribution} binary)`)}${shOwned(fixture)}
@@ -1139,14 +1151,7 @@ PKG=${q(pkg.dpkg)}
 VERSION=${q(pkg.debVersion)}
 ARCH=${q(pkg.debArch)}
 
-sim_host() {
-  for sim_dir in /usr/bin /bin /usr/local/bin; do
-    [ -x "$sim_dir/${tool}" ] && exec "$sim_dir/${tool}" "$@"
-  done
-  echo "${tool}: homelab simulation: $1 is not simulated" >&2
-  exit 2
-}
-
+${shHostTool(tool)}
 case $1 in
   -S|--search)
     shift
@@ -1200,14 +1205,7 @@ const HOST_DPKG = ['/usr/bin/dpkg', '/bin/dpkg'].some((path) => existsSync(path)
 /** dpkg on a node whose binary no package installed: `-S` of the node's files finds nothing; the rest is the host's. */
 function unownedDpkgScript(fixture: NodeFixture, tool: 'dpkg' | 'dpkg-query'): string {
   return `${shPrelude(fixture, `${tool} (its database holds none of this node's files; anything else is the host's)`)}
-sim_host() {
-  for sim_dir in /usr/bin /bin; do
-    [ -x "$sim_dir/${tool}" ] && exec "$sim_dir/${tool}" "$@"
-  done
-  echo "${tool}: homelab simulation: no host ${tool}" >&2
-  exit 2
-}
-
+${shHostTool(tool)}
 case $1 in
   -S|--search)
     shift

@@ -460,9 +460,8 @@ export class SimKubeApi {
   }
 
   /** The Nodes with the control-plane label, by name, read in place (the version lookup is hot: never change them). */
-  private controlPlaneNodes(): readonly StoredObject[] {
-    return this.store
-      .scanIn(this.registry.resolve('nodes'))
+  private controlPlaneNodes(nodes = this.store.scanIn(this.registry.resolve('nodes'))): readonly StoredObject[] {
+    return nodes
       .filter((n) => n.metadata.labels?.['node-role.kubernetes.io/control-plane'] !== undefined)
       .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
   }
@@ -480,8 +479,9 @@ export class SimKubeApi {
 
   private readVersionInfo(): Dict {
     const endpoint = this.apiEndpointNode()
-    const servers = this.controlPlaneNodes()
-    const node = (endpoint ? this.store.scanIn(this.registry.resolve('nodes')).find((n) => n.metadata.name === endpoint) : undefined) ?? servers[0]
+    const nodes = this.store.scanIn(this.registry.resolve('nodes'))
+    const servers = this.controlPlaneNodes(nodes)
+    const node = (endpoint ? nodes.find((n) => n.metadata.name === endpoint) : undefined) ?? servers[0]
     const apiserver = node ? this.kubeadm.componentVersions(node.metadata.name)['kube-apiserver'] : undefined
     const gitVersion = String(apiserver ?? node?.status?.nodeInfo?.kubeletVersion ?? this.options.version ?? defaultVersion)
     const m = gitVersion.match(/^v(\d+)\.(\d+)/)
