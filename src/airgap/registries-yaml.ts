@@ -5,8 +5,8 @@
  * node will ask, with the credentials and CA the node will use.
  */
 import {parse} from 'yaml'
-import {z} from 'zod'
 
+import {z} from '../bundled/zod.js'
 import {PreflightError} from '../errors.js'
 
 /** One `rewrite` rule: a Go regular expression on the repository name (never the tag) and its replacement. */

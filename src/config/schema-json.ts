@@ -11,8 +11,7 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {z} from 'zod'
-
+import {z} from '../bundled/zod.js'
 import {jsonSchemaHints, makeConfigSchema} from './schema.js'
 
 export const SCHEMA_FILE_NAME = 'homelab.schema.json'

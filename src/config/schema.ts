@@ -1,7 +1,6 @@
 import {isAbsolute, posix, resolve} from 'node:path'
 
-import {z} from 'zod'
-
+import {z} from '../bundled/zod.js'
 import {DEFAULT_DISTRIBUTION, DISTRIBUTIONS} from '../distributions/index.js'
 import {DURATION_FORMS, durationMs} from '../duration.js'
 import {NOTIFY_EVENTS, NOTIFY_FORMATS} from '../notify/events.js'

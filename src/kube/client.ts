@@ -1,14 +1,3 @@
-import {
-  AppsV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  Health,
-  KubeConfig,
-  KubernetesObjectApi,
-  PolicyV1Api,
-  Watch,
-} from '@kubernetes/client-node'
 import {createHash} from 'node:crypto'
 import {existsSync, statSync} from 'node:fs'
 import type {Agent as HttpAgent} from 'node:http'
@@ -19,6 +8,17 @@ import path from 'node:path'
 
 import {ConfigError} from '../errors.js'
 import {kubeconfigPaths} from '../distributions/index.js'
+import {
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  Health,
+  KubeConfig,
+  KubernetesObjectApi,
+  PolicyV1Api,
+  Watch,
+} from '../bundled/kubernetes-client.js'
 
 export interface KubeConfigSource {
   /** --kubeconfig flag. */

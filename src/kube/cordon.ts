@@ -1,5 +1,4 @@
-import {PatchStrategy, setHeaderOptions} from '@kubernetes/client-node'
-
+import {PatchStrategy, setHeaderOptions} from '../bundled/kubernetes-client.js'
 import type {KubeClients} from './client.js'
 import {isNotFound} from './api-errors.js'
 import {CORDONED_BY_ANNOTATION} from './nodes.js'

@@ -1,5 +1,6 @@
-import {V1MicroTime, type V1Lease} from '@kubernetes/client-node'
+import type {V1Lease} from '@kubernetes/client-node'
 
+import {V1MicroTime} from '../bundled/kubernetes-client.js'
 import type {KubeClients} from './client.js'
 import {apiFailure, isConflict, isNotFound} from './api-errors.js'
 import {LockHeldError} from '../errors.js'

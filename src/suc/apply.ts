@@ -7,12 +7,13 @@
  */
 import {readFile} from 'node:fs/promises'
 
-import {ApiextensionsV1Api, type KubernetesObject, PatchStrategy, type V1Deployment} from '@kubernetes/client-node'
+import type {KubernetesObject, V1Deployment} from '@kubernetes/client-node'
 import {parseAllDocuments} from 'yaml'
 
 import {formatDuration} from '../duration.js'
 import {AbortedError, ConnectionError, HomelabError, PreflightError, UsageError} from '../errors.js'
 import {apiFailure, isNotFound} from '../kube/api-errors.js'
+import {ApiextensionsV1Api, PatchStrategy} from '../bundled/kubernetes-client.js'
 import type {KubeClients} from '../kube/client.js'
 import {waitFor} from '../kube/wait.js'
 import {CONTROLLER_DEPLOYMENT, DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT, type Plan, PLAN_CRD_NAME} from './types.js'

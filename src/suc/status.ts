@@ -5,11 +5,12 @@
  * step still waiting for the plan before it). `diagnosePlans` is pure; `readPlansStatus` and
  * `waitForPlans` add the API.
  */
-import {BatchV1Api, type V1ContainerStatus, type V1Job, type V1Node, type V1Pod} from '@kubernetes/client-node'
+import type {V1ContainerStatus, V1Job, V1Node, V1Pod} from '@kubernetes/client-node'
 
 import {formatDuration} from '../duration.js'
 import {AbortedError, ExitCode, HomelabError, isHomelabError, TimeoutError} from '../errors.js'
 import {apiFailure} from '../kube/api-errors.js'
+import {BatchV1Api} from '../bundled/kubernetes-client.js'
 import type {KubeClients} from '../kube/client.js'
 import {selectorMatches} from '../kube/selectors.js'
 import {waitFor} from '../kube/wait.js'
