@@ -108,7 +108,9 @@ async function runRound(s: Scenario, round: number): Promise<RoundResult> {
     version: FROM,
     releases: [TARGET],
     readyDelayMs: s.restartToReadyMs,
-    api: {velero: {backupDurationMs: s.backupMs}, controllers: {kubelet: {terminationDelayMs: s.podTerminationMs}}},
+    // Restart-to-Ready counts from the service manager taking the restart, as the limit does,
+    // not from the fake binary's report: its stop report and start are node processes here.
+    api: {velero: {backupDurationMs: s.backupMs}, controllers: {kubelet: {terminationDelayMs: s.podTerminationMs}}, nodeDefaults: {readyDelayFrom: 'service-manager'}},
     config: {upgrade: {agentConcurrency: s.concurrency, drain: {timeout: '60s'}, timeouts: {apiReady: '60s', nodeReady: '60s'}}},
   })
   const homelabStartMs = performance.now() - startedLab

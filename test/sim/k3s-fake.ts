@@ -13,7 +13,8 @@
  *   `rke2 version v1.31.3+rke2r1 (<40 hex>)` / `go version go1.22.4 X:boringcrypto`.
  * - `server` / `agent`: what "the service came up" means here: import the images archives in
  *   `<data-dir>/agent/images/` (journal `state/images.log`), POST `{"version","arch","role",
- *   "images":{"mode","imported","ready"}}` to `$HOMELAB_SIM_CONTROL/nodes/<node>/k3s-started`,
+ *   "images":{"mode","imported","ready"}}` to `$HOMELAB_SIM_CONTROL/nodes/<node>/k3s-started`
+ *   (with `$HOMELAB_SIM_JOB_STARTED_MS`, when the service manager took the start, as a header),
  *   record `state/k3s.running`, exit 0 (the simulated API then turns the Node Ready at this
  *   version, unless `images.ready` is false: an air-gapped node without its release's images).
  *   A server first re-extracts its packaged manifests into `<data-dir>/server/manifests`, except
@@ -354,12 +355,12 @@ const BINARY_BODY = String.raw`
     fatal('no data dir: pass --data-dir or run inside the simulated node (HOMELAB_SIM_ROOT)');
   }
 
-  function post(url, body) {
+  function post(url, body, extraHeaders) {
     return new Promise((resolve, reject) => {
       const payload = Buffer.from(JSON.stringify(body));
       const req = http.request(url, {
         method: 'POST',
-        headers: {'content-type': 'application/json', 'content-length': payload.length},
+        headers: Object.assign({'content-type': 'application/json', 'content-length': payload.length}, extraHeaders || {}),
         signal: AbortSignal.timeout(30000),
       }, (res) => {
         res.resume();
@@ -486,7 +487,8 @@ const BINARY_BODY = String.raw`
     const images = await importImages(dataDir);
     const url = control + '/nodes/' + encodeURIComponent(node) + '/k3s-started';
     try {
-      await post(url, {version: RELEASE.version, arch: RELEASE.arch, role: role, images: images});
+      const job = Number(env.HOMELAB_SIM_JOB_STARTED_MS);
+      await post(url, {version: RELEASE.version, arch: RELEASE.arch, role: role, images: images}, job > 0 ? {'x-homelab-sim-job-started-ms': String(job)} : {});
     } catch (err) {
       journal(['start-failed', RELEASE.version, 'control server unreachable']);
       fatal('cannot report to the simulation control server ' + url + ': ' + (err && err.message ? err.message : String(err)));

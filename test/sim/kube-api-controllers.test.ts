@@ -10,8 +10,8 @@ import {SimKubeApi, type StoredObject} from './kube-api/index.js'
 
 const ready = (o: StoredObject | undefined): string | undefined => (o?.status?.conditions as Array<{type: string; status: string}> | undefined)?.find((c) => c.type === 'Ready')?.status
 
-async function post(url: string, body?: unknown): Promise<number> {
-  const res = await fetch(url, {method: 'POST', body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), headers: {'content-type': 'application/json'}})
+async function post(url: string, body?: unknown, headers: Record<string, string> = {}): Promise<number> {
+  const res = await fetch(url, {method: 'POST', body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), headers: {'content-type': 'application/json', ...headers}})
   await res.arrayBuffer()
   return res.status
 }
@@ -99,6 +99,27 @@ describe('node lifecycle through the control server', () => {
     const a9 = api.nodes.get('a9')
     assert.equal(a9?.metadata.labels?.['kubernetes.io/arch'], 'arm64')
     await api.waitFor(() => ready(api.nodes.get('a9')) === 'True')
+  })
+})
+
+describe('readyDelayFrom: service-manager', () => {
+  it('counts the delay from the job the start report names, and from the report without one', async () => {
+    const api = await SimKubeApi.start({crds: {velero: false, suc: false}, nodeDefaults: {readyDelayMs: 1500, readyDelayFrom: 'service-manager'}})
+    try {
+      api.nodes.add({name: 'early', role: 'agent'})
+      api.nodes.add({name: 'plain', role: 'agent'})
+      const t0 = Date.now()
+      // The service manager took the restart 1.4 s ago (a slow stop and start): 0.1 s are left.
+      await post(`${api.controlUrl}/nodes/early/k3s-started`, {version: 'v1.31.5+k3s1', role: 'agent'}, {'x-homelab-sim-job-started-ms': String(t0 - 1400)})
+      await post(`${api.controlUrl}/nodes/plain/k3s-started`, {version: 'v1.31.5+k3s1', role: 'agent'})
+      await api.waitFor(() => ready(api.nodes.get('early')) === 'True', {message: 'early Ready'})
+      assert.ok(Date.now() - t0 < 1200, `early Ready after ${Date.now() - t0} ms, not the whole 1.5 s`)
+      assert.equal(ready(api.nodes.get('plain')), 'False', 'no job time: the whole delay from the report')
+      await api.waitFor(() => ready(api.nodes.get('plain')) === 'True', {message: 'plain Ready'})
+      assert.ok(Date.now() - t0 >= 1400)
+    } finally {
+      await api.stop()
+    }
   })
 })
 

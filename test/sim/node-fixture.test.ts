@@ -36,6 +36,8 @@ interface ControlRequest {
   url: string
   body: unknown
   at: number
+  /** The x-homelab-sim-job-started-ms header: when the service manager took the start. */
+  jobStartedMs?: number
 }
 
 /** A stand-in for the simulated API's control server: records what the nodes report. */
@@ -46,7 +48,8 @@ async function startControl(): Promise<{url: string; requests: ControlRequest[];
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8')
-      requests.push({method: req.method ?? '', url: req.url ?? '', body: text ? JSON.parse(text) : null, at: Date.now()})
+      const job = req.headers['x-homelab-sim-job-started-ms']
+      requests.push({method: req.method ?? '', url: req.url ?? '', body: text ? JSON.parse(text) : null, at: Date.now(), ...(job !== undefined ? {jobStartedMs: Number(job)} : {})})
       res.writeHead(204).end()
     })
   })
@@ -156,6 +159,7 @@ describe('simulated node', () => {
     assert.equal(r.exitCode, 0, r.stderr)
     const reports = reportsFor(n.name)
     assert.equal(reports.length, 1)
+    assert.equal(reports[0]!.jobStartedMs, undefined, 'run by hand, not by the service manager')
     assert.equal(reports[0]!.method, 'POST')
     assert.equal(reports[0]!.url, `/nodes/${n.name}/k3s-started`)
     assert.deepEqual(reports[0]!.body, {version: V1, arch: 'arm', role: 'server', images: PULLED})
@@ -234,8 +238,15 @@ describe('simulated node', () => {
 
   test('systemctl restart runs the binary now in place: a swap by rename takes effect', async () => {
     const n = await node()
+    const before = Date.now()
     const r1 = await execOnNode(n, ['sudo', '-n', 'systemctl', 'restart', 'k3s'])
     assert.equal(r1.exitCode, 0, r1.stderr)
+    // The start report says when the service manager took the job: before its stop report and
+    // the binary's start-up, which the simulated API can leave out of a restart's time.
+    const [stopReport, startReport] = reportsFor(n.name)
+    assert.equal(stopReport?.jobStartedMs, undefined)
+    const job = startReport?.jobStartedMs ?? NaN
+    assert.ok(job >= before - 1000 && job <= stopReport!.at, `job ${job}, asked at ${before}, stop reported at ${stopReport!.at}`)
     assert.deepEqual(
       reportsFor(n.name).map((r) => [r.url, r.body]),
       [

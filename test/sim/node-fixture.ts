@@ -687,8 +687,9 @@ sim_require_root() {
   exit 1
 }
 
+# HOMELAB_SIM_JOB_STARTED_MS: when this start or restart job began (ms), for the start report.
 sim_clean_run() {
-  env -i HOMELAB_SIM_PRIVILEGED=1 /bin/sh -c 'while IFS= read -r l || [ -n "$l" ]; do case $l in [A-Za-z_]*=*) export "$l" ;; esac; done < "$1"; shift; exec "$@"' sim-unit "$NODE_DIR/env" "$@" >> "$STATE_DIR/k3s.log" 2>&1
+  env -i HOMELAB_SIM_PRIVILEGED=1 HOMELAB_SIM_JOB_STARTED_MS="\${sim_job_ms:-}" /bin/sh -c 'while IFS= read -r l || [ -n "$l" ]; do case $l in [A-Za-z_]*=*) export "$l" ;; esac; done < "$1"; shift; exec "$@"' sim-unit "$NODE_DIR/env" "$@" >> "$STATE_DIR/k3s.log" 2>&1
 }
 
 sim_service_start() {
@@ -860,6 +861,8 @@ case $sim_verb in
     sim_require_root "Failed to $sim_verb $UNIT.service: Interactive authentication required.
 See system logs and 'systemctl status $UNIT.service' for details."
     sim_warn_changed
+    sim_job_ms=$(date +%s%3N 2>/dev/null)
+    case $sim_job_ms in *[!0-9]*) sim_job_ms='' ;; esac
     case $sim_verb in
       start)
         [ "$(sim_state)" = active ] && exit 0

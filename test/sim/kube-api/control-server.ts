@@ -1,7 +1,8 @@
 /**
  * The plain-HTTP side door the fakes report to. Loopback only.
  *
- * - `POST /nodes/<node>/k3s-started` `{"version","arch","role","images"?}`, `POST /nodes/<node>/k3s-stopped`:
+ * - `POST /nodes/<node>/k3s-started` `{"version","arch","role","images"?}` (header
+ *   `x-homelab-sim-job-started-ms`: when the service manager took the start, if it said), `POST /nodes/<node>/k3s-stopped`:
  *   the k3s / rke2 service came up or went down (204). `images`: `{"mode": "pull"|"archive",
  *   "imported": [file...], "ready": bool}`, what the binary imported from its agent images dir;
  *   `ready: false` keeps the Node NotReady (nodes.ts).
@@ -18,6 +19,9 @@ import http from 'node:http'
 import type {Socket} from 'node:net'
 import type {KubeadmCluster} from './kubeadm.js'
 import type {K3sStartImages, K3sStartInfo, NodeLifecycle} from './nodes.js'
+
+/** The start report's header naming when the service manager took the job (ms since the epoch). */
+export const JOB_STARTED_HEADER = 'x-homelab-sim-job-started-ms'
 
 /** A k3s-started report's `images`: undefined when absent, null when malformed. */
 function startImages(value: unknown): K3sStartImages | undefined | null {
@@ -40,7 +44,7 @@ export class ControlServer {
     this.server = http.createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c))
-      req.on('end', () => this.handle(req.method ?? 'GET', req.url ?? '/', Buffer.concat(chunks).toString('utf8'), res))
+      req.on('end', () => this.handle(req.method ?? 'GET', req.url ?? '/', Buffer.concat(chunks).toString('utf8'), res, req.headers))
     })
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s)
@@ -66,7 +70,7 @@ export class ControlServer {
     await closed
   }
 
-  private handle(method: string, url: string, body: string, res: http.ServerResponse): void {
+  private handle(method: string, url: string, body: string, res: http.ServerResponse, headers: http.IncomingHttpHeaders = {}): void {
     const reply = (code: number, text = ''): void => {
       res.writeHead(code, text ? {'Content-Type': 'text/plain; charset=utf-8'} : {})
       res.end(text)
@@ -116,7 +120,9 @@ export class ControlServer {
       if (info.role !== undefined && info.role !== 'server' && info.role !== 'agent') return reply(400, 'role must be server or agent')
       const images = startImages(info.images)
       if (images === null) return reply(400, 'images must be {"mode": "pull"|"archive", "imported": [file...], "ready": true|false}')
-      const start: K3sStartInfo = {version, arch: typeof info.arch === 'string' ? info.arch : undefined, role: info.role as K3sStartInfo['role'], ...(images ? {images} : {})}
+      const job = Number(headers[JOB_STARTED_HEADER])
+      const jobStartedMs = Number.isFinite(job) && job > 0 ? job : undefined
+      const start: K3sStartInfo = {version, arch: typeof info.arch === 'string' ? info.arch : undefined, role: info.role as K3sStartInfo['role'], ...(images ? {images} : {}), ...(jobStartedMs !== undefined ? {jobStartedMs} : {})}
       this.lifecycle.started(node, start, what)
       if (what === 'kubelet-started') this.kubeadm.kubeletStarted(node, version)
     } else {

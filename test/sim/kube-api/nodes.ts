@@ -64,6 +64,15 @@ export interface AddNodeOptions {
 export interface NodeBehaviour {
   /** Time from `k3s-started` to Ready (default from the start options, ~300 ms). */
   readyDelayMs: number
+  /**
+   * What `readyDelayMs` counts from: the start report (default), or the service manager taking
+   * the start or restart job (the report's x-homelab-sim-job-started-ms header; without it, the
+   * report). The second makes a restart last
+   * `readyDelayMs` from `systemctl restart` to Ready as a real node's does, without the fake
+   * stop report and binary (node processes here) adding their own start-up to it: the
+   * benchmark's physical limit counts restarts that way.
+   */
+  readyDelayFrom?: 'report' | 'service-manager'
   /** After `k3s-started` the node stays NotReady for good (a failed upgrade). */
   neverReady: boolean
   /** Time from `k3s-stopped` to the Ready condition going Unknown (upstream: ~40 s grace). */
@@ -90,6 +99,8 @@ export interface K3sStartInfo {
   arch?: string
   role?: NodeRole
   images?: K3sStartImages
+  /** When the service manager took the job that started it (ms since the epoch), if it said. */
+  jobStartedMs?: number
 }
 
 export interface K3sEvent {
@@ -303,9 +314,10 @@ export class NodeLifecycle {
     if (event === 'k3s-started' && endpoint === name && this.hooks.apiDownOnServerRestartMs() > 0) this.hooks.apiDown(this.hooks.apiDownOnServerRestartMs())
     const b = this.behaviour(name)
     if (b.neverReady) return
+    const elapsed = b.readyDelayFrom === 'service-manager' && info.jobStartedMs !== undefined ? Math.max(0, Date.now() - info.jobStartedMs) : 0
     this.pending.set(
       name,
-      this.timers.after(b.readyDelayMs, () => {
+      this.timers.after(Math.max(0, b.readyDelayMs - elapsed), () => {
         this.pending.delete(name)
         if (this.behaviour(name).neverReady) return
         const version = this.behaviour(name).reportsVersion ?? info.version
