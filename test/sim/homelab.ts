@@ -213,8 +213,9 @@ export async function startHomelab(options: HomelabOptions = {}): Promise<Homela
 
     const api = await SimKubeApi.start({
       version,
-      nodeDefaults: {readyDelayMs: options.readyDelayMs ?? 150, ...options.api?.nodeDefaults},
       ...options.api,
+      // After the spread: api.nodeDefaults adds to readyDelayMs instead of replacing it.
+      nodeDefaults: {readyDelayMs: options.readyDelayMs ?? 150, ...options.api?.nodeDefaults},
     })
     cleanups.push(() => api.stop())
     const kubeconfigPath = path.join(root, 'kubeconfig.yaml')
