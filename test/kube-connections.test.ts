@@ -4,6 +4,7 @@
  * Counted on the simulated API server's side: completed TLS handshakes.
  */
 import assert from 'node:assert/strict'
+import tls from 'node:tls'
 import {after, before, test} from 'node:test'
 import {KubeConfig} from '@kubernetes/client-node'
 
@@ -51,6 +52,30 @@ test('a watch and plain requests side by side: the requests still share connecti
   for (let i = 0; i < 10; i++) await kube.core.listNode()
   controller.abort()
   assert.ok(api.tlsHandshakes - before <= 3, `${api.tlsHandshakes - before} handshakes for a watch and 10 requests`)
+})
+
+test('connections share one TLS context: not one built (CA and client key parsed) per watch', async () => {
+  const kube = clients()
+  await kube.core.listNode()
+  // Node's TLS code calls the module's createSecureContext for a connection handed none.
+  const original = tls.createSecureContext
+  let built = 0
+  tls.createSecureContext = (options) => {
+    built++
+    return original(options)
+  }
+  try {
+    const before = api.tlsHandshakes
+    for (let i = 0; i < 5; i++) {
+      const controller = await kube.watch.watch('/api/v1/nodes', {}, () => {}, () => {})
+      controller.abort()
+    }
+    await Promise.all(Array.from({length: 4}, () => kube.core.listNode()))
+    assert.ok(api.tlsHandshakes - before >= 5, `the watches opened connections of their own (${api.tlsHandshakes - before} handshakes)`)
+    assert.equal(built, 0, `${built} TLS contexts built for ${api.tlsHandshakes - before} connections`)
+  } finally {
+    tls.createSecureContext = original
+  }
 })
 
 test('a pooled connection left unused is closed by us before the server would drop it', async () => {
