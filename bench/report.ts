@@ -81,7 +81,7 @@ export function renderResultsMd(results: Results): string {
     )
   }
   lines.push('')
-  lines.push('Physical limit = backup + Σ server restarts (one at a time, not drained) + ⌈agents / c⌉ × (drain + restart); a drain evicts a node\'s pods at once, so it lasts one pod\'s termination (0.2 s). Settings: restart-to-Ready 2 s (from the node’s service manager taking the restart, `systemctl restart`, to the Node turning Ready; the simulation's own stop report and fake binary, node processes, start inside those 2 s as a real k3s’s start-up does), Velero backup 1 s, 5 pods per agent (5 ReplicaSets, one pod each per agent, no PDB) each stopping 0.2 s after its eviction.')
+  lines.push('Physical limit = backup + Σ server restarts (one at a time, not drained) + ⌈agents / c⌉ × (drain + restart); a drain evicts a node\'s pods at once, so it lasts one pod\'s termination (0.2 s). Settings: restart-to-Ready 2 s (from the node’s service manager taking the restart, `systemctl restart`, to the Node turning Ready; the simulation’s own stop report and fake binary, node processes, start inside those 2 s as a real k3s’s start-up does), Velero backup 1 s, 5 pods per agent (5 ReplicaSets, one pod each per agent, no PDB) each stopping 0.2 s after its eviction.')
   lines.push(`Reaction = from the simulated kubelet marking a node Ready at the target (change log) to the CLI's next write for that node, its uncordon (audit log). Peak RSS: ${Object.values(results.scenarios)[0]?.peakRssSource ?? '–'} of the CLI process, the largest of the rounds.`)
   for (const [name, r] of Object.entries(results.scenarios)) lines.push(`SSH in ${name}: ${r.sshServer}; load average (1 min) when it started: ${r.loadAvgAtStart} on ${m.cpus} cores.`)
   lines.push('')
