@@ -46,6 +46,24 @@ describe('run journal', () => {
     }
   })
 
+  it('keeps the input as it was created: frozen, and written with every update', async (t) => {
+    const store = new JournalStore({dir: await tempDir(t), now: fakeClock()})
+    const input = {plan: {agents: [{name: 'agent-1', binDir: '/usr/local/bin'}]}, target: 'v1.31.5+k3s1'}
+    const journal = await store.create({saga: 'k3s-upgrade', input})
+    // Serialised once at creation: a later change would not reach the file, so it must throw.
+    assert.throws(() => {
+      input.plan.agents[0]!.binDir = '/opt/bin'
+    }, TypeError)
+    assert.throws(() => (journal.state.input as typeof input).plan.agents.push({name: 'x', binDir: '/'}), TypeError)
+    await journal.update((j) => {
+      j.status = 'succeeded'
+    })
+    const onDisk = JSON.parse(await readFile(journal.file, 'utf8')) as {input: unknown; status: string}
+    assert.equal(onDisk.status, 'succeeded')
+    assert.deepEqual(onDisk.input, {plan: {agents: [{name: 'agent-1', binDir: '/usr/local/bin'}]}, target: 'v1.31.5+k3s1'})
+    assert.deepEqual((await store.load(journal.id)).state, journal.state)
+  })
+
   it('never overwrites an existing run when an id repeats', async (t) => {
     const store = new JournalStore({dir: await tempDir(t), newId: () => 'same-id'})
     await store.create({saga: 's', input: 1})
