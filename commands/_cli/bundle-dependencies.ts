@@ -17,7 +17,7 @@ const files = (await readdir(dir)).filter((name) => name.endsWith('.js')).map((n
 if (files.length === 0) throw new Error(`nothing to bundle in ${dir}: run the whole build, which compiles it first`)
 for (const file of files) {
   const compiled = await readFile(file, 'utf8')
-  // Bundling a bundle again would be harmless but slow; tsc writes a short re-export.
+  // tsc writes a short re-export; a bundle bundled again would declare its require twice.
   if (compiled.length > 10_000) throw new Error(`${file} is not tsc's output (already bundled?): run the whole build`)
   const result = await build({
     entryPoints: [file],
